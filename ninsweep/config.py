@@ -1,0 +1,271 @@
+"""Typed, frozen settings for one training run: model, data and training recipe.
+
+Every default here is the reference recipe of ``docs/lab4-reference.md`` (the Keras lab
+report), so ``TrialConfig()`` *is* the lab's "None (ReLU)" cell. Values are validated once,
+at the edge (``from_dict``), and then trusted everywhere else: no ``cfg.get(key, default)``
+scattered through the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import ConfigError
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "maxout")
+INITS = ("keras", "he", "torch")
+POOLS = ("max", "avg")
+POOL_PADDINGS = ("same", "symmetric")
+SOURCES = ("cifar10", "imagefolder", "synthetic")
+DECAY_SCOPES = ("spatial", "conv", "all")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The NIN of the reference. ``init`` defaults to the lab's "without WI" scheme."""
+
+    activation: str = "relu"
+    batchnorm: bool = False
+    init: str = "keras"
+    leaky_relu_slope: float = 0.01
+    elu_alpha: float = 1.0
+    maxout_pieces: int = 2
+    pool2: str = "max"
+    # "same" = TensorFlow/Keras "same" pooling (pad 0 before, 1 after, padded cells never
+    # win a max and are excluded from an average); "symmetric" = PyTorch padding=1.
+    pool_padding: str = "same"
+    dropout: float = 0.5
+    # Keras BatchNormalization defaults: momentum 0.99 (PyTorch's 0.01), eps 1e-3.
+    bn_momentum: float = 0.01
+    bn_eps: float = 1e-3
+    num_classes: int = 10
+
+    def validate(self) -> None:
+        _one_of("model.activation", self.activation, ACTIVATIONS)
+        _one_of("model.init", self.init, INITS)
+        _one_of("model.pool2", self.pool2, POOLS)
+        _one_of("model.pool_padding", self.pool_padding, POOL_PADDINGS)
+        _check("model.maxout_pieces", self.maxout_pieces >= 2, "must be >= 2")
+        _check("model.dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)")
+        _check("model.leaky_relu_slope", self.leaky_relu_slope >= 0, "must be >= 0")
+        _check("model.elu_alpha", self.elu_alpha > 0, "must be > 0")
+        _check("model.bn_momentum", 0.0 < self.bn_momentum <= 1.0, "must be in (0, 1]")
+        _check("model.bn_eps", self.bn_eps > 0, "must be > 0")
+        _check("model.num_classes", self.num_classes >= 2, "must be >= 2")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are augmented."""
+
+    source: str = "cifar10"
+    # cifar10: the download root (shared by every process on the machine);
+    # imagefolder: the folder holding train/<class>/* and test/<class>/*.
+    # None means $NINSWEEP_DATA_DIR, else ~/.cache/ninsweep/data.
+    root: Optional[str] = None
+    # Where decoded uint8 tensors are cached. None means $NINSWEEP_CACHE_DIR, else
+    # ~/.cache/ninsweep/cache (kept apart from root, which may be read-only).
+    cache_dir: Optional[str] = None
+    train_subset: Optional[int] = None
+    test_subset: Optional[int] = None
+    synthetic_train_size: int = 5000
+    synthetic_test_size: int = 1000
+    synthetic_image_size: int = 32
+    synthetic_seed: int = 0
+    augment: bool = True
+    crop_padding: int = 4
+    flip_probability: float = 0.5
+
+    def validate(self) -> None:
+        _one_of("data.source", self.source, SOURCES)
+        if self.source == "imagefolder":
+            _check("data.root", self.root is not None, "is required for source imagefolder")
+        for key in ("train_subset", "test_subset"):
+            value = getattr(self, key)
+            _check(f"data.{key}", value is None or value > 0, "must be > 0")
+        _check("data.synthetic_train_size", self.synthetic_train_size > 0, "must be > 0")
+        _check("data.synthetic_test_size", self.synthetic_test_size > 0, "must be > 0")
+        _check("data.synthetic_image_size", self.synthetic_image_size >= 8, "must be >= 8")
+        _check("data.crop_padding", self.crop_padding >= 0, "must be >= 0")
+        _check("data.flip_probability", 0.0 <= self.flip_probability <= 1.0, "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation recipe: SGD Nesterov with a step schedule, as in the report."""
+
+    epochs: int = 164
+    batch_size: int = 128
+    lr: float = 0.1
+    # 0-indexed epochs at which the learning rate is multiplied by lr_gamma.
+    lr_milestones: tuple[int, ...] = (81, 122)
+    lr_gamma: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    # Keras l2(1e-4) adds 1e-4*sum(w^2) to the loss; its gradient is 2e-4*w.
+    weight_decay: float = 2e-4
+    # Which parameters decay: "spatial" = the 5x5/5x5/3x3 conv kernels (the reference),
+    # "conv" = every conv kernel, "all" = every parameter (PyTorch's usual default).
+    weight_decay_on: str = "spatial"
+    seed: int = 0
+    device: str = "auto"
+    # bf16 autocast where the device is CUDA; ignored on CPU, where it slows NIN down.
+    amp: bool = True
+    channels_last: bool = True
+    eval_batch_size: int = 500
+    # torch.compile the model (CUDA only pays off; off by default for quick start-up).
+    compile: bool = False
+    # CPU threads for this process; None leaves PyTorch's choice.
+    threads: Optional[int] = None
+
+    def validate(self) -> None:
+        _check("train.epochs", self.epochs > 0, "must be > 0")
+        _check("train.batch_size", self.batch_size > 0, "must be > 0")
+        _check("train.eval_batch_size", self.eval_batch_size > 0, "must be > 0")
+        _check("train.lr", self.lr > 0, "must be > 0")
+        _check("train.lr_gamma", self.lr_gamma > 0, "must be > 0")
+        _check("train.momentum", 0.0 <= self.momentum < 1.0, "must be in [0, 1)")
+        _check("train.weight_decay", self.weight_decay >= 0, "must be >= 0")
+        _check("train.lr_milestones", all(m > 0 for m in self.lr_milestones), "must be > 0")
+        _check("train.lr_milestones", list(self.lr_milestones) == sorted(self.lr_milestones),
+               "must be increasing")
+        _check("train.nesterov", not self.nesterov or self.momentum > 0,
+               "needs momentum > 0")
+        _one_of("train.weight_decay_on", self.weight_decay_on, DECAY_SCOPES)
+        _check("train.device", self.device.split(":")[0] in DEVICES,
+               f"must be one of {', '.join(DEVICES)} (cuda may name an index, cuda:1)")
+        _check("train.threads", self.threads is None or self.threads > 0, "must be > 0")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one training run needs. The unit a sweep schedules and a checkpoint stores."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str = "") -> "TrialConfig":
+        """Build and validate from ``{"model": {...}, "data": {...}, "train": {...}}``.
+
+        Unknown keys, wrong types and out-of-range values raise ``ConfigError`` naming the
+        key (prefixed with ``where``, e.g. a file name).
+        """
+        return from_dict(cls, raw, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+
+    def replace(self, **sections: dict[str, Any]) -> "TrialConfig":
+        """A copy with some fields of some sections changed, validated again."""
+        merged = self.to_dict()
+        for section, values in sections.items():
+            if section not in merged:
+                raise ConfigError(f"unknown section {section!r}")
+            merged[section].update(values)
+        return TrialConfig.from_dict(merged)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A plain, JSON- and YAML-friendly dict (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(obj)
+
+
+def from_dict(cls: type, raw: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys and types, then validate."""
+    obj = _build(cls, raw, where.rstrip(".") + ":" if where else "")
+    if hasattr(obj, "validate"):
+        try:
+            obj.validate()
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}" if where else str(err)) from None
+    return obj
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if raw is None:
+        raw = {}
+    if isinstance(raw, cls):
+        return raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip(':.') or cls.__name__}: expected a mapping, "
+                          f"got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{_key(prefix, key)}: unknown key (known: {', '.join(sorted(known))})")
+    values = {}
+    for key, value in raw.items():
+        values[key] = _coerce(hints[key], value, _key(prefix, key))
+    return cls(**values)
+
+
+def _key(prefix: str, key: str) -> str:
+    return f"{prefix}{key}" if prefix.endswith(":") or not prefix else f"{prefix}.{key}"
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {_describe(value)}")
+        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {_describe(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a bug, not user input
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: unknown value {value!r} (choose from {', '.join(allowed)})")
+
+
+def _check(key: str, ok: bool, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {problem}")

@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+Anything a user can cause (a bad flag, a malformed YAML file, a missing data directory, a
+checkpoint that does not match) raises a subclass of ``NinsweepError``. The CLI prints its
+message on one line and exits with status 2; everything else is a bug and keeps its traceback.
+"""
+
+
+class NinsweepError(Exception):
+    """An error caused by input, reported to the user as one line."""
+
+
+class ConfigError(NinsweepError, ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+class DataError(NinsweepError):
+    """A data source is missing, unreadable, empty or corrupt."""
+
+
+class CheckpointError(NinsweepError):
+    """A checkpoint is unreadable or belongs to a different architecture."""

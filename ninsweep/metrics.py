@@ -1,0 +1,16 @@
+"""The names of the numbers every epoch produces, in one place.
+
+The training loop fills them, the Ray trainable reports them, the analysis reads them back:
+all three import these names instead of spelling string literals.
+"""
+
+EPOCH = "epoch"  # number of finished epochs, 1-based
+TRAIN_LOSS = "train_loss"
+TRAIN_ACC = "train_acc"  # fraction in [0, 1]
+TEST_LOSS = "test_loss"
+TEST_ACC = "test_acc"  # fraction in [0, 1]
+LR = "lr"  # learning rate used during the epoch
+EPOCH_TIME_S = "epoch_time_s"  # training + evaluation wall time of the epoch
+IMAGES_PER_S = "images_per_s"  # training images per second of training time
+
+EPOCH_METRICS = (EPOCH, TRAIN_LOSS, TRAIN_ACC, TEST_LOSS, TEST_ACC, LR, EPOCH_TIME_S, IMAGES_PER_S)
