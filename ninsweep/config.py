@@ -221,7 +221,9 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 
 def _key(prefix: str, key: str) -> str:
-    return f"{prefix}{key}" if prefix.endswith(":") or not prefix else f"{prefix}.{key}"
+    # A prefix is empty, a file name ("lab4.yaml:") or a section path ending in "."
+    # ("model."): join without doubling the dot.
+    return f"{prefix}{key}" if not prefix or prefix.endswith((":", ".")) else f"{prefix}.{key}"
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
