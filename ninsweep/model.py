@@ -1,0 +1,172 @@
+"""The Network-in-Network of the reference, built from a list of layer specs.
+
+The architecture is data (``NIN_LAYERS``, report Table 1) turned into modules by one
+function, and every weight-init scheme lives in ``initialize`` (torchvision's vgg.py style).
+
+Init schemes (``ModelConfig.init``):
+- ``keras`` (default; the lab's "without WI"): spatial convs normal(0, 0.01 / 0.05 / 0.05),
+  1x1 convs glorot_uniform, zero biases. This is what produced the report's non-WI rows.
+- ``he`` (the report's WI): spatial convs normal(0, sqrt(2 / (k^2 * C_out))), He fan_out,
+  1x1 convs as in keras. C_out is the conv's real output width, so a conv feeding Maxout
+  (k * C channels) gets the std of its k * C outputs. No extra gain for ELU or Maxout: the
+  report applied the same WI to every activation and we reproduce it.
+- ``torch``: PyTorch's own defaults (kaiming_uniform with a=sqrt(5)); matches neither.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig, from_dict
+from .layers import ConvNormAct
+
+
+@dataclass(frozen=True)
+class Conv:
+    channels: int  # 0 means "the number of classes"
+    kernel: int
+    keras_std: Optional[float] = None  # the lab's explicit normal init for spatial convs
+
+
+@dataclass(frozen=True)
+class Pool:
+    kind: str  # "max", or "pool2" for the configurable second pool
+
+
+@dataclass(frozen=True)
+class Dropout:
+    pass
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool:
+    pass
+
+
+NUM_CLASSES = 0
+NIN_LAYERS = (
+    Conv(192, 5, keras_std=0.01), Conv(160, 1), Conv(96, 1), Pool("max"), Dropout(),
+    Conv(192, 5, keras_std=0.05), Conv(192, 1), Conv(192, 1), Pool("pool2"), Dropout(),
+    Conv(192, 3, keras_std=0.05), Conv(192, 1), Conv(NUM_CLASSES, 1), GlobalAvgPool(),
+)
+
+
+class SamePool2d(nn.Module):
+    """3x3 stride-2 pooling with TensorFlow's "same" padding.
+
+    TF pads 32 -> 16 with 0 cells before and 1 after. ``ceil_mode=True`` without padding
+    gives exactly that: the last window is clipped at the border, so padded cells never win
+    a max and are excluded from an average (Keras's behaviour).
+    """
+
+    def __init__(self, kind: str, kernel_size: int = 3, stride: int = 2):
+        super().__init__()
+        self.kind, self.kernel_size, self.stride = kind, kernel_size, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "max":
+            return F.max_pool2d(x, self.kernel_size, self.stride, ceil_mode=True)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, ceil_mode=True,
+                            count_include_pad=False)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, kernel_size={self.kernel_size}, stride={self.stride}, padding=same"
+
+
+def _pool(kind: str, padding: str) -> nn.Module:
+    if padding == "same":
+        return SamePool2d(kind)
+    if kind == "max":
+        return nn.MaxPool2d(3, stride=2, padding=1)
+    return nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+
+class NIN(nn.Module):
+    """Network in Network (Lin et al. 2013) as the lab report builds it."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for spec in NIN_LAYERS:
+            if isinstance(spec, Conv):
+                out_channels = spec.channels or cfg.num_classes
+                block = ConvNormAct(in_channels, out_channels, spec.kernel, cfg)
+                block.keras_std = spec.keras_std
+                layers.append(block)
+                in_channels = out_channels
+            elif isinstance(spec, Pool):
+                layers.append(_pool(cfg.pool2 if spec.kind == "pool2" else spec.kind,
+                                    cfg.pool_padding))
+            elif isinstance(spec, Dropout):
+                layers.append(nn.Dropout(cfg.dropout))
+            elif isinstance(spec, GlobalAvgPool):
+                layers.append(nn.AdaptiveAvgPool2d(1))
+                layers.append(nn.Flatten())
+        self.layers = nn.Sequential(*layers)
+        initialize(self, cfg.init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def conv_blocks(self) -> Iterator[ConvNormAct]:
+        return (m for m in self.layers if isinstance(m, ConvNormAct))
+
+
+def initialize(model: NIN, scheme: str) -> None:
+    """Apply an init scheme to every conv of ``model`` (see the module docstring)."""
+    if scheme == "torch":
+        return
+    for block in model.conv_blocks():
+        conv = block.conv
+        kernel = conv.kernel_size[0]
+        if kernel == 1:
+            nn.init.xavier_uniform_(conv.weight)  # Keras glorot_uniform, fans = channels
+        elif scheme == "he":
+            nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (kernel * kernel * conv.out_channels)))
+        else:
+            nn.init.normal_(conv.weight, 0.0, block.keras_std)
+        nn.init.zeros_(conv.bias)
+
+
+def build_model(activation: str = "relu", batchnorm: bool = False, init: str = "keras",
+                config: Optional[ModelConfig] = None, **options: Any) -> NIN:
+    """Build the NIN for one cell of the study.
+
+    ``build_model("elu", batchnorm=True, init="he")``; other ``ModelConfig`` fields
+    (``pool2="avg"``, ``maxout_pieces=3``, ...) as keywords, or a whole ``config``.
+    Unknown names raise ``ConfigError``.
+    """
+    if config is None:
+        config = from_dict(ModelConfig, dict(activation=activation, batchnorm=batchnorm,
+                                             init=init, **options))
+    return NIN(config)
+
+
+def decayed_parameters(model: NIN, scope: str) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Split parameters into (decayed, not decayed) for weight decay ``scope``.
+
+    "spatial": only the kernels of the 5x5/5x5/3x3 convs (Keras l2 on those layers, the
+    reference); "conv": every conv kernel; "all": every parameter.
+    """
+    if scope == "all":
+        return list(model.parameters()), []
+    chosen = {
+        id(block.conv.weight)
+        for block in model.conv_blocks()
+        if scope == "conv" or block.conv.kernel_size[0] > 1
+    }
+    decayed = [p for p in model.parameters() if id(p) in chosen]
+    others = [p for p in model.parameters() if id(p) not in chosen]
+    return decayed, others
+
+
+def count_parameters(model: Union[NIN, nn.Module]) -> int:
+    return sum(p.numel() for p in model.parameters())
