@@ -1,0 +1,301 @@
+"""The ``ninsweep`` command.
+
+Each subcommand parses its flags, calls one module, and prints. A ``NinsweepError`` (bad input:
+a flag, a file, a checkpoint) becomes one line on stderr and exit status 2; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import yaml
+
+from .errors import ConfigError, NinsweepError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+# -- train: one model, no Ray --------------------------------------------------------------
+
+def _parse_assignment(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. train.lr=0.05")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key, value
+
+
+def trial_config_from_args(args: argparse.Namespace):
+    from .config import TrialConfig
+
+    sections: dict[str, dict[str, Any]] = {"model": {}, "data": {}, "train": {}}
+    flags = {
+        "model": {"activation": args.activation, "batchnorm": args.batchnorm, "init": args.init,
+                  "pool2": args.pool2},
+        "data": {"source": args.data, "root": args.data_dir, "train_subset": args.train_subset,
+                 "test_subset": args.test_subset},
+        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                  "seed": args.seed, "device": args.device, "threads": args.threads,
+                  "amp": args.amp, "compile": args.compile},
+    }
+    for section, values in flags.items():
+        sections[section].update({k: v for k, v in values.items() if v is not None})
+    for assignment in args.set or ():
+        key, value = _parse_assignment(assignment)
+        section, _, field = key.partition(".")
+        if section not in sections:
+            raise ConfigError(f"--set {key}: unknown section {section!r} (model, data, train)")
+        sections[section][field] = value
+    return TrialConfig.from_dict(sections)
+
+
+def _format_epoch(result: dict[str, float], epochs: int) -> str:
+    from . import metrics as M
+
+    return (f"epoch {result[M.EPOCH]:>3}/{epochs}  "
+            f"train loss {result[M.TRAIN_LOSS]:.4f} acc {100 * result[M.TRAIN_ACC]:6.2f}%  "
+            f"test loss {result[M.TEST_LOSS]:.4f} acc {100 * result[M.TEST_ACC]:6.2f}%  "
+            f"lr {result[M.LR]:.4g}  {result[M.EPOCH_TIME_S]:6.1f} s  "
+            f"{result[M.IMAGES_PER_S]:6.0f} img/s")
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from . import metrics as M
+    from .train import CHECKPOINT_FILE, Trainer, check_architecture, load_checkpoint, save_checkpoint
+
+    cfg = trial_config_from_args(args)
+    checkpoint_path = Path(args.checkpoint_dir) / CHECKPOINT_FILE if args.checkpoint_dir else None
+    state = None
+    if checkpoint_path is not None and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        # Refuse before spending time on data and model.
+        check_architecture(state, cfg.model)
+
+    trainer = Trainer(cfg, log=lambda message: print(message, flush=True))
+    print(f"NIN {cfg.model.activation}, batchnorm {'on' if cfg.model.batchnorm else 'off'}, "
+          f"init {cfg.model.init}: {trainer.num_parameters:,} parameters on {trainer.device}; "
+          f"data {cfg.data.source}: {trainer.train_loader.num_images} train / "
+          f"{trainer.test_loader.num_images} test images", flush=True)
+    if state is not None:
+        trainer.load_state_dict(state)
+        print(f"resumed from {checkpoint_path} after epoch {trainer.epoch}", flush=True)
+        for result in trainer.history:
+            print(_format_epoch(result, cfg.train.epochs) + "  (from checkpoint)")
+
+    def on_epoch_end(result: dict[str, float], trainer: Trainer) -> None:
+        print(_format_epoch(result, cfg.train.epochs), flush=True)
+        if checkpoint_path is not None:
+            save_checkpoint(trainer.state_dict(), checkpoint_path)
+
+    try:
+        history = trainer.fit(on_epoch_end)
+    except KeyboardInterrupt:
+        where = f"; run the same command to resume from {checkpoint_path}" if checkpoint_path else ""
+        print(f"\ninterrupted after epoch {trainer.epoch}{where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not history:
+        print("nothing to train: the checkpoint has already reached --epochs")
+        return 0
+    best = max(history, key=lambda r: r[M.TEST_ACC])
+    print(f"final test accuracy {100 * history[-1][M.TEST_ACC]:.2f}% "
+          f"(best {100 * best[M.TEST_ACC]:.2f}% at epoch {best[M.EPOCH]})")
+    return 0
+
+
+def _add_train_parser(commands) -> None:
+    parser = commands.add_parser(
+        "train", help="train one model of the study, without Ray",
+        description="Train one NIN with the reference recipe. Flags override the recipe; "
+                    "--set SECTION.KEY=VALUE reaches every setting (see ninsweep/config.py).")
+    parser.add_argument("--activation", help="relu, leaky_relu, elu or maxout (default relu)")
+    parser.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                        help="BatchNorm after every conv (default off)")
+    parser.add_argument("--init", help="keras (default), he or torch")
+    parser.add_argument("--pool2", help="max (default, the report's table) or avg (its code)")
+    parser.add_argument("--data", help="cifar10 (default), imagefolder or synthetic")
+    parser.add_argument("--data-dir", help="cifar10 download root, or the image folder root")
+    parser.add_argument("--train-subset", type=int, help="train on the first N images")
+    parser.add_argument("--test-subset", type=int, help="test on the first N images")
+    parser.add_argument("--epochs", type=int, help="default 164")
+    parser.add_argument("--batch-size", type=int, help="default 128")
+    parser.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
+    parser.add_argument("--seed", type=int, help="default 0")
+    parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="bf16 autocast on CUDA (default on)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the model (default off)")
+    parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                        help="any other setting, e.g. --set train.weight_decay=0")
+    parser.add_argument("--checkpoint-dir",
+                        help="save a checkpoint here after every epoch; resume from it if present")
+    parser.set_defaults(handler=command_train)
+
+
+# -- sweeps ---------------------------------------------------------------------------------
+
+def _load_spec(args: argparse.Namespace):
+    from .space import load_space, resolve_space_path
+
+    spec = load_space(resolve_space_path(args.space))
+    return spec.with_overrides(max_epochs=args.max_epochs, data_dir=args.data_dir,
+                               gpus_per_trial=args.gpus_per_trial,
+                               cpus_per_trial=args.cpus_per_trial)
+
+
+def _finish_sweep(outcome, out=sys.stdout) -> int:
+    from .analysis import config_table, format_table, load_experiment, write_csvs
+
+    experiment_dir = outcome.experiment_dir
+    print(f"\n{outcome.finished}/{outcome.total} trials finished, {outcome.errored} errored, "
+          f"wall time {outcome.wall_time_s:.0f} s", file=out)
+    try:
+        experiment = load_experiment(experiment_dir)
+        print(format_table(config_table(experiment)), file=out)
+        written = write_csvs(experiment)
+        print("wrote " + ", ".join(str(p) for p in written), file=out)
+    except NinsweepError as err:
+        print(f"no results table: {err}", file=out)
+    if outcome.interrupted:
+        print(f"interrupted: {outcome.total - outcome.finished - outcome.errored} trials "
+              f"unfinished; continue with: ninsweep resume {experiment_dir}", file=out)
+    elif outcome.errored:
+        print(f"{outcome.errored} trials failed; retry them with: ninsweep resume {experiment_dir}",
+              file=out)
+    return outcome.exit_code
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from .space import format_dry_run
+    from .sweep import run_sweep
+
+    started_at = time.time()
+    spec = _load_spec(args)
+    if args.dry_run:
+        print(format_dry_run(spec))
+        return 0
+    outcome = run_sweep(spec, storage=args.storage, name=args.name, address=args.address,
+                        started_at=started_at)
+    return _finish_sweep(outcome)
+
+
+def command_resume(args: argparse.Namespace) -> int:
+    from .sweep import resume_sweep
+
+    return _finish_sweep(resume_sweep(args.experiment, address=args.address))
+
+
+def command_status(args: argparse.Namespace) -> int:
+    from .analysis import format_status, load_experiment
+
+    print(format_status(load_experiment(args.experiment)))
+    return 0
+
+
+def command_export(args: argparse.Namespace) -> int:
+    from .analysis import load_experiment, write_csvs
+
+    written = write_csvs(load_experiment(args.experiment), args.output)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from .analysis import load_experiment
+    from .report import write_report
+
+    path = write_report(load_experiment(args.experiment), args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_sweep_parsers(commands) -> None:
+    run = commands.add_parser(
+        "run", help="run a sweep on Ray Tune",
+        description="Run every trial of a search space (a YAML file, or the name of one in "
+                    "search_spaces/) on Ray Tune, then print and save the results table.")
+    run.add_argument("space", help="a YAML file, or a name such as smoke, lab4, lab4-3seeds")
+    run.add_argument("--storage", help="where experiments live: a path (shared on a cluster) or "
+                                        "s3://, gs:// URI (default $NINSWEEP_STORAGE or "
+                                        "~/ninsweep-results)")
+    run.add_argument("--name", help="experiment name (default: the space's name)")
+    run.add_argument("--address", help="an existing Ray cluster (e.g. auto, HEAD:6379); "
+                                        "default: a local instance on loopback")
+    run.add_argument("--max-epochs", type=int, help="cap every trial's epochs")
+    run.add_argument("--data-dir", help="data root for every trial")
+    run.add_argument("--gpus-per-trial", type=float,
+                     help="GPU fraction per trial; 0 runs a GPU space on CPUs")
+    run.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
+    run.add_argument("--dry-run", action="store_true",
+                     help="list the trials and their resources; start nothing")
+    run.set_defaults(handler=command_run)
+
+    resume = commands.add_parser("resume", help="continue an interrupted sweep",
+                                 description="Finished trials stay; unfinished and failed ones "
+                                             "continue from their latest checkpoint.")
+    resume.add_argument("experiment", help="the experiment directory or URI")
+    resume.add_argument("--address", help="an existing Ray cluster (default: local)")
+    resume.set_defaults(handler=command_resume)
+
+    status = commands.add_parser("status", help="each trial's state, read from disk")
+    status.add_argument("experiment")
+    status.set_defaults(handler=command_status)
+
+    export = commands.add_parser("export", help="write the per-trial and per-config CSVs")
+    export.add_argument("experiment")
+    export.add_argument("-o", "--output", help="CSV file for the per-trial table; the "
+                                               "per-config table goes beside it")
+    export.set_defaults(handler=command_export)
+
+    report = commands.add_parser("report", help="Markdown report with figures")
+    report.add_argument("experiment")
+    report.add_argument("-o", "--output", help="output folder (default EXPERIMENT/report)")
+    report.set_defaults(handler=command_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ninsweep",
+        description="Architecture ablation studies of a Network-in-Network CNN on CIFAR-10, "
+                    "run as Ray Tune sweeps.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"ninsweep {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train_parser(commands)
+    _add_sweep_parsers(commands)
+    for extra in _EXTRA_PARSERS:
+        extra(commands)
+    return parser
+
+
+# Subcommands defined by other modules register here (e.g. cluster submission).
+_EXTRA_PARSERS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except NinsweepError as err:
+        message = " ".join(str(err).split("\n"))
+        print(f"ninsweep: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
