@@ -1,0 +1,825 @@
+"""Search spaces: a YAML file -> a typed, validated ``SweepSpec`` -> the list of trials.
+
+A space is a union of grid blocks (each block the product of its value lists), repeated
+once per seed, on top of shared model / data / train overrides, plus the resources each
+trial takes, checkpoint settings and failure retries. ``docs/search-spaces.md`` is the
+format reference.
+
+Everything here runs before Ray starts (``ninsweep run --dry-run``, validation, resume):
+no module-level Ray import. Every user mistake raises ``ConfigError`` with one line,
+``<file>: <key path>: <problem>``. The rules for model / data / train values live in
+``ninsweep.config`` alone: each expanded trial is checked by ``TrialConfig.from_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Union
+
+import yaml
+
+from .config import DataConfig, ModelConfig, TrainConfig, TrialConfig
+from .errors import ConfigError
+
+MANIFEST_FORMAT = 1
+SPACE_SUFFIXES = (".yaml", ".yml")
+
+# The sections a space may override, and the dataclass behind each.
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+# Params every trial carries, whether or not the grid varies them (the contract with
+# analysis: DEVELOPERS.md, "Trial params"). Other grid keys follow by their dotted name.
+BASE_PARAMS = ("activation", "batchnorm", "init", "seed")
+_BASE_KEYS = {"model.activation": "activation", "model.batchnorm": "batchnorm",
+              "model.init": "init"}
+
+TOP_LEVEL_KEYS = ("name", "description", "seeds", "grid", "model", "data", "train",
+                  "resources", "checkpoint", "failure")
+DEFAULT_CPUS = 1.0
+DEFAULT_GPUS = 0.0
+DEFAULT_CHECKPOINT_EVERY = 1
+DEFAULT_CHECKPOINT_KEEP = 2
+DEFAULT_MAX_RETRIES = 3
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+# --------------------------------------------------------------------------------------
+# The typed result
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial asks Ray for. ``gpus`` is a fraction in [0, 1] or a whole number."""
+
+    cpus: float = DEFAULT_CPUS
+    gpus: float = DEFAULT_GPUS
+
+    def to_dict(self) -> dict[str, float]:
+        return {"cpus": self.cpus, "gpus": self.gpus}
+
+    def to_ray(self) -> dict[str, float]:
+        """The mapping ``tune.with_resources(trainable, ...)`` takes."""
+        return {"cpu": self.cpus, "gpu": self.gpus}
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One point of the space: a unique, readable name, its params and its full config."""
+
+    name: str  # also the Ray trial directory name, e.g. "elu-bn-he-s0"
+    params: dict[str, Any]  # activation, batchnorm, init, seed, other grid keys (dotted)
+    config: TrialConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "params", "config"}``: what the manifest and Ray's params.json hold."""
+        return {"name": self.name, "params": dict(self.params), "config": self.config.to_dict()}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated search space, expanded into its trials."""
+
+    name: str  # default experiment name
+    description: str
+    source: str  # the space file as the user named it ("" when built in code)
+    raw: dict[str, Any]  # the YAML mapping as loaded (JSON-serialisable)
+    trials: tuple[TrialSpec, ...]
+    resources: Resources = field(default_factory=Resources)
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY  # epochs between checkpoints
+    checkpoint_keep: int = DEFAULT_CHECKPOINT_KEEP  # latest checkpoints kept per trial
+    max_retries: int = DEFAULT_MAX_RETRIES  # restarts of a failed trial (from its checkpoint)
+    seeds: tuple[int, ...] = (0,)
+    # Command-line overrides applied after loading (with_overrides), for the manifest.
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trial_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.trials)
+
+    @property
+    def trial_epochs(self) -> int:
+        """Epochs summed over all trials: the size of the whole sweep."""
+        return sum(t.config.train.epochs for t in self.trials)
+
+    def trial(self, name: str) -> TrialSpec:
+        for t in self.trials:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def with_overrides(self, max_epochs: Optional[int] = None, data_dir: Optional[str] = None,
+                       gpus_per_trial: Optional[float] = None,
+                       cpus_per_trial: Optional[float] = None) -> "SweepSpec":
+        """A copy with the command line's overrides applied and validated again.
+
+        ``max_epochs`` caps every trial's ``train.epochs`` (LR milestones past the cap are
+        kept: they are simply never reached); ``data_dir`` sets ``data.root``;
+        ``gpus_per_trial`` / ``cpus_per_trial`` replace the per-trial resources. Trial names
+        and params stay those of the space: they name the grid point, not the run length.
+        """
+        applied = dict(self.overrides)
+        trials = self.trials
+        if max_epochs is not None:
+            max_epochs = _check_int("--max-epochs", max_epochs, minimum=1)
+            trials = tuple(
+                _replace_config(t, train={"epochs": min(t.config.train.epochs, max_epochs)},
+                                where="--max-epochs")
+                for t in trials)
+            applied["max_epochs"] = max_epochs
+        if data_dir is not None:
+            data_dir = str(data_dir)
+            if not data_dir:
+                raise ConfigError("--data-dir: must not be empty")
+            trials = tuple(_replace_config(t, data={"root": data_dir}, where="--data-dir")
+                           for t in trials)
+            applied["data_dir"] = data_dir
+        resources = self.resources
+        if cpus_per_trial is not None:
+            resources = dataclasses.replace(
+                resources, cpus=_check_cpus("--cpus-per-trial", cpus_per_trial))
+            applied["cpus_per_trial"] = resources.cpus
+        if gpus_per_trial is not None:
+            resources = dataclasses.replace(
+                resources, gpus=_check_gpus("--gpus-per-trial", gpus_per_trial))
+            applied["gpus_per_trial"] = resources.gpus
+        return dataclasses.replace(self, trials=trials, resources=resources, overrides=applied)
+
+    def to_param_space(self) -> dict[str, Any]:
+        """``Tuner(param_space=...)``: one grid point per trial, in order.
+
+        Each trial's Ray config is ``{"trial": {"name", "params", "config"}}`` (so Ray's
+        params.json holds exactly that); name the trial directory after
+        ``config["trial"]["name"]``.
+        """
+        from ray import tune  # lazily: importing Ray is slow and not needed to validate
+
+        return {"trial": tune.grid_search([t.to_dict() for t in self.trials])}
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The JSON-serialisable record of the sweep, read back by ``from_manifest``.
+
+        The caller (sweep) adds ``created``; everything needed to run or resume the same
+        trials is here, so a resume never rereads a YAML file that may have changed.
+        """
+        return {
+            "format": MANIFEST_FORMAT,
+            "space_file": self.source,
+            "space_name": self.name,
+            "description": self.description,
+            "space": self.raw,
+            "seeds": list(self.seeds),
+            "trials": [t.to_dict() for t in self.trials],
+            "resources": self.resources.to_dict(),
+            "checkpoint": {"every": self.checkpoint_every, "keep": self.checkpoint_keep},
+            "failure": {"max_retries": self.max_retries},
+            "overrides": dict(self.overrides),
+        }
+
+    @classmethod
+    def from_manifest(cls, manifest: Any, where: str = "ninsweep.json") -> "SweepSpec":
+        """Rebuild a ``SweepSpec`` from ``to_manifest()``'s dict (e.g. read from disk).
+
+        ``where`` names the file in error messages.
+        """
+        if not isinstance(manifest, dict):
+            raise ConfigError(f"{where}: expected a JSON object, got {type(manifest).__name__}")
+        fmt = manifest.get("format")
+        if fmt != MANIFEST_FORMAT:
+            raise ConfigError(f"{where}: format: unsupported manifest format {fmt!r} "
+                              f"(this ninsweep reads format {MANIFEST_FORMAT})")
+        for key in ("space_name", "trials"):
+            if key not in manifest:
+                raise ConfigError(f"{where}: {key}: missing")
+        fail = _Failer(where)
+        name = _check_name(fail, "space_name", manifest["space_name"])
+        raw_trials = manifest["trials"]
+        if not isinstance(raw_trials, list) or not raw_trials:
+            fail("trials", "expected a non-empty list")
+        trials = []
+        seen: set[str] = set()
+        for i, item in enumerate(raw_trials):
+            path = f"trials[{i}]"
+            if not isinstance(item, dict) or set(item) != {"name", "params", "config"}:
+                fail(path, "expected an object with name, params and config")
+            tname = item["name"]
+            if not isinstance(tname, str) or not _NAME_RE.fullmatch(tname):
+                fail(f"{path}.name", f"not a valid trial name: {tname!r}")
+            if tname in seen:
+                fail(f"{path}.name", f"duplicate trial name {tname!r}")
+            seen.add(tname)
+            if not isinstance(item["params"], dict):
+                fail(f"{path}.params", "expected an object")
+            try:
+                config = TrialConfig.from_dict(item["config"])
+            except ConfigError as err:
+                fail(f"{path}.config", str(err))
+            trials.append(TrialSpec(name=tname, params=dict(item["params"]), config=config))
+        every, keep = _parse_checkpoint(fail, manifest.get("checkpoint"))
+        seeds = manifest.get("seeds", [0])
+        overrides = manifest.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            fail("overrides", "expected an object")
+        description = manifest.get("description") or ""
+        if not isinstance(description, str):
+            fail("description", "expected a string")
+        return cls(
+            name=name,
+            description=description,
+            source=str(manifest.get("space_file") or ""),
+            raw=manifest.get("space") if isinstance(manifest.get("space"), dict) else {},
+            trials=tuple(trials),
+            resources=_parse_resources(fail, manifest.get("resources")),
+            checkpoint_every=every,
+            checkpoint_keep=keep,
+            max_retries=_parse_failure(fail, manifest.get("failure")),
+            seeds=_parse_seeds(fail, seeds),
+            overrides=dict(overrides),
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Finding and loading a space
+
+
+def package_spaces_dir() -> Path:
+    """The spaces shipped with ninsweep (the repository's ``search_spaces/``)."""
+    return Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+def available_spaces(dirs: Optional[Iterable[Path]] = None) -> list[str]:
+    """Names of the spaces in ``./search_spaces`` and the shipped ones, sorted."""
+    if dirs is None:
+        dirs = (Path.cwd() / "search_spaces", package_spaces_dir())
+    names = set()
+    for d in dirs:
+        if d.is_dir():
+            names.update(p.stem for p in d.iterdir()
+                         if p.suffix in SPACE_SUFFIXES and p.is_file())
+    return sorted(names)
+
+
+def resolve_space_path(name_or_path: Union[str, Path]) -> Path:
+    """A space file from a path or a space name (``lab4``).
+
+    In order: an existing file; ``search_spaces/<name>.yaml`` under the working directory;
+    the same under the repository ninsweep was loaded from. The first that exists wins.
+    """
+    given = str(name_or_path)
+    path = Path(given).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise ConfigError(f"{given}: is a directory, not a search space file")
+    # A bare name (no directory part): look in the space directories.
+    if given and path.name == given:
+        stem = path.stem if path.suffix in SPACE_SUFFIXES else path.name
+        for d in (Path("search_spaces"), package_spaces_dir()):
+            for suffix in SPACE_SUFFIXES:
+                candidate = d / f"{stem}{suffix}"
+                if candidate.is_file():
+                    return candidate
+    available = available_spaces()
+    listing = ", ".join(available) if available else "none found"
+    raise ConfigError(f"{given}: no such search space file or name (available: {listing})")
+
+
+def load_space(path: Union[str, Path]) -> SweepSpec:
+    """Read, validate and expand a space file. Errors name ``str(path)`` as given."""
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: is a directory, not a search space file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{where}: cannot read: {_one_line(str(err))}") from None
+    return parse_space(text, where)
+
+
+def parse_space(text: str, where: str = "<space>") -> SweepSpec:
+    """``load_space`` for YAML text already in memory; ``where`` names it in errors."""
+    raw = _parse_yaml(text, where)
+    return build_space(raw, where)
+
+
+def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
+    """Validate and expand a space given as a mapping (the YAML as loaded)."""
+    fail = _Failer(where)
+    if raw is None:
+        fail.top("the file is empty (expected a mapping with at least a grid)")
+    if not isinstance(raw, dict):
+        fail.top(f"expected a mapping at the top level, got {_yaml_type(raw)}")
+    _check_json_plain(fail, raw, "")
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            fail(str(key), f"unknown key (known: {', '.join(TOP_LEVEL_KEYS)})")
+
+    stem = Path(where).stem if where and not where.startswith("<") else "space"
+    name = _check_name(fail, "name", raw.get("name", stem))
+    description = raw.get("description") or ""
+    if not isinstance(description, str):
+        fail("description", f"expected a string, got {_yaml_type(description)}")
+    seeds = _parse_seeds(fail, raw.get("seeds", [0]))
+    resources = _parse_resources(fail, raw.get("resources"))
+    every, keep = _parse_checkpoint(fail, raw.get("checkpoint"))
+    max_retries = _parse_failure(fail, raw.get("failure"))
+
+    base: dict[str, Any] = {}
+    for section in SECTIONS:
+        value = raw.get(section)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            fail(section, f"expected a mapping of {section} settings, got {_yaml_type(value)}")
+        if section == "train" and "seed" in value:
+            fail("train.seed", "set seeds with the top-level seeds list (seeds: [0, 1, 2])")
+        base[section] = dict(value)
+
+    blocks = _parse_grid(fail, raw.get("grid"), base)
+    trials = _expand(fail, blocks, base, seeds)
+    return SweepSpec(name=name, description=description.strip(), source=where, raw=raw,
+                     trials=tuple(trials), resources=resources, checkpoint_every=every,
+                     checkpoint_keep=keep, max_retries=max_retries, seeds=seeds)
+
+
+# --------------------------------------------------------------------------------------
+# The dry-run listing
+
+
+def format_dry_run(spec: SweepSpec) -> str:
+    """The trials a run would start, one line each, with a header and totals."""
+    n = len(spec.trials)
+    epochs = sorted({t.config.train.epochs for t in spec.trials})
+    epochs_text = (f"{epochs[0]} epoch{'s' if epochs[0] != 1 else ''} each" if len(epochs) == 1
+                   else f"{epochs[0]}-{epochs[-1]} epochs")
+    sources = sorted({t.config.data.source for t in spec.trials})
+    header = (f"space {spec.name}" + (f" ({spec.source})" if spec.source else "")
+              + f": {n} trial{'s' if n != 1 else ''}, {epochs_text}, data {', '.join(sources)}")
+    if spec.overrides:
+        header += "; overrides: " + ", ".join(f"{k}={_fmt(v)}" for k, v in spec.overrides.items())
+    res = spec.resources
+    res_text = f"cpus={_fmt(res.cpus)} gpus={_fmt(res.gpus)}"
+    names = [t.name for t in spec.trials]
+    params = [" ".join(f"{k}={_fmt(v)}" for k, v in t.params.items()) for t in spec.trials]
+    wn = max(len(s) for s in names)
+    wp = max(len(s) for s in params)
+    lines = [header]
+    lines += [f"  {nm:<{wn}}  {pm:<{wp}}  {res_text}" for nm, pm in zip(names, params)]
+    lines.append(
+        f"total: {n} trial{'s' if n != 1 else ''}, {spec.trial_epochs} trial-epochs; each "
+        f"{res_text}; all at once cpus={_fmt(round(res.cpus * n, 6))} "
+        f"gpus={_fmt(round(res.gpus * n, 6))}")
+    lines.append(
+        f"checkpoint every {spec.checkpoint_every} epoch{'s' if spec.checkpoint_every != 1 else ''}"
+        f", keep {spec.checkpoint_keep}; up to {spec.max_retries} "
+        f"retr{'ies' if spec.max_retries != 1 else 'y'} per trial")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys, reads 1e-4 as a float (YAML 1.2) and keeps
+    dates as strings (so the loaded mapping stays JSON-serialisable)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *anchor": merged keys may be overridden on purpose
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # unhashable key: SafeLoader's own error says so
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line "
+                    f"{seen[key].start_mark.line + 1})", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        problem = err.problem or err.context or "malformed YAML"
+        if err.context and err.problem and err.context_mark is not None:
+            problem = (f"{problem} ({err.context} at line {err.context_mark.line + 1})"
+                       if err.context_mark is not err.problem_mark else problem)
+        raise ConfigError(f"{where}: {at}: invalid YAML: {_one_line(problem)}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: invalid YAML: {_one_line(str(err))}") from None
+
+
+# --------------------------------------------------------------------------------------
+# Validation helpers
+
+
+class _Failer:
+    """Raises ``ConfigError("<file>: <key path>: <problem>")``."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def __call__(self, path: str, problem: str) -> typing.NoReturn:
+        raise ConfigError(_one_line(f"{self.where}: {path}: {problem}"))
+
+    def top(self, problem: str) -> typing.NoReturn:
+        raise ConfigError(_one_line(f"{self.where}: {problem}"))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _yaml_type(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    return type(value).__name__
+
+
+def _check_json_plain(fail: _Failer, value: Any, path: str) -> None:
+    """Only what JSON holds: the loaded mapping goes into the manifest as it is."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                fail(f"{path}.{key!r}" if path else repr(key),
+                     f"keys must be strings, got {_yaml_type(key)}")
+            _check_json_plain(fail, item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json_plain(fail, item, f"{path}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        fail(path, f"{value!r} is not a usable number")
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        fail(path, f"unsupported YAML value of type {type(value).__name__}")
+
+
+def _check_name(fail: _Failer, path: str, value: Any) -> str:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+        fail(path, f"{value!r} is not a usable experiment name (letters, digits, '.', '_', "
+                   "'-'; starting with a letter or digit)")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_int(path: str, value: Any, minimum: int, fail: Optional[_Failer] = None) -> int:
+    def bad(problem: str) -> typing.NoReturn:
+        if fail is not None:
+            fail(path, problem)
+        raise ConfigError(f"{path}: {problem}")
+
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        bad(f"expected an integer, got {_yaml_type(value)}")
+    if value < minimum:
+        bad(f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_cpus(path: str, value: Any, fail: Optional[_Failer] = None) -> float:
+    fail = fail or _flag_failer
+    if not _is_number(value):
+        fail(path, f"expected a number, got {_yaml_type(value)}")
+    if not math.isfinite(value) or value <= 0:
+        fail(path, f"must be > 0, got {value!r}")
+    return float(value)
+
+
+def _check_gpus(path: str, value: Any, fail: Optional[_Failer] = None) -> float:
+    fail = fail or _flag_failer
+    if not _is_number(value):
+        fail(path, f"expected a number, got {_yaml_type(value)}")
+    if not math.isfinite(value) or value < 0:
+        fail(path, f"must be >= 0, got {value!r}")
+    if value > 1 and not float(value).is_integer():
+        fail(path, f"{value!r} GPUs: use a fraction up to 1 (0.25 shares a GPU four ways) "
+                   "or a whole number of GPUs")
+    return float(value)
+
+
+class _FlagFailer(_Failer):
+    """For command-line values: ``--gpus-per-trial: <problem>``, no file."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def __call__(self, path: str, problem: str) -> typing.NoReturn:
+        raise ConfigError(_one_line(f"{path}: {problem}"))
+
+
+_flag_failer = _FlagFailer()
+
+
+def _section(fail: _Failer, name: str, value: Any, known: tuple[str, ...]) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        fail(name, f"expected a mapping with keys {', '.join(known)}, got {_yaml_type(value)}")
+    for key in value:
+        if key not in known:
+            fail(f"{name}.{key}", f"unknown key (known: {', '.join(known)})")
+    return value
+
+
+def _parse_resources(fail: _Failer, value: Any) -> Resources:
+    section = _section(fail, "resources", value, ("cpus", "gpus"))
+    return Resources(
+        cpus=_check_cpus("resources.cpus", section.get("cpus", DEFAULT_CPUS), fail),
+        gpus=_check_gpus("resources.gpus", section.get("gpus", DEFAULT_GPUS), fail),
+    )
+
+
+def _parse_checkpoint(fail: _Failer, value: Any) -> tuple[int, int]:
+    section = _section(fail, "checkpoint", value, ("every", "keep"))
+    every = _check_int("checkpoint.every", section.get("every", DEFAULT_CHECKPOINT_EVERY), 1,
+                       fail)
+    keep = section.get("keep", DEFAULT_CHECKPOINT_KEEP)
+    if _is_number(keep) and keep < 2:
+        # The newest checkpoint may be the one being written when a node dies.
+        fail("checkpoint.keep", f"must be >= 2 (the newest may be incomplete when a trial "
+                                f"dies while writing it), got {keep!r}")
+    return every, _check_int("checkpoint.keep", keep, 2, fail)
+
+
+def _parse_failure(fail: _Failer, value: Any) -> int:
+    section = _section(fail, "failure", value, ("max_retries",))
+    return _check_int("failure.max_retries", section.get("max_retries", DEFAULT_MAX_RETRIES),
+                      0, fail)
+
+
+def _parse_seeds(fail: _Failer, value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            fail("seeds", f"a count of seeds must be >= 1, got {value}")
+        return tuple(range(value))
+    if not isinstance(value, list):
+        fail("seeds", f"expected a list of seeds or a count, got {_yaml_type(value)}")
+    if not value:
+        fail("seeds", "empty list (give at least one seed, e.g. seeds: [0])")
+    seen: set[int] = set()
+    for i, seed in enumerate(value):
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            fail(f"seeds[{i}]", f"expected an integer, got {_yaml_type(seed)}")
+        if seed < 0:
+            fail(f"seeds[{i}]", f"must be >= 0, got {seed}")
+        if seed in seen:
+            fail(f"seeds[{i}]", f"duplicate seed {seed}")
+        seen.add(seed)
+    return tuple(value)
+
+
+# --------------------------------------------------------------------------------------
+# The grid
+
+
+@dataclass(frozen=True)
+class _Block:
+    path: str  # "grid[0]"
+    keys: tuple[tuple[str, str], ...]  # (key as written, canonical "section.field")
+    values: tuple[tuple[Any, ...], ...]  # one tuple of candidates per key
+
+
+def _field_hint(section: str, name: str) -> Any:
+    return typing.get_type_hints(SECTIONS[section])[name]
+
+
+def _fields(section: str) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(SECTIONS[section]))
+
+
+def _canonical_key(fail: _Failer, path: str, key: Any) -> str:
+    if not isinstance(key, str):
+        fail(path, f"grid keys must be strings, got {_yaml_type(key)}")
+    if key in ("seed", "train.seed"):
+        fail(path, "set seeds with the top-level seeds list (seeds: [0, 1, 2])")
+    if "." in key:
+        section, _, name = key.partition(".")
+        if section not in SECTIONS:
+            fail(path, f"not a config field (dotted keys start with {', '.join(SECTIONS)})")
+        if name not in _fields(section):
+            fail(path, f"not a config field ({section} fields: {', '.join(_fields(section))})")
+        return key
+    if key in _fields("model"):
+        return f"model.{key}"
+    for section in ("train", "data"):
+        if key in _fields(section):
+            fail(path, f"not a model field; write {section}.{key} (bare names are model fields)")
+    fail(path, f"not a config field (model fields: {', '.join(_fields('model'))}; other "
+               "sections by dotted name, e.g. train.lr)")
+
+
+def _parse_grid(fail: _Failer, grid: Any, base: dict[str, dict]) -> list[_Block]:
+    if grid is None:
+        fail("grid", "missing or empty (give a list of blocks, e.g. - activation: [relu, elu])")
+    if isinstance(grid, dict):
+        raw_blocks = [("grid", grid)]  # a single block may be written without the list
+    elif isinstance(grid, list):
+        if not grid:
+            fail("grid", "empty list of blocks")
+        raw_blocks = [(f"grid[{i}]", b) for i, b in enumerate(grid)]
+    else:
+        fail("grid", f"expected a list of blocks (mappings), got {_yaml_type(grid)}")
+
+    blocks = []
+    for bpath, block in raw_blocks:
+        if not isinstance(block, dict):
+            fail(bpath, f"expected a mapping of key: [values], got {_yaml_type(block)}")
+        if not block:
+            fail(bpath, "empty block (give at least one key: [values])")
+        keys, values = [], []
+        seen: dict[str, str] = {}
+        for key, vals in block.items():
+            kpath = f"{bpath}.{key}"
+            canon = _canonical_key(fail, kpath, key)
+            if canon in seen:
+                fail(kpath, f"same field as {bpath}.{seen[canon]}")
+            seen[canon] = key
+            section, _, name = canon.partition(".")
+            if name in base[section]:
+                fail(kpath, f"also set in the {section} section; set it in one place "
+                            f"(the grid, or {section}: {{{name}: ...}})")
+            hint = _field_hint(section, name)
+            is_tuple = typing.get_origin(hint) is tuple
+            if isinstance(vals, list):
+                if not vals:
+                    fail(kpath, "empty list of values")
+                if is_tuple and not any(isinstance(v, list) for v in vals):
+                    vals = [vals]  # lr_milestones: [81, 122] is one value, not two
+            elif isinstance(vals, dict):
+                fail(kpath, "expected a list of values, got a mapping")
+            else:
+                vals = [vals]  # a scalar is a one-element list
+            keys.append((key, canon))
+            values.append(tuple(vals))
+        blocks.append(_Block(bpath, tuple(keys), tuple(values)))
+    return blocks
+
+
+def _expand(fail: _Failer, blocks: list[_Block], base: dict[str, dict],
+            seeds: tuple[int, ...]) -> list[TrialSpec]:
+    # Grid keys beyond the three every name has: params by dotted name, names compactly.
+    extra: list[str] = []
+    for block in blocks:
+        for _, canon in block.keys:
+            if canon not in _BASE_KEYS and canon not in extra:
+                extra.append(canon)
+
+    base_error = _validation_error(base)
+    trials: list[TrialSpec] = []
+    by_config: dict[str, tuple[str, str]] = {}  # config JSON -> (name, block path)
+    by_name: dict[str, str] = {}  # name -> block path
+    # Seed-major: every configuration once before any repeats, so a sweep cut short
+    # still holds one complete replicate.
+    for seed in seeds:
+        for block in blocks:
+            for combo in itertools.product(*block.values):
+                merged = {section: dict(values) for section, values in base.items()}
+                for (_, canon), value in zip(block.keys, combo):
+                    section, _, name = canon.partition(".")
+                    merged[section][name] = value
+                merged["train"]["seed"] = seed
+                try:
+                    config = TrialConfig.from_dict(merged)
+                except ConfigError as err:
+                    _report_trial_error(fail, err, block, combo, base_error)
+                params = _params(config, extra)
+                tname = _trial_name(params, extra)
+                key = json.dumps(config.to_dict(), sort_keys=True)
+                if key in by_config:
+                    other_name, other_block = by_config[key]
+                    fail(block.path, f"duplicate configuration {tname} (also produced by "
+                                     f"{other_block}); each trial must differ")
+                if tname in by_name:
+                    fail(block.path, f"trial name {tname!r} is not unique (also from "
+                                     f"{by_name[tname]}); make the values distinct")
+                by_config[key] = (tname, block.path)
+                by_name[tname] = block.path
+                trials.append(TrialSpec(name=tname, params=params, config=config))
+    return trials
+
+
+def _validation_error(base: dict[str, dict]) -> Optional[str]:
+    try:
+        TrialConfig.from_dict(base)
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def _report_trial_error(fail: _Failer, err: ConfigError, block: _Block, combo: tuple,
+                        base_error: Optional[str]) -> typing.NoReturn:
+    """Name the place in the file that caused ``TrialConfig.from_dict``'s error."""
+    message = str(err)
+    path, sep, problem = message.partition(": ")
+    if sep:
+        for (key, canon), value in zip(block.keys, combo):
+            if path == canon or path.startswith((canon + "[", canon + ".")):
+                fail(f"{block.path}.{key}{path[len(canon):]}", problem)
+    if message == base_error:
+        raise ConfigError(_one_line(f"{fail.where}: {message}"))  # a section override's
+    # A rule across fields, broken by this combination of grid values.
+    combo_text = ", ".join(f"{key}={_fmt(v)}" for (key, _), v in zip(block.keys, combo))
+    raise ConfigError(_one_line(f"{fail.where}: {message} (with {block.path}: {combo_text})"))
+
+
+def _replace_config(trial: TrialSpec, where: str, **sections: dict[str, Any]) -> TrialSpec:
+    try:
+        config = trial.config.replace(**sections)
+    except ConfigError as err:
+        raise ConfigError(_one_line(f"{where}: {err} (trial {trial.name})")) from None
+    return dataclasses.replace(trial, config=config)
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _params(config: TrialConfig, extra: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "activation": config.model.activation,
+        "batchnorm": config.model.batchnorm,
+        "init": config.model.init,
+        "seed": config.train.seed,
+    }
+    for canon in extra:
+        section, _, name = canon.partition(".")
+        params[canon] = _plain(getattr(getattr(config, section), name))
+    return params
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    if isinstance(value, list):
+        return "_".join(_compact(v) for v in value) or "none"
+    if value is None:
+        return "none"
+    return str(value)
+
+
+def _trial_name(params: dict[str, Any], extra: list[str]) -> str:
+    parts = [params["activation"], "bn" if params["batchnorm"] else "nobn", params["init"]]
+    for canon in extra:
+        short = canon.partition(".")[2]
+        value = params[canon]
+        if isinstance(value, bool):
+            parts.append(short if value else f"no{short}")
+        elif isinstance(value, (int, float)):
+            parts.append(f"{short}{_compact(value)}")
+        else:
+            parts.append(f"{short}_{_compact(value)}")
+    parts.append(f"s{params['seed']}")
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", "-".join(str(p) for p in parts))
+
+
+def _fmt(value: Any) -> str:
+    """A value as a person reads it in YAML: true/false, 0.25, 2 (not 2.0), [81, 122]."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _compact(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_fmt(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    return str(value)
