@@ -501,17 +501,13 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_int(path: str, value: Any, minimum: int, fail: Optional[_Failer] = None) -> int:
-    def bad(problem: str) -> typing.NoReturn:
-        if fail is not None:
-            fail(path, problem)
-        raise ConfigError(f"{path}: {problem}")
-
+    fail = fail or _flag_failer
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        bad(f"expected an integer, got {_yaml_type(value)}")
+        fail(path, f"expected an integer, got {_yaml_type(value)}")
     if value < minimum:
-        bad(f"must be >= {minimum}, got {value}")
+        fail(path, f"must be >= {minimum}, got {value}")
     return value
 
 
