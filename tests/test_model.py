@@ -1,0 +1,177 @@
+"""The NIN of the reference: shapes, parameter count, init statistics, Maxout, pooling."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ninsweep import build_model
+from ninsweep.config import ACTIVATIONS, INITS, ModelConfig
+from ninsweep.errors import ConfigError
+from ninsweep.layers import ConvNormAct, Maxout
+from ninsweep.model import SamePool2d, count_parameters, decayed_parameters
+
+
+def convs(model):
+    return [block.conv for block in model.conv_blocks()]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("batchnorm", [False, True])
+@pytest.mark.parametrize("init", INITS)
+def test_every_cell_maps_images_to_ten_logits(activation, batchnorm, init):
+    torch.manual_seed(0)
+    model = build_model(activation, batchnorm=batchnorm, init=init).eval()
+    logits = model(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 10)
+    assert torch.isfinite(logits).all()
+    channels_last = model.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 32, 32).to(memory_format=torch.channels_last)
+    assert channels_last(x).shape == (2, 10)
+
+
+def test_parameter_count_matches_the_reference():
+    assert count_parameters(build_model("relu", batchnorm=False)) == 966_986
+
+
+def test_batchnorm_follows_every_conv_including_the_last_with_keras_defaults():
+    model = build_model("relu", batchnorm=True)
+    blocks = list(model.conv_blocks())
+    assert len(blocks) == 9
+    for block in blocks:
+        assert isinstance(block[1], nn.BatchNorm2d)
+        assert block[1].eps == pytest.approx(1e-3)
+        assert block[1].momentum == pytest.approx(0.01)
+        assert isinstance(block[2], nn.ReLU)
+    assert blocks[-1].conv.out_channels == 10
+
+
+def test_architecture_follows_table_one():
+    model = build_model()
+    shapes = [(c.in_channels, c.out_channels, c.kernel_size[0]) for c in convs(model)]
+    assert shapes == [(3, 192, 5), (192, 160, 1), (160, 96, 1),
+                      (96, 192, 5), (192, 192, 1), (192, 192, 1),
+                      (192, 192, 3), (192, 192, 1), (192, 10, 1)]
+    dropouts = [m for m in model.layers if isinstance(m, nn.Dropout)]
+    assert [d.p for d in dropouts] == [0.5, 0.5]
+
+
+def _spatial_stds(model):
+    return [c.weight.std().item() for c in convs(model) if c.kernel_size[0] > 1]
+
+
+def test_keras_init_uses_the_labs_fixed_stds_and_glorot_on_1x1():
+    torch.manual_seed(0)
+    model = build_model(init="keras")
+    assert _spatial_stds(model) == pytest.approx([0.01, 0.05, 0.05], rel=0.03)
+    for conv in convs(model):
+        assert torch.count_nonzero(conv.bias) == 0
+        if conv.kernel_size[0] == 1:
+            bound = math.sqrt(6 / (conv.in_channels + conv.out_channels))
+            assert conv.weight.abs().max().item() <= bound
+            assert conv.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+
+
+def test_he_init_is_normal_with_fan_out_std():
+    torch.manual_seed(0)
+    model = build_model(init="he")
+    assert _spatial_stds(model) == pytest.approx([0.0204, 0.0204, 0.0340], rel=0.03)
+
+
+def test_he_init_of_a_maxout_conv_uses_its_real_output_width():
+    torch.manual_seed(0)
+    model = build_model("maxout", init="he")
+    first = convs(model)[0]
+    assert first.out_channels == 384
+    assert first.weight.std().item() == pytest.approx(math.sqrt(2 / (25 * 384)), rel=0.03)
+
+
+def test_torch_init_differs_from_both_lab_schemes():
+    torch.manual_seed(0)
+    stds = _spatial_stds(build_model(init="torch"))
+    assert stds[0] == pytest.approx(1 / math.sqrt(3 * 25 * 3), rel=0.05)  # kaiming_uniform(a=sqrt(5))
+
+
+@pytest.mark.parametrize("pieces", [2, 3])
+def test_maxout_convs_are_pieces_times_wider(pieces):
+    model = build_model("maxout", batchnorm=True, maxout_pieces=pieces)
+    widths = [(c.out_channels, b.out_channels) for b, c in zip(model.conv_blocks(), convs(model))]
+    assert all(conv == pieces * out for conv, out in widths)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_maxout_takes_the_max_of_adjacent_channel_groups():
+    x = torch.arange(2 * 6 * 1 * 1, dtype=torch.float32).view(2, 6, 1, 1)
+    x[0, 0] = 100  # group 0 of sample 0
+    out = Maxout(3)(x)
+    assert out.shape == (2, 2, 1, 1)
+    assert out[0, :, 0, 0].tolist() == [100, 5]
+    assert out[1, :, 0, 0].tolist() == [8, 11]
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_same_pooling_equals_tensorflow_padding_after(kind):
+    x = torch.randn(2, 4, 32, 32)
+    if kind == "max":
+        expected = F.max_pool2d(F.pad(x, (0, 1, 0, 1), value=float("-inf")), 3, 2)
+    else:
+        ones = F.pad(torch.ones_like(x), (0, 1, 0, 1))
+        expected = (F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 3, 2, divisor_override=1)
+                    / F.avg_pool2d(ones, 3, 2, divisor_override=1))
+    assert torch.allclose(SamePool2d(kind)(x), expected, atol=1e-6)
+    assert SamePool2d(kind)(x).shape == (2, 4, 16, 16)
+
+
+def test_pool2_choice_and_symmetric_padding():
+    avg = build_model(pool2="avg")
+    pools = [m for m in avg.layers if isinstance(m, SamePool2d)]
+    assert [p.kind for p in pools] == ["max", "avg"]
+    symmetric = build_model(pool_padding="symmetric")
+    assert isinstance(symmetric.layers[3], nn.MaxPool2d)
+    assert symmetric(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("scope,expected", [("spatial", 3), ("conv", 9)])
+def test_weight_decay_reaches_the_chosen_kernels_only(scope, expected):
+    model = build_model(batchnorm=True)
+    decayed, others = decayed_parameters(model, scope)
+    assert len(decayed) == expected
+    assert all(p.dim() == 4 for p in decayed)
+    if scope == "spatial":
+        assert sorted(p.shape[-1] for p in decayed) == [3, 5, 5]
+    assert len(decayed) + len(others) == len(list(model.parameters()))
+    everything, none = decayed_parameters(model, "all")
+    assert none == [] and len(everything) == len(list(model.parameters()))
+
+
+def test_activation_options_reach_the_modules():
+    leaky = build_model("leaky_relu", leaky_relu_slope=0.2)
+    assert next(m for m in leaky.modules() if isinstance(m, nn.LeakyReLU)).negative_slope == 0.2
+    elu = build_model("elu", elu_alpha=0.5)
+    assert next(m for m in elu.modules() if isinstance(m, nn.ELU)).alpha == 0.5
+
+
+@pytest.mark.parametrize("kwargs,key", [
+    (dict(activation="relu6"), "model.activation"),
+    (dict(init="xavier"), "model.init"),
+    (dict(pool2="min"), "model.pool2"),
+    (dict(maxout_pieces=1), "model.maxout_pieces"),
+    (dict(dropout=1.5), "model.dropout"),
+    (dict(batchnorm="yes"), "batchnorm"),
+    (dict(width=2), "width"),
+])
+def test_bad_model_settings_name_the_key(kwargs, key):
+    with pytest.raises(ConfigError, match=key):
+        build_model(**kwargs)
+
+
+def test_config_object_builds_the_same_model():
+    torch.manual_seed(1)
+    a = build_model("elu", batchnorm=True, init="he")
+    torch.manual_seed(1)
+    b = build_model(config=ModelConfig(activation="elu", batchnorm=True, init="he"))
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(pa, pb), name
+    assert isinstance(list(a.conv_blocks())[0], ConvNormAct)
