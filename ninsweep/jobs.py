@@ -1,0 +1,740 @@
+"""Submit sweeps to a Ray cluster through the Ray Jobs API, and look after them there.
+
+``ninsweep submit SPACE --address http://HEAD:8265`` ships this project (the directory that
+holds ``ninsweep/`` and ``search_spaces/``) and the space file to the cluster as the job's
+``working_dir`` and runs ``python -m ninsweep run SPACE --address auto`` there, on the head
+node, as a Ray job: the sweep keeps running when the laptop that submitted it goes to sleep.
+Jobs carry the metadata tag ``{"ninsweep": "1"}``; ``ninsweep jobs list`` shows only those.
+
+The address is the Ray dashboard's HTTP address. Clusters built from ``cluster/`` never
+expose it publicly: reach it through ``ray dashboard cluster/aws-gpu.yaml`` (an SSH tunnel)
+or ``kubectl port-forward``, which both give ``http://127.0.0.1:8265`` (the default).
+
+Token authentication: since Ray 2.52 a cluster started with ``RAY_AUTH_MODE=token`` refuses
+requests without its token. Ray's own client only sends the token when the *client* process
+has ``RAY_AUTH_MODE=token`` set; here the token is sent whenever one is found (in Ray's
+order: ``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)
+unless ``RAY_AUTH_MODE=disabled``.
+
+Storage: ``check_storage_for_cluster`` is the rule ``ninsweep run`` applies on a multi-node
+cluster: results must go where every node writes to the same place (a URI such as s3://,
+or a path on a network filesystem), otherwise trials restored on another node after a node
+is lost start from scratch.
+
+The Jobs SDK needs ``ray[default]`` (the ``ninsweep[cluster]`` extra); it is imported
+lazily, and its absence is a one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as _dt
+import getpass
+import os
+import re
+import secrets
+import shlex
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from . import __version__
+from .errors import NinsweepError
+
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"  # the variable Ray's own `ray job` CLI reads
+CONNECT_TIMEOUT_ENV = "NINSWEEP_CONNECT_TIMEOUT"
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+TAG = "ninsweep"  # metadata key marking our jobs; value "1"
+SHARED_STORAGE_ENV = "NINSWEEP_SHARED_STORAGE"
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+# Never shipped: environments, VCS data, run output, caches, datasets, build output.
+# Gitignore-style patterns relative to the shipped directory (Ray also reads .gitignore).
+EXCLUDES = (
+    ".git", ".venv", "venv", "env", "__pycache__", "*.pyc", "*.egg-info",
+    ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints", ".tox",
+    "/runs", "/.data", "/data", "/shared", "/build", "/dist", "/.gl",
+    "*.ckpt", "*.pt", "*.pth", "*.tar.gz", "*.zip",
+)
+# Filesystem types whose files every node of a cluster sees (checked in /proc/mounts).
+SHARED_FS_TYPES = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "ceph", "glusterfs",
+    "beegfs", "fuse", "fuseblk",
+})
+# FUSE filesystems that are node-local although their type starts with "fuse.".
+LOCAL_FUSE_TYPES = frozenset({
+    "fuse.fuse-overlayfs", "fuse.lxcfs", "fuse.gvfsd-fuse", "fuse.portal", "fuse.snapfuse",
+    "fuse.appimagefuse", "fuse.squashfuse", "fuse.encfs", "fuse.gocryptfs", "fuse.bindfs",
+    "fuse.vmhgfs-fuse", "fuse.xdg-document-portal",
+})
+_URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+# --------------------------------------------------------------------------------------
+# Storage rule for multi-node runs
+
+
+def storage_scheme(storage: str) -> Optional[str]:
+    """The URI scheme of ``storage`` (``s3``), or None for a local path / ``file://``."""
+    match = _URI_RE.match(storage)
+    if not match or match.group(1).lower() == "file":
+        return None
+    return match.group(1).lower()
+
+
+def _unescape_mount_field(text: str) -> str:
+    # /proc/mounts writes space, tab, newline and backslash as \040, \011, \012, \134.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def _read_mounts(mounts_file: str) -> list[tuple[str, str, str]]:
+    """``(mount point, fs type, source)`` per line of ``mounts_file``, in file order."""
+    try:
+        text = Path(mounts_file).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            mounts.append((_unescape_mount_field(fields[1]), fields[2],
+                           _unescape_mount_field(fields[0])))
+    return mounts
+
+
+def mount_of(path: str, mounts_file: str = "/proc/mounts") -> Optional[tuple[str, str, str]]:
+    """The mount ``(point, fs type, source)`` that holds ``path`` (which need not exist yet)."""
+    # Symlinks resolved as far as the path exists; a new experiment dir need not exist yet.
+    resolved = os.path.realpath(Path(path).expanduser())
+    best = None
+    for point, fstype, source in _read_mounts(mounts_file):
+        inside = resolved == point or point == "/" or resolved.startswith(point.rstrip("/") + "/")
+        # The longest mount point wins; among equals the last line (mounted on top) wins.
+        if inside and (best is None or len(point) >= len(best[0])):
+            best = (point, fstype, source)
+    return best
+
+
+def is_shared_fs_type(fstype: str) -> bool:
+    fstype = fstype.lower()
+    if fstype in SHARED_FS_TYPES:
+        return True
+    return fstype.startswith("fuse.") and fstype not in LOCAL_FUSE_TYPES
+
+
+def check_storage_for_cluster(storage: Optional[str], multi_node: bool, *,
+                              shared: Optional[bool] = None,
+                              mounts_file: str = "/proc/mounts") -> Optional[str]:
+    """Refuse node-local storage for a run whose trials may land on several nodes.
+
+    Accepted for a multi-node run: a URI with a scheme other than ``file`` (``s3://``,
+    ``gs://``, ``abfs://``, ...); a local path when ``shared`` is true or the environment
+    variable ``NINSWEEP_SHARED_STORAGE`` is 1/true/yes; a local path on a network
+    filesystem according to ``mounts_file`` (nfs, nfs4, cifs, lustre, gpfs, ceph, fuse
+    mounts such as s3fs or gcsfuse, ...). A single-node run accepts anything. ``None`` (the
+    default local directory) is node-local. Call it on the node that runs the sweep driver:
+    /proc/mounts is that machine's. Returns ``storage``; raises ``NinsweepError``.
+    """
+    if not multi_node:
+        return storage
+    if storage is None:
+        raise NinsweepError(
+            "this Ray cluster has several nodes and no --storage was given: the default "
+            "results directory is node-local; pass --storage s3://BUCKET/PREFIX or a path "
+            "on shared storage (e.g. /mnt/ninsweep/experiments on NFS/EFS)")
+    if storage_scheme(storage):
+        return storage
+    if shared is None:
+        shared = os.environ.get(SHARED_STORAGE_ENV, "").strip().lower() in _TRUE
+    if shared:
+        return storage
+    path = storage[len("file://"):] if storage.startswith("file://") else storage
+    mount = mount_of(path, mounts_file)
+    if mount is not None and is_shared_fs_type(mount[1]):
+        return storage
+    where = (f"on {mount[1]} mount {mount[0]}" if mount is not None
+             else "on an unknown filesystem")
+    raise NinsweepError(
+        f"--storage {storage} is {where}, local to one node, but this Ray cluster has "
+        "several nodes: trials restarted on another node would lose their checkpoints; "
+        "use s3://... / gs://... or a path on NFS/EFS, or set "
+        f"{SHARED_STORAGE_ENV}=1 if every node mounts this path from shared storage")
+
+
+# --------------------------------------------------------------------------------------
+# What a submission ships
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Everything ``JobSubmissionClient.submit_job`` gets, built without a cluster."""
+
+    submission_id: str
+    entrypoint: str
+    runtime_env: dict[str, Any]
+    metadata: dict[str, str]
+    space_path: str  # the space's path on the cluster, relative to the job's working dir
+    staged: bool = False  # True: the space lived outside the project and was staged
+    notes: tuple[str, ...] = field(default=())
+
+
+def project_root() -> Optional[Path]:
+    """The source checkout ninsweep runs from (holds ``ninsweep/`` and ``pyproject.toml``
+    or ``search_spaces/``), or None for an installed package in site-packages."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "ninsweep" / "__init__.py").is_file() and (
+            (root / "pyproject.toml").is_file() or (root / "search_spaces").is_dir()):
+        return root
+    return None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "space"
+
+
+def new_submission_id(space_name: str) -> str:
+    """``ninsweep-<space>-<UTC time>-<random>``: readable, sortable, unique."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"ninsweep-{_slug(space_name)}-{stamp}-{secrets.token_hex(3)}"
+
+
+def _check_cluster_storage_arg(storage: Optional[str]) -> None:
+    if storage is None:
+        raise NinsweepError(
+            "submit needs --storage: the job's working directory on the cluster is "
+            "temporary; give a shared path every node mounts (/mnt/ninsweep/experiments) "
+            "or a URI (s3://BUCKET/ninsweep)")
+    if storage_scheme(storage):
+        return
+    path = storage[len("file://"):] if storage.startswith("file://") else storage
+    if not path.startswith("/"):
+        raise NinsweepError(
+            f"--storage {storage}: a submitted sweep needs an absolute path on the cluster "
+            "(/mnt/ninsweep/experiments) or a URI (s3://BUCKET/ninsweep); a relative or ~ "
+            "path would land in the job's temporary working directory")
+
+
+def _load_space(space: str) -> tuple[Path, Any]:
+    from .space import load_space, resolve_space_path
+
+    path = resolve_space_path(space)
+    return path, load_space(path)
+
+
+def _ships_with(root: Path, path: Path) -> bool:
+    """Whether Ray packs ``path`` when ``root`` ships as working_dir: inside it and not
+    excluded by ``EXCLUDES``, ``.gitignore`` or ``.rayignore`` (top-level files)."""
+    if not path.is_relative_to(root):
+        return False
+    try:
+        from ray._private.thirdparty.pathspec import PathSpec
+    except ImportError:
+        return False  # cannot tell: stage the space, which always works
+    lines = list(EXCLUDES)
+    for ignore_file in (".gitignore", ".rayignore"):
+        with contextlib.suppress(OSError):
+            lines += (root / ignore_file).read_text(encoding="utf-8").splitlines()
+    spec = PathSpec.from_lines("gitwildmatch", lines)
+    rel = path.relative_to(root)
+    candidates = [rel.as_posix()] + [p.as_posix() + "/" for p in rel.parents if p != Path(".")]
+    return not any(spec.match_file(c) for c in candidates)
+
+
+@contextlib.contextmanager
+def prepare_submission(space: str, *, storage: Optional[str] = None,
+                       name: Optional[str] = None, extra_args: Sequence[str] = (),
+                       working_dir: Optional[os.PathLike] = None,
+                       submission_id: Optional[str] = None) -> Iterator[Submission]:
+    """Validate the space here, then describe the job that runs it on a cluster.
+
+    A context manager: a space outside ``working_dir`` is copied into a temporary staging
+    directory that ships as the job's working_dir (with the ninsweep package as a
+    ``py_modules`` entry); it lives until the ``with`` block ends, i.e. past the upload.
+    """
+    _check_cluster_storage_arg(storage)
+    extra = [str(arg) for arg in extra_args]
+    for arg in extra:
+        if arg == "--address" or arg.startswith("--address="):
+            raise NinsweepError("submit runs the sweep with --address auto on the cluster; "
+                                "drop --address from the extra arguments")
+    space_file, spec = _load_space(space)
+    space_file = space_file.resolve()
+    root = Path(working_dir).resolve() if working_dir is not None else project_root()
+
+    metadata = {TAG: "1", "space": str(spec.name), "space_file": space_file.name,
+                "name": name or str(spec.name), "storage": storage or "",
+                "ninsweep_version": __version__}
+    with contextlib.suppress(Exception):
+        metadata["submitted_by"] = getpass.getuser()
+    env_vars = {
+        "PYTHONUNBUFFERED": "1",
+        # sweep.start_ray calls ray.init(runtime_env=...) inside the job; let its keys win
+        # over the job's instead of failing on the overlap (both ship the same package).
+        "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1",
+    }
+    notes = []
+    staging = None
+    try:
+        if root is not None and _ships_with(root, space_file):
+            remote_space = space_file.relative_to(root).as_posix()
+            runtime_env = {"working_dir": str(root), "excludes": list(EXCLUDES),
+                           "env_vars": env_vars}
+            staged = False
+        else:
+            # The space lives outside the shipped project (or there is no project checkout):
+            # ship a small staging directory holding it, plus the ninsweep package itself.
+            staging = Path(tempfile.mkdtemp(prefix="ninsweep-submit-"))
+            shutil.copy2(space_file, staging / space_file.name)
+            remote_space = space_file.name
+            package = Path(__file__).resolve().parent
+            runtime_env = {"working_dir": str(staging), "py_modules": [str(package)],
+                           "excludes": list(EXCLUDES), "env_vars": env_vars}
+            staged = True
+            notes.append(f"{space_file} is outside the project: shipped a copy of it")
+
+        command = ["python", "-m", "ninsweep", "run", remote_space, "--address", "auto"]
+        if storage:
+            command += ["--storage", storage]
+        if name:
+            command += ["--name", name]
+        command += extra
+        yield Submission(
+            submission_id=submission_id or new_submission_id(str(spec.name)),
+            entrypoint=shlex.join(command),
+            runtime_env=runtime_env,
+            metadata=metadata,
+            space_path=remote_space,
+            staged=staged,
+            notes=tuple(notes),
+        )
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------
+# Connecting
+
+
+def _job_submission():
+    try:
+        from ray import job_submission
+        import requests  # noqa: F401  (what ray[default] adds for the Jobs SDK)
+    except ImportError:
+        raise NinsweepError("submitting to a Ray cluster needs the Ray Jobs SDK: "
+                            "pip install 'ninsweep[cluster]'") from None
+    return job_submission
+
+
+def normalize_address(address: Optional[str]) -> str:
+    """``http(s)://HOST:PORT`` of a Ray dashboard; a bare ``HOST[:PORT]`` gets http://."""
+    address = (address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS).strip().rstrip("/")
+    if address in ("auto", "local") or address.startswith("ray://"):
+        raise NinsweepError(
+            f"--address {address}: submit talks to the Ray dashboard's HTTP address, "
+            "e.g. http://127.0.0.1:8265 (after `ray dashboard CLUSTER.yaml` or "
+            "`kubectl port-forward svc/HEAD-svc 8265:8265`)")
+    if "://" not in address:
+        address = "http://" + address
+    parsed = urllib.parse.urlsplit(address)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise NinsweepError(f"--address {address}: expected http://HOST:PORT of the Ray "
+                            "dashboard (port 8265 by default)")
+    try:
+        parsed.port
+    except ValueError:
+        raise NinsweepError(f"--address {address}: bad port") from None
+    return address
+
+
+def _preflight(address: str, timeout: float) -> None:
+    """Fail in ``timeout`` seconds on an unreachable address instead of hanging for minutes
+    (Ray's client sets no timeout; a firewalled port would block a connect for ~2 min)."""
+    parsed = urllib.parse.urlsplit(address)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except socket.gaierror:
+        raise NinsweepError(f"cannot reach the Ray dashboard at {address}: unknown host "
+                            f"{parsed.hostname}") from None
+    except socket.timeout:
+        raise NinsweepError(f"cannot reach the Ray dashboard at {address}: no answer in "
+                            f"{timeout:g} s (is the SSH tunnel / port-forward running?)") from None
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise NinsweepError(f"cannot reach the Ray dashboard at {address}: {reason} "
+                            "(is the cluster up and the SSH tunnel / port-forward running?)") from None
+
+
+def auth_headers() -> dict[str, str]:
+    """``{"Authorization": "Bearer <token>"}`` when a Ray auth token is configured here."""
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled":
+        return {}
+    try:
+        from ray._raylet import AuthenticationTokenLoader
+    except ImportError:  # a Ray without token auth (< 2.52)
+        return {}
+    loader = AuthenticationTokenLoader.instance()
+    try:
+        loader.reset_cache()  # the environment may have changed since the last call
+        if not loader.has_token(ignore_auth_mode=True):
+            return {}
+        token = loader.get_raw_token(ignore_auth_mode=True)
+    except Exception as err:  # ray.exceptions.AuthenticationError: unreadable token file
+        raise NinsweepError(f"cannot read the Ray auth token: {_first_line(err)}") from None
+    return {"Authorization": f"Bearer {token.strip()}"} if token.strip() else {}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+@contextlib.contextmanager
+def _network_errors(address: str, job_id: Optional[str] = None) -> Iterator[None]:
+    """Turn the SDK's connection, HTTP and auth errors into one-line NinsweepErrors."""
+    try:
+        yield
+    except NinsweepError:
+        raise
+    except Exception as err:
+        name = type(err).__name__
+        text = _first_line(err)
+        if name == "AuthenticationError" or "status code 401" in text or "status code 403" in text:
+            if "Invalid" in str(err) or "403" in text or "Forbidden" in str(err):
+                raise NinsweepError(
+                    f"the Ray cluster at {address} rejected this auth token; use the "
+                    "cluster's token (`ray get-auth-token` on the head) in RAY_AUTH_TOKEN "
+                    "or ~/.ray/auth_token") from None
+            raise NinsweepError(
+                f"the Ray cluster at {address} requires an auth token: set RAY_AUTH_TOKEN "
+                "or save the cluster's token (`ray get-auth-token` on the head) to "
+                "~/.ray/auth_token") from None
+        if job_id is not None and ("404" in text or "does not exist" in str(err)):
+            raise NinsweepError(f"no job {job_id} on the Ray cluster at {address}") from None
+        if isinstance(err, (ConnectionError, OSError)) or "Connection" in name:
+            raise NinsweepError(f"cannot reach the Ray dashboard at {address}: {text}") from None
+        if isinstance(err, (RuntimeError, ValueError)) or "HTTPError" in name:
+            raise NinsweepError(f"Ray cluster at {address}: {text}") from None
+        raise
+
+
+def connect(address: Optional[str] = None, *, timeout: Optional[float] = None):
+    """A ``JobSubmissionClient`` for the dashboard at ``address``, auth token attached."""
+    job_submission = _job_submission()
+    address = normalize_address(address)
+    if timeout is None:
+        timeout = float(os.environ.get(CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT_S))
+    _preflight(address, timeout)
+    headers = auth_headers()
+    with _network_errors(address):
+        client = job_submission.JobSubmissionClient(address, headers=headers or None)
+    client.ninsweep_address = address  # for messages
+    return client
+
+
+def _address_of(client) -> str:
+    return getattr(client, "ninsweep_address", None) or getattr(client, "_address", "?")
+
+
+# --------------------------------------------------------------------------------------
+# Jobs
+
+
+def submit_sweep(address: Optional[str], space: str, *, storage: Optional[str] = None,
+                 name: Optional[str] = None, extra_args: Sequence[str] = (),
+                 working_dir: Optional[os.PathLike] = None,
+                 out: Optional[Callable[[str], None]] = print) -> str:
+    """Submit ``ninsweep run SPACE --address auto ...`` as a Ray job; return its id."""
+    client = connect(address)
+    address = _address_of(client)
+    with prepare_submission(space, storage=storage, name=name, extra_args=extra_args,
+                            working_dir=working_dir) as sub:
+        with _network_errors(address):
+            job_id = client.submit_job(entrypoint=sub.entrypoint,
+                                       submission_id=sub.submission_id,
+                                       runtime_env=sub.runtime_env, metadata=sub.metadata)
+    if out is not None:
+        for note in sub.notes:
+            out(f"note: {note}")
+        for line in follow_hint(job_id, address):
+            out(line)
+    return job_id
+
+
+def follow_hint(job_id: str, address: str) -> list[str]:
+    flag = "" if address == DEFAULT_ADDRESS else f" --address {address}"
+    return [f"submitted {job_id} to {address}",
+            f"  follow: ninsweep jobs logs {job_id} --follow{flag}",
+            f"  status: ninsweep jobs status {job_id}{flag}",
+            f"  stop:   ninsweep jobs stop {job_id}{flag}"]
+
+
+def _status_str(status: Any) -> str:
+    return str(getattr(status, "value", status))
+
+
+def wait_for_job(client, job_id: str, *, out: Optional[Callable[[str], None]] = None,
+                 timeout: Optional[float] = None, poll_s: float = 2.0) -> str:
+    """Stream the job's logs to ``out`` (default: stdout) until it ends; return its status
+    (SUCCEEDED, FAILED or STOPPED). Follows the websocket log tail; falls back to polling.
+    Raises NinsweepError when ``timeout`` seconds pass first (the job keeps running)."""
+    if out is None:
+        def out(chunk: str) -> None:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    address = _address_of(client)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    shown = 0  # characters of the log already written
+
+    def emit(text: str) -> None:
+        nonlocal shown
+        if text:
+            out(text)
+            shown += len(text)
+
+    async def tail() -> None:
+        async for chunk in client.tail_job_logs(job_id):
+            emit(chunk)
+
+    streamed = False
+    with _network_errors(address, job_id):
+        _status_str(client.get_job_status(job_id))  # 404 -> "no job ..." before streaming
+        try:
+            remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+            asyncio.run(asyncio.wait_for(tail(), remaining))
+            streamed = True
+        except asyncio.TimeoutError:
+            raise NinsweepError(f"job {job_id} still running after {timeout:g} s; it goes on: "
+                                f"ninsweep jobs stop {job_id} to end it") from None
+        except Exception:  # websocket refused (proxy) or dropped: poll instead
+            streamed = False
+        while True:
+            status = _status_str(client.get_job_status(job_id))
+            if not streamed:
+                logs = client.get_job_logs(job_id)
+                emit(logs[shown:] if len(logs) >= shown else logs)
+            if status in TERMINAL:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise NinsweepError(f"job {job_id} still running after {timeout:g} s; it goes "
+                                    f"on: ninsweep jobs stop {job_id} to end it")
+            time.sleep(poll_s if not streamed else 0.5)
+
+
+def _iso(ms: Optional[int]) -> Optional[str]:
+    if not ms:
+        return None
+    return _dt.datetime.fromtimestamp(ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _job_row(info) -> dict[str, Any]:
+    metadata = dict(getattr(info, "metadata", None) or {})
+    start, end = getattr(info, "start_time", None), getattr(info, "end_time", None)
+    duration = None
+    if start:
+        duration = round(((end or time.time() * 1000) - start) / 1000.0, 1)
+    return {
+        "job_id": info.submission_id or info.job_id,
+        "status": _status_str(info.status),
+        "space": metadata.get("space", ""),
+        "name": metadata.get("name", ""),
+        "storage": metadata.get("storage", ""),
+        "start": _iso(start),
+        "end": _iso(end),
+        "duration_s": duration,
+        "message": (info.message or "").strip(),
+        "entrypoint": info.entrypoint,
+        "metadata": metadata,
+    }
+
+
+def list_jobs(address: Optional[str] = None) -> list[dict[str, Any]]:
+    """ninsweep's jobs on the cluster (metadata tag ``ninsweep=1``), oldest first."""
+    client = connect(address)
+    with _network_errors(_address_of(client)):
+        jobs = client.list_jobs()
+    ours = [job for job in jobs
+            if (getattr(job, "metadata", None) or {}).get(TAG) == "1" and job.submission_id]
+    ours.sort(key=lambda job: getattr(job, "start_time", None) or 0)
+    return [_job_row(job) for job in ours]
+
+
+def job_status(address: Optional[str], job_id: str) -> dict[str, Any]:
+    """One job's row (as in ``list_jobs``), whether or not ninsweep submitted it."""
+    client = connect(address)
+    with _network_errors(_address_of(client), job_id):
+        return _job_row(client.get_job_info(job_id))
+
+
+def job_logs(address: Optional[str], job_id: str) -> str:
+    """The job's whole log so far."""
+    client = connect(address)
+    with _network_errors(_address_of(client), job_id):
+        return client.get_job_logs(job_id)
+
+
+def follow_job(address: Optional[str], job_id: str, *,
+               out: Optional[Callable[[str], None]] = None,
+               timeout: Optional[float] = None) -> str:
+    """Stream the job's logs until it ends; return its final status."""
+    return wait_for_job(connect(address), job_id, out=out, timeout=timeout)
+
+
+def stop_job(address: Optional[str], job_id: str) -> bool:
+    """Ask Ray to stop the job (SIGTERM, then SIGKILL); False if it had already ended."""
+    client = connect(address)
+    with _network_errors(_address_of(client), job_id):
+        return bool(client.stop_job(job_id))
+
+
+# --------------------------------------------------------------------------------------
+# Plain-text output and argparse glue for the CLI
+
+
+def format_jobs_table(rows: Sequence[dict[str, Any]]) -> str:
+    if not rows:
+        return "no ninsweep jobs on this cluster"
+    columns = ("job_id", "status", "space", "name", "start", "duration_s")
+    headers = ("JOB", "STATUS", "SPACE", "NAME", "STARTED", "TIME")
+
+    def cell(row, col):
+        value = row.get(col)
+        if col == "duration_s" and value is not None:
+            value = _format_duration(value)
+        return "" if value is None else str(value)
+
+    cells = [[cell(row, col) for col in columns] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_job_status(row: dict[str, Any]) -> str:
+    lines = [f"{row['job_id']}: {row['status']}"]
+    for key in ("space", "name", "storage", "start", "end", "message", "entrypoint"):
+        if row.get(key):
+            lines.append(f"  {key}: {row[key]}")
+    if row.get("duration_s") is not None:
+        lines.append(f"  time: {_format_duration(row['duration_s'])}")
+    return "\n".join(lines)
+
+
+def _add_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address", default=None, metavar="URL",
+        help=f"the Ray dashboard, http://HOST:8265 (default: ${ADDRESS_ENV} or "
+             f"{DEFAULT_ADDRESS}, where `ray dashboard` / `kubectl port-forward` put it)")
+
+
+# `ninsweep run` options that `submit` passes through: (flag, type, metavar, help).
+RUN_OPTIONS = (
+    ("--max-epochs", int, "N", "cap every trial's epochs"),
+    ("--data-dir", str, "DIR", "dataset directory on the cluster nodes"),
+    ("--gpus-per-trial", float, "F", "override the space's GPUs per trial"),
+    ("--cpus-per-trial", float, "N", "override the space's CPUs per trial"),
+)
+
+
+def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
+    """``submit SPACE [--address URL] --storage URI [--name NAME] [--wait]`` plus the
+    ``run`` options in ``RUN_OPTIONS``."""
+    parser.add_argument("space", help="a search space file or name (lab4)")
+    _add_address(parser)
+    parser.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                        help="where the cluster writes results: a path every node mounts "
+                             "(/mnt/ninsweep/experiments) or s3://BUCKET/PREFIX")
+    parser.add_argument("--name", default=None, help="experiment name (default: the space's)")
+    parser.add_argument("--wait", action="store_true",
+                        help="stream the job's logs until it ends; exit 0 only if it succeeded")
+    for flag, kind, metavar, text in RUN_OPTIONS:
+        parser.add_argument(flag, type=kind, default=None, metavar=metavar,
+                            help=f"passed to `ninsweep run` on the cluster: {text}")
+
+
+def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
+    """``jobs list | status ID | logs ID [--follow] | stop ID``, each with ``--address``."""
+    sub = parser.add_subparsers(dest="jobs_command", metavar="{list,status,logs,stop}")
+    sub.required = True
+    _add_address(sub.add_parser("list", help="ninsweep's jobs on the cluster"))
+    for command, text in (("status", "one job's status"), ("logs", "a job's log"),
+                          ("stop", "stop a job")):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("job_id", metavar="ID")
+        _add_address(p)
+        if command == "logs":
+            p.add_argument("--follow", "-f", action="store_true",
+                           help="keep streaming until the job ends")
+
+
+def _run_args(args: argparse.Namespace) -> list[str]:
+    extra = []
+    for flag, _, _, _ in RUN_OPTIONS:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            extra += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return extra
+
+
+def _exit_code(status: str) -> int:
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def cli_submit(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    job_id = submit_sweep(args.address, args.space, storage=args.storage, name=args.name,
+                          extra_args=_run_args(args), out=out)
+    if not getattr(args, "wait", False):
+        return 0
+    return _follow_cli(args.address, job_id, out)
+
+
+def _follow_cli(address: Optional[str], job_id: str, out: Callable[[str], None]) -> int:
+    try:
+        status = follow_job(address, job_id)
+    except KeyboardInterrupt:
+        out(f"\nstopped following; {job_id} keeps running on the cluster "
+            f"(ninsweep jobs stop {job_id} ends it)")
+        return 130
+    out(f"{job_id}: {status}")
+    return _exit_code(status)
+
+
+def cli_jobs(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    command = args.jobs_command
+    if command == "list":
+        out(format_jobs_table(list_jobs(args.address)))
+        return 0
+    if command == "status":
+        row = job_status(args.address, args.job_id)
+        out(format_job_status(row))
+        return 0
+    if command == "logs":
+        if getattr(args, "follow", False):
+            return _follow_cli(args.address, args.job_id, out)
+        out(job_logs(args.address, args.job_id).rstrip("\n"))
+        return 0
+    if command == "stop":
+        stopped = stop_job(args.address, args.job_id)
+        out(f"{args.job_id}: stop requested" if stopped
+            else f"{args.job_id}: already finished")
+        return 0
+    raise NinsweepError(f"unknown jobs command {command!r}")

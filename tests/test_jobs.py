@@ -1,0 +1,450 @@
+"""ninsweep.jobs without a cluster: what a submission ships, the storage rule, the auth
+token, errors on unreachable addresses, and the CLI glue against a fake Jobs client."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import socket
+import time
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from ninsweep import jobs
+from ninsweep.errors import NinsweepError
+
+REPO = Path(__file__).resolve().parents[1]
+LAB4 = REPO / "search_spaces" / "lab4.yaml"
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def project(tmp_path):
+    """A fake checkout: package, spaces, and everything that must never ship."""
+    root = tmp_path / "proj"
+    (root / "ninsweep").mkdir(parents=True)
+    (root / "ninsweep" / "__init__.py").write_text("")
+    (root / "ninsweep" / "data.py").write_text("# must ship despite the /data exclude\n")
+    (root / "search_spaces").mkdir()
+    shutil.copy(LAB4, root / "search_spaces" / "lab4.yaml")
+    (root / "pyproject.toml").write_text("[project]\nname = 'ninsweep'\n")
+    junk = {
+        ".venv/lib/python3.11/site-packages/torch/big.so": "x",
+        ".git/HEAD": "ref: refs/heads/main\n",
+        "runs/lab4/elu-bn-he-s0/checkpoint_000001/state.pt": "x",
+        "data/cifar-10-batches-py/data_batch_1": "x",
+        ".data/cache.u8": "x",
+        "ninsweep/__pycache__/jobs.cpython-311.pyc": "x",
+        ".pytest_cache/v/cache/lastfailed": "{}",
+        "notes/ignored-by-gitignore.txt": "x",
+    }
+    for rel, text in junk.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / ".gitignore").write_text("/notes/\n")
+    return root
+
+
+def _packed(working_dir: str, excludes) -> list[str]:
+    """The files Ray would upload for this working_dir (Ray's own packer, offline)."""
+    from ray._private.runtime_env.packaging import create_package
+
+    target = Path(working_dir).parent / f"pkg-{time.monotonic_ns()}.zip"
+    create_package(working_dir, target, include_gitignore=True, excludes=list(excludes))
+    try:
+        return [n for n in zipfile.ZipFile(target).namelist() if not n.endswith("/")]
+    finally:
+        target.unlink()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- what a submission ships ------------------------------------------------------------
+
+
+def test_submission_ships_the_project_and_its_space(project):
+    with jobs.prepare_submission(str(project / "search_spaces" / "lab4.yaml"),
+                                 storage="/mnt/ninsweep/experiments", name="lab4-a",
+                                 extra_args=["--max-epochs", "2"],
+                                 working_dir=project, submission_id="sub-1") as sub:
+        assert sub.submission_id == "sub-1"
+        assert not sub.staged
+        assert sub.runtime_env["working_dir"] == str(project)
+        assert "py_modules" not in sub.runtime_env
+        assert shlex.split(sub.entrypoint) == [
+            "python", "-m", "ninsweep", "run", "search_spaces/lab4.yaml", "--address", "auto",
+            "--storage", "/mnt/ninsweep/experiments", "--name", "lab4-a", "--max-epochs", "2"]
+        assert sub.metadata["ninsweep"] == "1"
+        assert sub.metadata["space"] == "lab4"
+        assert sub.metadata["name"] == "lab4-a"
+        assert all(isinstance(v, str) for v in sub.metadata.values())
+        for pattern in (".venv", ".git", "/runs", "/data", "__pycache__"):
+            assert pattern in sub.runtime_env["excludes"]
+        files = _packed(sub.runtime_env["working_dir"], sub.runtime_env["excludes"])
+    assert "search_spaces/lab4.yaml" in files
+    assert "ninsweep/__init__.py" in files and "ninsweep/data.py" in files
+    for name in files:
+        assert not name.startswith((".venv/", ".git/", "runs/", "data/", ".data/",
+                                    ".pytest_cache/", "notes/")), name
+        assert "__pycache__" not in name, name
+
+
+def test_space_outside_the_project_is_staged(project, tmp_path):
+    outside = tmp_path / "elsewhere" / "my space.yaml"
+    outside.parent.mkdir()
+    shutil.copy(LAB4, outside)
+    with jobs.prepare_submission(str(outside), storage="s3://bucket/ninsweep",
+                                 working_dir=project) as sub:
+        staging = Path(sub.runtime_env["working_dir"])
+        assert sub.staged and sub.notes
+        assert staging != project and staging.is_dir()
+        assert (staging / "my space.yaml").read_text() == LAB4.read_text()
+        # The package ships as a py_module, so the job imports ninsweep on any cluster.
+        assert sub.runtime_env["py_modules"] == [str(Path(jobs.__file__).resolve().parent)]
+        assert shlex.split(sub.entrypoint)[4] == "my space.yaml"
+        assert _packed(str(staging), sub.runtime_env["excludes"]) == ["my space.yaml"]
+    assert not staging.exists(), "the staging directory outlives the submission"
+
+
+def test_space_in_an_excluded_directory_is_staged(project):
+    hidden = project / "runs" / "tweaked.yaml"
+    shutil.copy(LAB4, hidden)
+    with jobs.prepare_submission(str(hidden), storage="/mnt/x", working_dir=project) as sub:
+        assert sub.staged
+        assert sub.space_path == "tweaked.yaml"
+
+
+def test_space_by_name_and_default_project_root():
+    with jobs.prepare_submission("lab4", storage="gs://bucket/x") as sub:
+        assert sub.runtime_env["working_dir"] == str(REPO)
+        assert sub.space_path == "search_spaces/lab4.yaml"
+        assert sub.submission_id.startswith("ninsweep-lab4-")
+
+
+@pytest.mark.parametrize("storage, fragment", [
+    (None, "needs --storage"),
+    ("runs", "absolute path"),
+    ("~/ninsweep-results", "absolute path"),
+    ("file://runs", "absolute path"),
+])
+def test_submission_refuses_storage_the_cluster_would_lose(storage, fragment):
+    with pytest.raises(NinsweepError, match=fragment):
+        with jobs.prepare_submission("lab4", storage=storage):
+            pass
+
+
+def test_submission_refuses_address_in_extra_args():
+    with pytest.raises(NinsweepError, match="--address"):
+        with jobs.prepare_submission("lab4", storage="/mnt/x",
+                                     extra_args=["--address", "10.0.0.1:6379"]):
+            pass
+
+
+def test_submission_validates_the_space_locally(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: [{activation: [nope]}]\nbogus_key: 1\n")
+    with pytest.raises(NinsweepError, match="bad.yaml"):
+        with jobs.prepare_submission(str(bad), storage="/mnt/x"):
+            pass
+
+
+# -- storage rule -------------------------------------------------------------------------
+
+
+MOUNTS = """\
+/dev/root / ext4 rw,relatime 0 0
+tmpfs /tmp tmpfs rw 0 0
+fs-0123.efs.us-west-2.amazonaws.com:/ /mnt/ninsweep nfs4 rw,vers=4.1 0 0
+s3fs /mnt/s3 fuse.s3fs rw 0 0
+fuse-overlayfs /mnt/ovl fuse.fuse-overlayfs rw 0 0
+server:/export /mnt/with\\040space nfs rw 0 0
+server:/lustre /scratch lustre rw 0 0
+nas:/share /mnt/over nfs4 rw 0 0
+/dev/sdb1 /mnt/over ext4 rw 0 0
+"""
+
+
+@pytest.fixture()
+def mounts(tmp_path, monkeypatch):
+    monkeypatch.delenv(jobs.SHARED_STORAGE_ENV, raising=False)
+    path = tmp_path / "mounts"
+    path.write_text(MOUNTS)
+    return str(path)
+
+
+@pytest.mark.parametrize("storage", [
+    "s3://bucket/ninsweep", "gs://bucket/x", "abfs://c@acct.dfs.core.windows.net/x",
+    "/mnt/ninsweep/experiments/not-yet-created", "/mnt/ninsweep",
+    "/mnt/s3/results", "/mnt/with space/exp", "/scratch/me/ninsweep",
+    "file:///mnt/ninsweep/experiments",
+])
+def test_multi_node_accepts_shared_storage(storage, mounts):
+    assert jobs.check_storage_for_cluster(storage, True, mounts_file=mounts) == storage
+
+
+@pytest.mark.parametrize("storage, fs", [
+    ("/home/me/ninsweep-results", "ext4"),
+    ("/mnt/ninsweepX/experiments", "ext4"),  # a prefix of a mount point is not inside it
+    ("/tmp/results", "tmpfs"),
+    ("/mnt/ovl/results", "fuse.fuse-overlayfs"),
+    ("/mnt/over/results", "ext4"),  # a local disk mounted over the NFS share wins
+    ("file:///home/me/results", "ext4"),
+])
+def test_multi_node_refuses_node_local_storage(storage, fs, mounts):
+    with pytest.raises(NinsweepError) as err:
+        jobs.check_storage_for_cluster(storage, True, mounts_file=mounts)
+    message = str(err.value)
+    assert storage in message and fs in message and "\n" not in message
+    assert jobs.SHARED_STORAGE_ENV in message
+
+
+def test_multi_node_refuses_the_default_storage(mounts):
+    with pytest.raises(NinsweepError, match="--storage"):
+        jobs.check_storage_for_cluster(None, True, mounts_file=mounts)
+
+
+def test_single_node_accepts_anything(mounts):
+    for storage in (None, "/tmp/x", "relative/dir", "s3://b/x"):
+        assert jobs.check_storage_for_cluster(storage, False, mounts_file=mounts) == storage
+
+
+def test_shared_storage_declared_by_flag_or_environment(mounts, monkeypatch):
+    assert jobs.check_storage_for_cluster("/data/shared", True, shared=True,
+                                          mounts_file=mounts) == "/data/shared"
+    monkeypatch.setenv(jobs.SHARED_STORAGE_ENV, "1")
+    assert jobs.check_storage_for_cluster("/data/shared", True,
+                                          mounts_file=mounts) == "/data/shared"
+    with pytest.raises(NinsweepError):
+        jobs.check_storage_for_cluster("/data/shared", True, shared=False, mounts_file=mounts)
+
+
+def test_unreadable_mounts_file_means_not_shared(tmp_path, monkeypatch):
+    monkeypatch.delenv(jobs.SHARED_STORAGE_ENV, raising=False)
+    with pytest.raises(NinsweepError, match="unknown filesystem"):
+        jobs.check_storage_for_cluster("/srv/x", True, mounts_file=str(tmp_path / "none"))
+
+
+def test_real_proc_mounts_is_parsed():
+    mount = jobs.mount_of("/")
+    assert mount is not None and mount[0] == "/"
+
+
+# -- addresses, auth token, unreachable clusters ---------------------------------------
+
+
+def test_address_normalization(monkeypatch):
+    monkeypatch.delenv(jobs.ADDRESS_ENV, raising=False)
+    assert jobs.normalize_address(None) == jobs.DEFAULT_ADDRESS
+    assert jobs.normalize_address("head:8265") == "http://head:8265"
+    assert jobs.normalize_address("https://ray.example.org/") == "https://ray.example.org"
+    monkeypatch.setenv(jobs.ADDRESS_ENV, "http://10.0.0.5:8265")
+    assert jobs.normalize_address(None) == "http://10.0.0.5:8265"
+    for bad in ("auto", "ray://head:10001", "ftp://head", "http://head:notaport"):
+        with pytest.raises(NinsweepError):
+            jobs.normalize_address(bad)
+
+
+def test_unreachable_address_is_one_fast_line():
+    address = f"http://127.0.0.1:{_closed_port()}"
+    for call in (lambda: jobs.list_jobs(address),
+                 lambda: jobs.job_status(address, "ninsweep-x"),
+                 lambda: jobs.stop_job(address, "ninsweep-x"),
+                 lambda: jobs.submit_sweep(address, "lab4", storage="/mnt/x", out=None)):
+        start = time.monotonic()
+        with pytest.raises(NinsweepError) as err:
+            call()
+        assert time.monotonic() - start < 3
+        message = str(err.value)
+        assert address in message and "\n" not in message
+
+
+def test_unroutable_address_times_out_quickly():
+    start = time.monotonic()
+    with pytest.raises(NinsweepError, match=r"10\.255\.255\.1"):
+        jobs.connect("http://10.255.255.1:8265", timeout=0.3)
+    assert time.monotonic() - start < 3
+
+
+@pytest.fixture()
+def token_env(tmp_path, monkeypatch):
+    for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token of the real user
+    return monkeypatch
+
+
+def test_auth_token_sent_whenever_one_is_configured(token_env, tmp_path):
+    assert jobs.auth_headers() == {}
+    token_env.setenv("RAY_AUTH_TOKEN", "tok-env")
+    assert jobs.auth_headers() == {"Authorization": "Bearer tok-env"}
+    token_env.delenv("RAY_AUTH_TOKEN")
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-file\n")
+    token_env.setenv("RAY_AUTH_TOKEN_PATH", str(token_file))
+    assert jobs.auth_headers() == {"Authorization": "Bearer tok-file"}
+    token_env.setenv("RAY_AUTH_MODE", "disabled")
+    assert jobs.auth_headers() == {}
+
+
+def test_auth_token_from_the_default_file(token_env, tmp_path):
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("tok-home")
+    assert jobs.auth_headers() == {"Authorization": "Bearer tok-home"}
+
+
+def test_unreadable_token_file_is_a_user_error(token_env, tmp_path):
+    token_env.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    with pytest.raises(NinsweepError, match="auth token"):
+        jobs.auth_headers()
+
+
+def test_missing_jobs_sdk_names_the_extra(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "requests", None)
+    with pytest.raises(NinsweepError, match=r"pip install 'ninsweep\[cluster\]'"):
+        jobs.connect("http://127.0.0.1:8265")
+
+
+# -- against a fake Jobs client ---------------------------------------------------------
+
+
+def _info(sid, status, metadata=None, start=1_700_000_000_000, end=None, message=""):
+    return SimpleNamespace(submission_id=sid, job_id=None, status=status,
+                           metadata=metadata, start_time=start, end_time=end,
+                           message=message, entrypoint=f"python -m ninsweep run {sid}")
+
+
+class FakeClient:
+    ninsweep_address = "http://127.0.0.1:8265"
+
+    def __init__(self, statuses=("RUNNING", "SUCCEEDED"), logs="line 1\nline 2\n",
+                 tail_fails=False):
+        self.statuses = list(statuses)
+        self.logs = logs
+        self.tail_fails = tail_fails
+        self.submitted = []
+        self.stopped = []
+
+    def get_job_status(self, job_id):
+        if job_id == "missing":
+            raise RuntimeError("Request failed with status code 404: Job missing does not exist.")
+        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+
+    def get_job_logs(self, job_id):
+        return self.logs
+
+    async def tail_job_logs(self, job_id):
+        if self.tail_fails:
+            raise RuntimeError("WebSocket connection closed unexpectedly")
+        for line in self.logs.splitlines(keepends=True):
+            yield line
+
+    def list_jobs(self):
+        return [
+            _info("ninsweep-b", "RUNNING", {"ninsweep": "1", "space": "lab4", "name": "b"},
+                  start=1_700_000_100_000),
+            _info("raysubmit_other", "SUCCEEDED", {"owner": "someone else"}),
+            _info("ninsweep-a", "SUCCEEDED", {"ninsweep": "1", "space": "smoke", "name": "a"},
+                  start=1_700_000_000_000, end=1_700_000_065_000),
+            _info("driver", "RUNNING", None),
+        ]
+
+    def get_job_info(self, job_id):
+        if job_id == "missing":
+            raise RuntimeError("Request failed with status code 404: Job missing does not exist.")
+        return _info(job_id, "RUNNING", {"ninsweep": "1", "space": "lab4"})
+
+    def stop_job(self, job_id):
+        self.stopped.append(job_id)
+        return True
+
+    def submit_job(self, **kwargs):
+        self.submitted.append(kwargs)
+        return kwargs["submission_id"]
+
+
+@pytest.fixture()
+def fake(monkeypatch):
+    client = FakeClient()
+    monkeypatch.setattr(jobs, "connect", lambda address=None, **kw: client)
+    return client
+
+
+def test_list_jobs_shows_only_ours_oldest_first(fake):
+    rows = jobs.list_jobs("http://127.0.0.1:8265")
+    assert [r["job_id"] for r in rows] == ["ninsweep-a", "ninsweep-b"]
+    assert rows[0]["space"] == "smoke" and rows[0]["duration_s"] == 65.0
+    table = jobs.format_jobs_table(rows)
+    assert "raysubmit_other" not in table and "1:05" in table
+    assert jobs.format_jobs_table([]) == "no ninsweep jobs on this cluster"
+
+
+def test_unknown_job_is_one_line(fake):
+    with pytest.raises(NinsweepError, match="no job missing on the Ray cluster"):
+        jobs.job_status(None, "missing")
+
+
+@pytest.mark.parametrize("tail_fails", [False, True])
+def test_wait_for_job_streams_logs_until_terminal(tail_fails):
+    client = FakeClient(statuses=("RUNNING", "RUNNING", "SUCCEEDED"), tail_fails=tail_fails)
+    chunks = []
+    status = jobs.wait_for_job(client, "ninsweep-a", out=chunks.append, poll_s=0.01)
+    assert status == "SUCCEEDED"
+    assert "".join(chunks) == "line 1\nline 2\n"
+
+
+def test_wait_for_job_unknown_id():
+    with pytest.raises(NinsweepError, match="no job missing"):
+        jobs.wait_for_job(FakeClient(), "missing", out=lambda s: None)
+
+
+def test_submit_sweep_submits_and_prints_how_to_follow(fake):
+    lines = []
+    job_id = jobs.submit_sweep("http://127.0.0.1:8265", "lab4", storage="/mnt/x",
+                               extra_args=["--max-epochs", "1"], out=lines.append)
+    (call,) = fake.submitted
+    assert call["submission_id"] == job_id
+    assert call["metadata"]["ninsweep"] == "1"
+    assert "--max-epochs 1" in call["entrypoint"]
+    assert any(f"ninsweep jobs logs {job_id} --follow" in line for line in lines)
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="ninsweep")
+    sub = parser.add_subparsers(dest="command", required=True)
+    jobs.add_submit_arguments(sub.add_parser("submit"))
+    jobs.add_jobs_arguments(sub.add_parser("jobs"))
+    return parser.parse_args(argv)
+
+
+def test_cli_glue(fake):
+    args = _parse(["submit", "lab4", "--storage", "s3://b/x", "--wait",
+                   "--max-epochs", "3", "--gpus-per-trial", "0.5", "--data-dir", "/mnt/d"])
+    assert args.space == "lab4" and args.wait and args.address is None
+    out = []
+    assert jobs.cli_submit(args, out=out.append) == 0
+    assert fake.submitted[0]["entrypoint"].endswith(
+        "--max-epochs 3 --data-dir /mnt/d --gpus-per-trial 0.5")
+    assert out[-1].endswith(": SUCCEEDED")
+
+    out.clear()
+    assert jobs.cli_jobs(_parse(["jobs", "list", "--address", "head:8265"]),
+                         out=out.append) == 0
+    assert "ninsweep-a" in out[0]
+    assert jobs.cli_jobs(_parse(["jobs", "stop", "ninsweep-b"]), out=out.append) == 0
+    assert fake.stopped == ["ninsweep-b"]
+    assert jobs.cli_jobs(_parse(["jobs", "status", "ninsweep-b"]), out=out.append) == 0
+    assert out[-1].startswith("ninsweep-b: RUNNING")
+    assert jobs.cli_jobs(_parse(["jobs", "logs", "ninsweep-b"]), out=out.append) == 0
+    assert out[-1] == "line 1\nline 2"
+    with pytest.raises(SystemExit):
+        _parse(["jobs"])
