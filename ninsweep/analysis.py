@@ -1,0 +1,757 @@
+"""From an experiment directory to tables: per trial, per config (over seeds), significance.
+
+Everything here works from the results directory alone -- finished, interrupted or still
+running -- without a Ray cluster and without importing Ray. The layout it reads is the
+contract in DEVELOPERS.md:
+
+- ``<exp>/ninsweep.json``: the manifest (every planned trial, with its params and config);
+- one directory per trial that started, found by its ``params.json``
+  (``{"trial": {"name", "params", "config"}}``), not by its name (Ray may add a suffix);
+- ``result.json`` in it: one JSON object per reported epoch (``ninsweep.metrics`` names);
+- ``error.txt`` in it when Ray recorded a failure.
+
+A trial's status is one of ``finished`` (its last epoch is the planned one), ``error``
+(``error.txt`` and not finished), ``incomplete`` (started, not finished: running or
+interrupted) and ``pending`` (in the manifest, no directory yet). Unfinished trials are
+marked in every table, never dropped; only finished trials count toward the statistics.
+
+Statistics (per config = the trial params without ``seed``): mean, sample std (ddof=1) and
+a 95% confidence interval of the mean from Student's t distribution, of the final test
+accuracy. :func:`significance` compares every config with the best one (highest mean) by
+Welch's two-sided t-test (``scipy.stats.ttest_ind(equal_var=False)``: no equal-variance
+assumption) and corrects the p-values for the number of comparisons with Holm's step-down
+method, which controls the family-wise error rate at ``alpha`` without assuming
+independence. A config is "significantly lower" when its Holm-adjusted p-value is below
+``alpha``; otherwise its difference from the best is inside seed-to-seed noise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import metrics as M
+from .config import ModelConfig, TrainConfig
+from .errors import NinsweepError
+
+MANIFEST = "ninsweep.json"
+PARAMS_FILE = "params.json"
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.txt"
+MANIFEST_FORMAT = 1
+
+FINISHED = "finished"
+INCOMPLETE = "incomplete"
+ERROR = "error"
+PENDING = "pending"
+STATUSES = (FINISHED, INCOMPLETE, ERROR, PENDING)
+
+ALPHA = 0.05
+CI_LEVEL = 0.95
+
+# The lab report's final test accuracy (%) after 164 epochs, one run each
+# (docs/lab4-reference.md). None: the report has no number (its Maxout never worked).
+REFERENCE_SPACE = "lab4"
+REFERENCE_EPOCHS = 164
+REFERENCE_ACC_PCT: dict[str, Optional[float]] = {
+    "ELU+BN+WI": 91.67,
+    "ELU+BN": 91.34,
+    "ReLU+BN": 91.13,  # the report's "BN (ReLU)"
+    "ReLU+BN+WI": 90.98,  # "BN+WI (ReLU)"
+    "ELU+WI": 90.94,
+    "ELU": 90.76,
+    "ReLU": 90.50,  # "None (ReLU)"
+    "ReLU+WI": 90.49,  # "WI (ReLU)"
+    "LeakyReLU+BN+WI": 90.91,
+    "Maxout+BN+WI": None,
+}
+
+ACTIVATION_LABELS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "elu": "ELU", "maxout": "Maxout"}
+INIT_SUFFIXES = {"keras": "", "he": "+WI", "torch": "+torchinit"}
+
+# The params every trial has; any other grid key (dotted, "train.lr") is an extra column.
+BASE_PARAMS = ("activation", "batchnorm", "init")
+SEED = "seed"
+
+VERDICT_BEST = "best"
+VERDICT_LOWER = "significantly lower"
+VERDICT_SAME = "not significantly different"
+VERDICT_FEW = "needs >= 2 seeds"
+VERDICT_NONE = "no finished trials"
+VERDICT_FLAT = "untestable: zero variance"
+
+
+@dataclass
+class TrialRecord:
+    """One planned trial and what its directory holds so far."""
+
+    name: str
+    params: dict[str, Any]
+    config: dict[str, Any]
+    status: str
+    history: pd.DataFrame  # one row per epoch, sorted (see load_history)
+    trial_dir: Optional[Path] = None
+    error: Optional[str] = None  # the last line of error.txt
+
+    @property
+    def epochs_done(self) -> int:
+        return _epochs_done(self.history)
+
+    @property
+    def epochs_planned(self) -> int:
+        return _epochs_planned(self.config)
+
+
+@dataclass
+class Experiment:
+    path: Path
+    space_name: Optional[str]
+    manifest: Optional[dict[str, Any]]
+    trials: list[TrialRecord] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def is_lab4(self) -> bool:
+        return is_reference_space(self.space_name)
+
+    def counts(self) -> dict[str, int]:
+        """Trials per status, every status present (0 when none)."""
+        out = {s: 0 for s in STATUSES}
+        for t in self.trials:
+            out[t.status] += 1
+        return out
+
+
+def is_reference_space(space_name: Optional[str]) -> bool:
+    """Whether a space reproduces the lab report's grid ("lab4", "lab4-seeds", ...)."""
+    if not space_name:
+        return False
+    name = str(space_name).lower()
+    return name == REFERENCE_SPACE or name.startswith((REFERENCE_SPACE + "-", REFERENCE_SPACE + "_"))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def load_history(trial_dir: os.PathLike | str) -> pd.DataFrame:
+    """A trial's metrics, one row per epoch, sorted by epoch.
+
+    Reads ``result.json`` (JSON lines). A last line that does not parse (the trial is
+    still writing it, or was killed mid-write) is ignored; a bad line elsewhere is skipped
+    with a warning. Records without an ``epoch`` are skipped; nested values (Ray's
+    ``config``) are dropped.
+
+    An epoch can appear twice when a trial was restored from a checkpoint older than its
+    last report. Each record *replaces* the record of its epoch and every later epoch held
+    so far: the run goes back to that point, so what came after it belongs to an abandoned
+    run. For a trial that went on past its old last epoch this is exactly "keep the last
+    record of each epoch".
+    """
+    path = Path(trial_dir) / RESULT_FILE
+    columns = list(M.EPOCH_METRICS)
+    if not path.is_file():
+        return _empty_history()
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
+    kept: dict[int, dict[str, Any]] = {}
+    for pos, (lineno, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if pos != len(lines) - 1:
+                warnings.warn(f"{path}:{lineno}: not a JSON object, line skipped", stacklevel=2)
+            continue
+        if not isinstance(record, dict):
+            continue
+        epoch = record.get(M.EPOCH)
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or not math.isfinite(epoch):
+            continue
+        epoch = int(epoch)
+        for later in [e for e in kept if e >= epoch]:
+            del kept[later]
+        kept[epoch] = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
+    if not kept:
+        return _empty_history()
+    df = pd.DataFrame([kept[e] for e in sorted(kept)])
+    for col in columns:
+        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df.columns else np.nan
+    df[M.EPOCH] = df[M.EPOCH].astype(int)
+    rest = [c for c in df.columns if c not in columns]
+    return df[columns + rest].reset_index(drop=True)
+
+
+def _empty_history() -> pd.DataFrame:
+    df = pd.DataFrame({c: pd.Series(dtype=float) for c in M.EPOCH_METRICS})
+    df[M.EPOCH] = df[M.EPOCH].astype(int)
+    return df
+
+
+def _epochs_done(history: pd.DataFrame) -> int:
+    return int(history[M.EPOCH].max()) if len(history) else 0
+
+
+def _epochs_planned(config: dict[str, Any]) -> int:
+    train = config.get("train") if isinstance(config, dict) else None
+    epochs = train.get("epochs") if isinstance(train, dict) else None
+    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0:
+        return epochs
+    return TrainConfig().epochs
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise NinsweepError(f"{path}: cannot read {what}: {err}") from None
+    except ValueError as err:
+        raise NinsweepError(f"{path}: {what} is not valid JSON ({err})") from None
+
+
+def _scan_trial_dirs(exp_dir: Path) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
+    """Trial name -> [(directory, its params.json "trial" entry)], for direct children."""
+    found: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for child in sorted(exp_dir.iterdir()):
+        params_path = child / PARAMS_FILE
+        if not child.is_dir() or not params_path.is_file():
+            continue
+        try:
+            data = json.loads(params_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            warnings.warn(f"{params_path}: unreadable, directory skipped", stacklevel=3)
+            continue
+        trial = data.get("trial") if isinstance(data, dict) else None
+        if not isinstance(trial, dict) or not isinstance(trial.get("name"), str):
+            continue  # a Ray trial of something else
+        found.setdefault(trial["name"], []).append((child, trial))
+    return found
+
+
+def _pick_dir(name: str, candidates: list[tuple[Path, dict[str, Any]]]) -> tuple[Path, dict, pd.DataFrame]:
+    """One directory per trial name: the one with most epochs, then the newest."""
+    loaded = []
+    for path, trial in candidates:
+        hist = load_history(path)
+        result = path / RESULT_FILE
+        mtime = result.stat().st_mtime if result.exists() else path.stat().st_mtime
+        loaded.append((_epochs_done(hist), mtime, path, trial, hist))
+    loaded.sort(key=lambda x: (x[0], x[1]))
+    if len(loaded) > 1:
+        warnings.warn(
+            f"trial {name} has {len(loaded)} directories; using {loaded[-1][2].name}", stacklevel=3)
+    _, _, path, trial, hist = loaded[-1]
+    return path, trial, hist
+
+
+def _last_error_line(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "error.txt unreadable"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = lines[-1] if lines else "failed (empty error.txt)"
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _status(trial_dir: Optional[Path], history: pd.DataFrame, planned: int) -> str:
+    if trial_dir is None:
+        return PENDING
+    if _epochs_done(history) >= planned:
+        return FINISHED
+    if (trial_dir / ERROR_FILE).exists():
+        return ERROR
+    return INCOMPLETE
+
+
+def load_experiment(exp_dir: os.PathLike | str) -> Experiment:
+    """Read an experiment directory (with or without its ``ninsweep.json``).
+
+    Raises NinsweepError (one line) for a missing path, a directory that is no
+    experiment, a malformed manifest and an experiment with no trials.
+    """
+    if "://" in str(exp_dir) and not str(exp_dir).startswith("file://"):
+        raise NinsweepError(f"{exp_dir}: analysis reads a local experiment directory; copy it "
+                            f"here first (e.g. with your storage's sync tool)")
+    path = Path(str(exp_dir).removeprefix("file://")).expanduser()
+    if path.is_file() and path.name == MANIFEST:
+        path = path.parent
+    if not path.exists():
+        raise NinsweepError(f"{path}: no such experiment directory")
+    if not path.is_dir():
+        raise NinsweepError(f"{path}: not a directory (expected an experiment directory)")
+    path = path.resolve()
+
+    manifest_path = path / MANIFEST
+    manifest: Optional[dict[str, Any]] = None
+    planned: list[dict[str, Any]] = []
+    if manifest_path.is_file():
+        manifest = _read_json(manifest_path, "the experiment manifest")
+        if not isinstance(manifest, dict):
+            raise NinsweepError(f"{manifest_path}: expected a JSON object")
+        fmt = manifest.get("format")
+        if fmt != MANIFEST_FORMAT:
+            raise NinsweepError(
+                f"{manifest_path}: unsupported manifest format {fmt!r} (this ninsweep reads {MANIFEST_FORMAT})")
+        planned = manifest.get("trials") or []
+        if not isinstance(planned, list) or not all(
+                isinstance(t, dict) and isinstance(t.get("name"), str) for t in planned):
+            raise NinsweepError(f"{manifest_path}: 'trials' must be a list of objects with a 'name'")
+
+    dirs = _scan_trial_dirs(path)
+    if manifest is None and not dirs:
+        hint = ""
+        inner = sorted(p.name for p in path.iterdir() if (p / MANIFEST).is_file())
+        if inner:
+            hint = f"; it holds experiments: {', '.join(inner[:5])}"
+        raise NinsweepError(
+            f"{path}: not a ninsweep experiment (no {MANIFEST} and no trial directories with "
+            f"{PARAMS_FILE}){hint}")
+
+    trials: list[TrialRecord] = []
+    seen: set[str] = set()
+    entries = [(t["name"], t) for t in planned] + [
+        (name, cands[0][1]) for name, cands in dirs.items()
+        if name not in {t["name"] for t in planned}]
+    for name, entry in entries:
+        if name in seen:
+            continue
+        seen.add(name)
+        params = dict(entry.get("params") or {})
+        config = dict(entry.get("config") or {})
+        trial_dir, history, error = None, _empty_history(), None
+        if name in dirs:
+            trial_dir, dir_entry, history = _pick_dir(name, dirs[name])
+            params = params or dict(dir_entry.get("params") or {})
+            config = config or dict(dir_entry.get("config") or {})
+        status = _status(trial_dir, history, _epochs_planned(config))
+        if status == ERROR:
+            error = _last_error_line(trial_dir / ERROR_FILE)
+        trials.append(TrialRecord(name, params, config, status, history, trial_dir, error))
+
+    if not trials:
+        raise NinsweepError(f"{path}: the experiment has no trials")
+    space_name = manifest.get("space_name") if manifest else None
+    return Experiment(path=path, space_name=space_name, manifest=manifest, trials=trials)
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _base_params(trial: TrialRecord) -> dict[str, Any]:
+    """activation, batchnorm, init: from the params, else the config, else the defaults."""
+    model = trial.config.get("model") if isinstance(trial.config.get("model"), dict) else {}
+    defaults = ModelConfig()
+    out = {}
+    for key in BASE_PARAMS:
+        if key in trial.params:
+            out[key] = trial.params[key]
+        elif f"model.{key}" in trial.params:
+            out[key] = trial.params[f"model.{key}"]
+        else:
+            out[key] = model.get(key, getattr(defaults, key))
+    return out
+
+
+def _extra_params(trial: TrialRecord) -> dict[str, Any]:
+    skip = set(BASE_PARAMS) | {f"model.{k}" for k in BASE_PARAMS} | {SEED, "train.seed"}
+    return {k: v for k, v in trial.params.items() if k not in skip}
+
+
+def _seed(trial: TrialRecord) -> Any:
+    if SEED in trial.params:
+        return trial.params[SEED]
+    if "train.seed" in trial.params:
+        return trial.params["train.seed"]
+    train = trial.config.get("train")
+    return train.get("seed", TrainConfig().seed) if isinstance(train, dict) else TrainConfig().seed
+
+
+def config_label(activation: str, batchnorm: bool, init: str, extra: Optional[dict[str, Any]] = None) -> str:
+    """The report's naming: "ELU+BN+WI", "ReLU", "LeakyReLU+BN+WI"; other params appended."""
+    label = ACTIVATION_LABELS.get(str(activation), str(activation))
+    if batchnorm:
+        label += "+BN"
+    label += INIT_SUFFIXES.get(str(init), f"+{init}")
+    for key, value in sorted((extra or {}).items()):
+        label += f" {key}={_fmt_value(value)}"
+    return label
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+# --------------------------------------------------------------------------- tables
+
+TRIAL_COLUMNS = [
+    "trial", "config", "activation", "batchnorm", "init", "seed", "status",
+    "epochs_done", "epochs_planned", "final_test_acc_pct", "best_test_acc_pct", "best_epoch",
+    "final_train_acc_pct", "final_train_loss", "final_test_loss", "wall_time_s",
+    "images_per_s", "error", "trial_dir",
+]
+
+
+def trial_table(exp: Experiment) -> pd.DataFrame:
+    """One row per planned trial (pending ones too), in manifest order.
+
+    "final" is the last recorded epoch (for an unfinished trial: the latest so far).
+    Accuracies are percentages. ``wall_time_s`` is the sum of ``epoch_time_s`` (training
+    plus evaluation) over the kept epochs, or Ray's ``time_total_s`` of the last record
+    when epoch times are missing; ``images_per_s`` is the mean over epochs.
+    """
+    rows = []
+    extras_order: list[str] = []
+    for t in exp.trials:
+        base, extra = _base_params(t), _extra_params(t)
+        for k in extra:
+            if k not in extras_order:
+                extras_order.append(k)
+        h = t.history
+        row: dict[str, Any] = {
+            "trial": t.name,
+            "config": config_label(base["activation"], base["batchnorm"], base["init"], extra),
+            **base, "seed": _seed(t), **extra,
+            "status": t.status, "epochs_done": t.epochs_done, "epochs_planned": t.epochs_planned,
+            "final_test_acc_pct": np.nan, "best_test_acc_pct": np.nan, "best_epoch": np.nan,
+            "final_train_acc_pct": np.nan, "final_train_loss": np.nan, "final_test_loss": np.nan,
+            "wall_time_s": np.nan, "images_per_s": np.nan,
+            "error": t.error or "",
+            "trial_dir": t.trial_dir.name if t.trial_dir else "",
+        }
+        if len(h):
+            last = h.iloc[-1]
+            acc = pd.to_numeric(h[M.TEST_ACC], errors="coerce")
+            row["final_test_acc_pct"] = 100.0 * float(last[M.TEST_ACC])
+            if acc.notna().any():
+                row["best_test_acc_pct"] = 100.0 * float(acc.max())
+                row["best_epoch"] = int(h.loc[acc.idxmax(), M.EPOCH])
+            row["final_train_acc_pct"] = 100.0 * float(last[M.TRAIN_ACC])
+            row["final_train_loss"] = float(last[M.TRAIN_LOSS])
+            row["final_test_loss"] = float(last[M.TEST_LOSS])
+            epoch_times = pd.to_numeric(h[M.EPOCH_TIME_S], errors="coerce")
+            if epoch_times.notna().any():
+                row["wall_time_s"] = float(epoch_times.sum())
+            elif "time_total_s" in h.columns:
+                row["wall_time_s"] = float(last["time_total_s"])
+            row["images_per_s"] = float(pd.to_numeric(h[M.IMAGES_PER_S], errors="coerce").mean())
+        rows.append(row)
+    columns = TRIAL_COLUMNS[:6] + extras_order + TRIAL_COLUMNS[6:]
+    df = pd.DataFrame(rows, columns=columns)
+    df["epochs_done"] = df["epochs_done"].astype(int)
+    df["epochs_planned"] = df["epochs_planned"].astype(int)
+    df["best_epoch"] = df["best_epoch"].astype("Int64")
+    return df
+
+
+def _describe(values: Sequence[float]) -> dict[str, float]:
+    """n, mean, std (ddof=1), t-based 95% CI of the mean, min, max (NaN where undefined)."""
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    n = len(x)
+    out = {"n": n, "mean": np.nan, "std": np.nan, "ci95_low": np.nan, "ci95_high": np.nan,
+           "min": np.nan, "max": np.nan}
+    if n == 0:
+        return out
+    out.update(mean=float(x.mean()), min=float(x.min()), max=float(x.max()))
+    if n >= 2:
+        std = float(x.std(ddof=1))
+        half = float(stats.t.ppf(0.5 + CI_LEVEL / 2, n - 1)) * std / math.sqrt(n)
+        out.update(std=std, ci95_low=out["mean"] - half, ci95_high=out["mean"] + half)
+    return out
+
+
+def config_table(exp: Experiment) -> pd.DataFrame:
+    """Per config (the params without the seed), over seeds, sorted by mean accuracy.
+
+    Only finished trials count toward the statistics (``n``); ``n_incomplete``,
+    ``n_error`` and ``n_pending`` count the others. Accuracies are percentages. For a lab4
+    space, ``report_acc_pct`` is the lab report's number and ``diff_vs_report_pct`` ours
+    minus it.
+    """
+    return _config_table(trial_table(exp), exp.is_lab4)
+
+
+def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
+    fixed = set(TRIAL_COLUMNS)
+    extra_cols = [c for c in trials.columns if c not in fixed]
+    rows = []
+    for label, group in trials.groupby("config", sort=False):
+        done = group[group["status"] == FINISHED]
+        d = _describe(done["final_test_acc_pct"].tolist())
+        first = group.iloc[0]
+        row = {
+            "config": label,
+            "activation": first["activation"], "batchnorm": first["batchnorm"], "init": first["init"],
+            **{c: first[c] for c in extra_cols},
+            "n_trials": len(group),
+            "n": d["n"],
+            "n_incomplete": int((group["status"] == INCOMPLETE).sum()),
+            "n_error": int((group["status"] == ERROR).sum()),
+            "n_pending": int((group["status"] == PENDING).sum()),
+            "epochs_planned": int(group["epochs_planned"].max()),
+            "mean_test_acc_pct": d["mean"], "std_test_acc_pct": d["std"],
+            "ci95_low_pct": d["ci95_low"], "ci95_high_pct": d["ci95_high"],
+            "min_test_acc_pct": d["min"], "max_test_acc_pct": d["max"],
+            "mean_best_test_acc_pct": _mean(done["best_test_acc_pct"]),
+            "mean_final_train_loss": _mean(done["final_train_loss"]),
+            "mean_final_test_loss": _mean(done["final_test_loss"]),
+            "mean_wall_time_s": _mean(done["wall_time_s"]),
+            "mean_images_per_s": _mean(done["images_per_s"]),
+        }
+        if lab4:
+            ref = REFERENCE_ACC_PCT.get(label) if not extra_cols else None
+            row["report_acc_pct"] = np.nan if ref is None else ref
+            row["diff_vs_report_pct"] = row["mean_test_acc_pct"] - row["report_acc_pct"]
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df = df.sort_values(["mean_test_acc_pct", "config"], ascending=[False, True], na_position="last",
+                        kind="stable").reset_index(drop=True)
+    df.insert(0, "rank", range(1, len(df) + 1))
+    return df
+
+
+def _mean(series: pd.Series) -> float:
+    s = pd.to_numeric(series, errors="coerce").dropna()
+    return float(s.mean()) if len(s) else np.nan
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN entries stay NaN and are not counted)."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = len(valid)
+    order = valid[np.argsort(p[valid], kind="stable")]
+    running = 0.0
+    for i, idx in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[idx]))
+        out[idx] = running
+    return out
+
+
+def significance(exp: Experiment, alpha: float = ALPHA) -> pd.DataFrame:
+    """Each config against the best (highest mean) by Welch's t-test, Holm-corrected.
+
+    Columns: config, n, mean_test_acc_pct, best_config, diff_vs_best_pct, t_stat, df
+    (Welch-Satterthwaite), p_value (two-sided, uncorrected), p_holm (adjusted over the
+    configs tested against the best), significant (p_holm < alpha) and verdict. Needs >= 2
+    finished seeds in both configs; otherwise the verdict says so.
+    """
+    trials = trial_table(exp)
+    return _significance(trials, _config_table(trials, False), alpha)
+
+
+def _significance(trials: pd.DataFrame, configs: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    cols = ["config", "n", "mean_test_acc_pct", "best_config", "diff_vs_best_pct", "t_stat", "df",
+            "p_value", "p_holm", "significant", "verdict"]
+    if configs.empty:
+        return pd.DataFrame(columns=cols)
+    finished = trials[trials["status"] == FINISHED]
+    samples = {label: g["final_test_acc_pct"].dropna().to_numpy(float)
+               for label, g in finished.groupby("config", sort=False)}
+    ranked = configs.dropna(subset=["mean_test_acc_pct"])
+    best = ranked.iloc[0]["config"] if len(ranked) else None
+    best_x = samples.get(best, np.array([]))
+    rows = []
+    for _, c in configs.iterrows():
+        label = c["config"]
+        x = samples.get(label, np.array([]))
+        row = {"config": label, "n": len(x), "mean_test_acc_pct": c["mean_test_acc_pct"],
+               "best_config": best, "diff_vs_best_pct": np.nan, "t_stat": np.nan, "df": np.nan,
+               "p_value": np.nan, "p_holm": np.nan, "significant": False, "verdict": ""}
+        if len(x) == 0:
+            row["verdict"] = VERDICT_NONE
+        elif label == best:
+            row["diff_vs_best_pct"] = 0.0
+            row["verdict"] = VERDICT_BEST
+        else:
+            row["diff_vs_best_pct"] = float(x.mean() - best_x.mean())
+            if len(x) < 2 or len(best_x) < 2:
+                row["verdict"] = VERDICT_FEW
+            elif np.ptp(x) == 0 and np.ptp(best_x) == 0:
+                row["verdict"] = VERDICT_FLAT
+            else:
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    res = stats.ttest_ind(x, best_x, equal_var=False)
+                row["t_stat"], row["p_value"] = float(res.statistic), float(res.pvalue)
+                row["df"] = float(getattr(res, "df", np.nan))
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=cols)
+    df["p_holm"] = holm(df["p_value"].to_numpy(float))
+    tested = df["p_holm"].notna()
+    df.loc[tested, "significant"] = df.loc[tested, "p_holm"] < alpha
+    df.loc[tested, "verdict"] = np.where(df.loc[tested, "significant"], VERDICT_LOWER, VERDICT_SAME)
+    df["significant"] = df["significant"].astype(bool)
+    return df
+
+
+# --------------------------------------------------------------------------- output
+
+
+def summary_table(exp: Experiment, alpha: float = ALPHA) -> str:
+    """The terminal table (what ``ninsweep run`` prints at its end), with a status line."""
+    trials = trial_table(exp)
+    configs = _config_table(trials, exp.is_lab4)
+    sig = _significance(trials, configs, alpha)
+    counts = exp.counts()
+    status = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+    head = f"experiment {exp.name}" + (f" (space {exp.space_name})" if exp.space_name else "")
+    return f"{head}: {len(exp.trials)} trials: {status}\n" + format_table(configs, sig, alpha)
+
+
+def format_table(config_df: pd.DataFrame, significance_df: Optional[pd.DataFrame] = None,
+                 alpha: float = ALPHA) -> str:
+    """A fixed-width text table of ``config_table`` (plus ``significance`` when given)."""
+    if config_df.empty:
+        return "(no configs)\n"
+    sig = {}
+    if significance_df is not None and not significance_df.empty:
+        sig = significance_df.set_index("config").to_dict("index")
+    lab4 = "report_acc_pct" in config_df.columns
+    unfinished = (config_df[["n_incomplete", "n_error", "n_pending"]].sum(axis=1) > 0).any()
+    headers = ["#", "config", "n", "test acc % (mean ± std)", "95% CI", "min", "max"]
+    if lab4:
+        headers += ["report", "diff"]
+    if sig:
+        headers += ["p (Holm)", "vs best"]
+    if unfinished:
+        headers += ["not finished"]
+    rows = []
+    for _, c in config_df.iterrows():
+        row = [str(c["rank"]), str(c["config"]), str(c["n"]),
+               _pm(c["mean_test_acc_pct"], c["std_test_acc_pct"]),
+               _ci(c["ci95_low_pct"], c["ci95_high_pct"]),
+               _num(c["min_test_acc_pct"]), _num(c["max_test_acc_pct"])]
+        if lab4:
+            row += [_num(c["report_acc_pct"], none="none"), _num(c["diff_vs_report_pct"], signed=True)]
+        if sig:
+            s = sig.get(c["config"], {})
+            row += [_p(s.get("p_holm", np.nan)), str(s.get("verdict", ""))]
+        if unfinished:
+            row += [_unfinished(c)]
+        rows.append(row)
+    right = {"#", "n", "min", "max", "report", "diff", "p (Holm)"}
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.rjust(w) if h in right else cell.ljust(w)
+                         for cell, w, h in zip(cells, widths, headers)).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    notes = ["n: finished seeds; statistics over finished trials only."]
+    if sig:
+        notes.append(f"vs best: Welch's t-test against the best config, Holm-corrected, alpha {alpha:g}.")
+    if lab4:
+        notes.append(f"report: the lab report's single run after {REFERENCE_EPOCHS} epochs; diff = ours - report.")
+    return "\n".join(out + [""] + notes) + "\n"
+
+
+def _num(v: Any, signed: bool = False, none: str = "-", digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)) or pd.isna(v):
+        return none
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def _pm(mean: float, std: float) -> str:
+    if pd.isna(mean):
+        return "-"
+    return f"{mean:.2f} ± {std:.2f}" if not pd.isna(std) else f"{mean:.2f}"
+
+
+def _ci(lo: float, hi: float) -> str:
+    return "-" if pd.isna(lo) else f"[{lo:.2f}, {hi:.2f}]"
+
+
+def _p(p: float) -> str:
+    if pd.isna(p):
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _unfinished(c: pd.Series) -> str:
+    parts = [f"{int(c[k])} {name}" for k, name in
+             (("n_incomplete", INCOMPLETE), ("n_error", ERROR), ("n_pending", PENDING)) if c[k]]
+    return ", ".join(parts)
+
+
+def csv_paths(exp: Experiment, out: Optional[os.PathLike | str] = None) -> tuple[Path, Path]:
+    """Where ``write_csvs`` writes: (per-trial CSV, per-config CSV).
+
+    No ``out``: ``<exp>/results.csv`` and ``<exp>/results-configs.csv``. An existing
+    directory (or a path ending in "/"): the same two names in it. Otherwise ``out`` is the
+    per-trial file and the per-config file sits beside it: ``x.csv`` -> ``x-configs.csv``.
+    """
+    if out is None:
+        base = exp.path / "results.csv"
+    else:
+        raw = str(out)
+        p = Path(raw).expanduser()
+        if p.is_dir() or raw.endswith(("/", os.sep)):
+            base = p / "results.csv"
+        else:
+            base = p if p.suffix else p.with_name(p.name + ".csv")
+    return base, base.with_name(f"{base.stem}-configs{base.suffix}")
+
+
+def write_csvs(exp: Experiment, out: Optional[os.PathLike | str] = None,
+               alpha: float = ALPHA) -> tuple[Path, Path]:
+    """Write the per-trial and per-config CSVs (see ``csv_paths``); return their paths.
+
+    Both are derived files, regenerated on every call: each is written to a temporary file
+    and renamed over the old one, so a reader never sees half a file. The per-config CSV
+    carries the significance columns too (p_value, p_holm, verdict).
+    """
+    trials_path, configs_path = csv_paths(exp, out)
+    if not trials_path.parent.is_dir():
+        raise NinsweepError(f"{trials_path.parent}: no such directory")
+    trials = trial_table(exp)
+    configs = _config_table(trials, exp.is_lab4)
+    sig = _significance(trials, configs, alpha)
+    if not configs.empty:
+        configs = configs.merge(sig[["config", "diff_vs_best_pct", "p_value", "p_holm", "verdict"]],
+                                on="config", how="left")
+    _atomic_write_text(trials_path, trials.to_csv(index=False, float_format="%.6g"))
+    _atomic_write_text(configs_path, configs.to_csv(index=False, float_format="%.6g"))
+    return trials_path, configs_path
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory + rename."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise NinsweepError(f"{path}: cannot write: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

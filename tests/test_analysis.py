@@ -1,0 +1,422 @@
+"""ninsweep.analysis on hand-made experiment directories with known numbers.
+
+Experiments made by a real tiny Ray sweep are checked by the sweep tests through
+``analysis_fixtures.check_analysable``.
+"""
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ninsweep import analysis
+from ninsweep.errors import NinsweepError
+
+try:
+    from .analysis_fixtures import check_analysable, epoch_record, lab4_trials, make_experiment
+except ImportError:
+    from analysis_fixtures import check_analysable, epoch_record, lab4_trials, make_experiment
+
+
+# ------------------------------------------------------------------ independent statistics
+
+def welch_by_formula(x, y):
+    """Welch's t and Welch-Satterthwaite df, from the textbook formulas."""
+    nx, ny = len(x), len(y)
+    mx, my = sum(x) / nx, sum(y) / ny
+    vx = sum((v - mx) ** 2 for v in x) / (nx - 1)
+    vy = sum((v - my) ** 2 for v in y) / (ny - 1)
+    se2 = vx / nx + vy / ny
+    t = (mx - my) / math.sqrt(se2)
+    df = se2 ** 2 / ((vx / nx) ** 2 / (nx - 1) + (vy / ny) ** 2 / (ny - 1))
+    return t, df
+
+
+def two_sided_p(t, df, steps=4000):
+    """2 * P(T > |t|) by Simpson's rule on Student's t density (no scipy)."""
+    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+
+    def pdf(u):
+        return c * (1 + u * u / df) ** (-(df + 1) / 2)
+
+    a, b = 0.0, abs(t)
+    h = (b - a) / steps
+    area = pdf(a) + pdf(b) + sum((4 if i % 2 else 2) * pdf(a + i * h) for i in range(1, steps))
+    return 1.0 - 2.0 * area * h / 3.0
+
+
+def by_config(df):
+    return df.set_index("config")
+
+
+# ------------------------------------------------------------------ load_history
+
+def write_results(tmp_path, records, tail=""):
+    d = tmp_path / "t"
+    d.mkdir()
+    (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in records) + tail)
+    return d
+
+
+def test_history_keeps_the_last_record_of_a_repeated_epoch(tmp_path):
+    recs = [epoch_record(e, 0.1 * e) for e in (1, 2, 3)]
+    recs += [epoch_record(2, 0.25), epoch_record(3, 0.35), epoch_record(4, 0.45)]  # restored at 1
+    h = analysis.load_history(write_results(tmp_path, recs))
+    assert list(h["epoch"]) == [1, 2, 3, 4]
+    assert h["test_acc"].tolist() == pytest.approx([0.1, 0.25, 0.35, 0.45])
+    assert "config" not in h.columns  # Ray's nested config is dropped
+    assert "training_iteration" in h.columns
+
+
+def test_history_drops_epochs_of_the_abandoned_run(tmp_path):
+    recs = [epoch_record(e, 0.1 * e) for e in (1, 2, 3, 4, 5)] + [epoch_record(3, 0.33)]
+    h = analysis.load_history(write_results(tmp_path, recs))
+    assert list(h["epoch"]) == [1, 2, 3]
+    assert h["test_acc"].iloc[-1] == pytest.approx(0.33)
+
+
+def test_history_ignores_a_truncated_last_line(tmp_path):
+    recs = [epoch_record(e, 0.1 * e) for e in (1, 2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = analysis.load_history(write_results(tmp_path, recs, tail='{"epoch": 3, "train_lo'))
+    assert list(h["epoch"]) == [1, 2]
+
+
+def test_history_skips_a_bad_middle_line_with_a_warning(tmp_path):
+    d = tmp_path / "t"
+    d.mkdir()
+    lines = [json.dumps(epoch_record(1, 0.1)), "garbage{", json.dumps(epoch_record(2, 0.2))]
+    (d / "result.json").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match="result.json:2"):
+        h = analysis.load_history(d)
+    assert list(h["epoch"]) == [1, 2]
+
+
+def test_history_of_a_trial_without_results_is_empty(tmp_path):
+    h = analysis.load_history(tmp_path)
+    assert len(h) == 0 and "test_acc" in h.columns
+
+
+# ------------------------------------------------------------------ statuses, interruption
+
+def interrupted(tmp_path, **kw):
+    return make_experiment(tmp_path, [
+        {"seed": 0, "final_acc": 0.60},
+        {"seed": 1, "final_acc": 0.70},
+        {"seed": 2, "done": 2, "final_acc": 0.40},  # interrupted / still running
+        {"seed": 3, "done": 1, "state": "error"},
+        {"seed": 4, "state": "pending"},
+        {"seed": 5, "state": "error", "final_acc": 0.65},  # error.txt but finished after a retry
+    ], **kw)
+
+
+def test_interrupted_experiment_marks_unfinished_trials(tmp_path):
+    exp = analysis.load_experiment(interrupted(tmp_path))
+    status = {t.name: t.status for t in exp.trials}
+    assert status == {"relu-s0": "finished", "relu-s1": "finished", "relu-s2": "incomplete",
+                      "relu-s3": "error", "relu-s4": "pending", "relu-s5": "finished"}
+    trials = analysis.trial_table(exp).set_index("trial")
+    assert len(trials) == 6
+    assert trials.loc["relu-s2", "epochs_done"] == 2 and trials.loc["relu-s2", "epochs_planned"] == 3
+    assert trials.loc["relu-s2", "final_test_acc_pct"] == pytest.approx(40.0)
+    assert trials.loc["relu-s4", "epochs_done"] == 0 and np.isnan(trials.loc["relu-s4", "final_test_acc_pct"])
+    assert "CUDA out of memory" in trials.loc["relu-s3", "error"]
+    assert trials.loc["relu-s5", "error"] == ""
+
+    c = analysis.config_table(exp).iloc[0]
+    assert (c["n_trials"], c["n"], c["n_incomplete"], c["n_error"], c["n_pending"]) == (6, 3, 1, 1, 1)
+    assert c["mean_test_acc_pct"] == pytest.approx(65.0)  # finished only: 60, 70, 65
+
+    text = analysis.summary_table(exp)
+    assert "3 finished, 1 incomplete, 1 error, 1 pending" in text
+    assert "1 incomplete, 1 error, 1 pending" in text.splitlines()[3]
+
+
+def test_trial_table_columns_and_units(tmp_path):
+    exp = analysis.load_experiment(make_experiment(tmp_path, [
+        {"activation": "elu", "batchnorm": True, "init": "he", "seed": 7, "final_acc": 0.9123,
+         "final_train_loss": 0.25, "final_test_loss": 0.4, "epoch_time_s": 12.5, "images_per_s": 800.0}]))
+    row = analysis.trial_table(exp).iloc[0]
+    assert row["trial"] == "elu-bn-he-s7" and row["config"] == "ELU+BN+WI"
+    assert (row["activation"], bool(row["batchnorm"]), row["init"], row["seed"]) == ("elu", True, "he", 7)
+    assert row["status"] == "finished" and row["epochs_done"] == 3
+    assert row["final_test_acc_pct"] == pytest.approx(91.23)
+    assert row["best_test_acc_pct"] == pytest.approx(91.23) and row["best_epoch"] == 3
+    assert row["final_train_loss"] == pytest.approx(0.25) and row["final_test_loss"] == pytest.approx(0.4)
+    assert row["wall_time_s"] == pytest.approx(3 * 12.5)
+    assert row["images_per_s"] == pytest.approx(800.0)
+    for col in ("final_test_acc_pct", "best_test_acc_pct", "final_train_loss", "final_test_loss",
+                "wall_time_s", "images_per_s", "epochs_done", "status", "seed"):
+        assert col in analysis.trial_table(exp).columns
+
+
+def test_best_accuracy_is_not_always_the_last(tmp_path):
+    recs = [epoch_record(1, 0.5), epoch_record(2, 0.8), epoch_record(3, 0.7)]
+    exp = analysis.load_experiment(make_experiment(tmp_path, [{"records": recs}]))
+    row = analysis.trial_table(exp).iloc[0]
+    assert row["final_test_acc_pct"] == pytest.approx(70.0)
+    assert row["best_test_acc_pct"] == pytest.approx(80.0) and row["best_epoch"] == 2
+
+
+def test_trial_dirs_are_matched_by_params_json_not_by_name(tmp_path):
+    exp_dir = make_experiment(tmp_path, [{"seed": 0, "suffix": "_2024-01-01_12-00-00_abc12"},
+                                         {"seed": 1, "name": "custom"}])
+    exp = analysis.load_experiment(exp_dir)
+    t = {t.name: t for t in exp.trials}
+    assert t["relu-s0"].status == "finished"
+    assert t["relu-s0"].trial_dir.name == "relu-s0_2024-01-01_12-00-00_abc12"
+    assert t["custom"].status == "finished"
+
+
+def test_experiment_without_manifest(tmp_path):
+    exp_dir = make_experiment(tmp_path, [{"seed": 0, "final_acc": 0.5}, {"seed": 1, "final_acc": 0.7}],
+                              manifest=False)
+    (exp_dir / "tuner.pkl").write_bytes(b"ray state")  # Ray's own files are ignored
+    exp = analysis.load_experiment(exp_dir)
+    assert exp.space_name is None and exp.manifest is None
+    assert [t.status for t in exp.trials] == ["finished", "finished"]
+    assert analysis.config_table(exp).iloc[0]["mean_test_acc_pct"] == pytest.approx(60.0)
+
+
+def test_trial_directories_missing_from_the_manifest_are_kept(tmp_path):
+    exp = analysis.load_experiment(make_experiment(tmp_path, [{"seed": 0}, {"seed": 1, "in_manifest": False}]))
+    assert [t.name for t in exp.trials] == ["relu-s0", "relu-s1"]
+
+
+def test_manifest_path_is_accepted(tmp_path):
+    exp_dir = make_experiment(tmp_path, [{"seed": 0}])
+    assert analysis.load_experiment(exp_dir / "ninsweep.json").path == exp_dir.resolve()
+
+
+# ------------------------------------------------------------------ errors
+
+def test_empty_experiment_is_a_clear_error(tmp_path):
+    exp_dir = make_experiment(tmp_path, [])
+    with pytest.raises(NinsweepError, match="has no trials") as err:
+        analysis.load_experiment(exp_dir)
+    assert "\n" not in str(err.value) and str(exp_dir) in str(err.value)
+
+
+def test_not_an_experiment(tmp_path):
+    (tmp_path / "stuff").mkdir()
+    with pytest.raises(NinsweepError, match="not a ninsweep experiment"):
+        analysis.load_experiment(tmp_path)
+
+
+def test_storage_dir_hint_names_the_experiments_inside(tmp_path):
+    make_experiment(tmp_path, [{"seed": 0}], name="lab4-a")
+    with pytest.raises(NinsweepError, match="lab4-a"):
+        analysis.load_experiment(tmp_path)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(NinsweepError, match="no such experiment directory"):
+        analysis.load_experiment(tmp_path / "nope")
+
+
+def test_remote_storage_uri_is_a_clear_error():
+    with pytest.raises(NinsweepError, match="local experiment directory"):
+        analysis.load_experiment("s3://bucket/lab4")
+
+
+def test_bad_manifest(tmp_path):
+    (tmp_path / "ninsweep.json").write_text("{not json")
+    with pytest.raises(NinsweepError, match="not valid JSON"):
+        analysis.load_experiment(tmp_path)
+    (tmp_path / "ninsweep.json").write_text(json.dumps({"format": 99, "trials": []}))
+    with pytest.raises(NinsweepError, match="unsupported manifest format 99"):
+        analysis.load_experiment(tmp_path)
+
+
+# ------------------------------------------------------------------ statistics
+
+KNOWN = {  # final test accuracy (%) per seed
+    "ELU+BN+WI": [90.0, 91.0, 92.0],  # mean 91, std 1
+    "ReLU": [87.0, 88.0, 89.0],       # mean 88, std 1: Welch df = 4 exactly
+    "ELU": [89.5, 90.0, 91.5, 90.2],  # unequal n and spread
+    "ReLU+BN": [85.0],                # one seed
+}
+
+
+@pytest.fixture
+def known(tmp_path):
+    return analysis.load_experiment(make_experiment(tmp_path, lab4_trials(KNOWN), space_name="smoke"))
+
+
+def test_config_statistics_known_values(known):
+    c = by_config(analysis.config_table(known))
+    assert list(c.index) == ["ELU+BN+WI", "ELU", "ReLU", "ReLU+BN"]  # sorted by mean
+    a = c.loc["ELU+BN+WI"]
+    assert (a["n"], a["mean_test_acc_pct"], a["std_test_acc_pct"]) == (3, pytest.approx(91.0), pytest.approx(1.0))
+    half = 4.302652729749462 / math.sqrt(3)  # t(0.975, 2) from tables, std 1
+    assert a["ci95_low_pct"] == pytest.approx(91.0 - half) and a["ci95_high_pct"] == pytest.approx(91.0 + half)
+    assert (a["min_test_acc_pct"], a["max_test_acc_pct"]) == (pytest.approx(90.0), pytest.approx(92.0))
+    e = c.loc["ELU"]
+    assert e["std_test_acc_pct"] == pytest.approx(np.std(KNOWN["ELU"], ddof=1))
+    one = c.loc["ReLU+BN"]
+    assert one["n"] == 1 and one["mean_test_acc_pct"] == pytest.approx(85.0)
+    assert np.isnan(one["std_test_acc_pct"]) and np.isnan(one["ci95_low_pct"])
+    assert a["mean_final_train_loss"] == pytest.approx(0.5) and a["mean_wall_time_s"] == pytest.approx(30.0)
+    assert "report_acc_pct" not in c.columns  # not a lab4 space
+
+
+def test_welch_p_value_matches_the_closed_form(known):
+    s = by_config(analysis.significance(known))
+    r = s.loc["ReLU"]
+    t, df = welch_by_formula(KNOWN["ReLU"], KNOWN["ELU+BN+WI"])
+    assert df == pytest.approx(4.0) and r["df"] == pytest.approx(4.0)
+    assert r["t_stat"] == pytest.approx(t)
+    # Student's t CDF for 4 degrees of freedom in closed form.
+    u = t * t / (1 + t * t / 4)
+    cdf = 0.5 + 3 / 8 * (abs(t) / math.sqrt(1 + t * t / 4)) * (1 - u / 12)
+    assert r["p_value"] == pytest.approx(2 * (1 - cdf), rel=1e-9)
+    assert r["diff_vs_best_pct"] == pytest.approx(-3.0)
+
+
+def test_welch_with_unequal_variances_and_holm(known):
+    s = by_config(analysis.significance(known))
+    e = s.loc["ELU"]
+    t, df = welch_by_formula(KNOWN["ELU"], KNOWN["ELU+BN+WI"])
+    assert e["t_stat"] == pytest.approx(t) and e["df"] == pytest.approx(df)
+    assert e["p_value"] == pytest.approx(two_sided_p(t, df), abs=1e-7)
+    # Holm over the two tested comparisons (ELU, ReLU): smaller p times 2, larger times 1,
+    # made monotone.
+    p_relu, p_elu = s.loc["ReLU", "p_value"], e["p_value"]
+    lo, hi = sorted([p_relu, p_elu])
+    adj = {lo: min(1, 2 * lo), hi: min(1, max(2 * lo, hi))}
+    assert s.loc["ReLU", "p_holm"] == pytest.approx(adj[p_relu])
+    assert e["p_holm"] == pytest.approx(adj[p_elu])
+    assert s.loc["ELU+BN+WI", "verdict"] == "best"
+    assert s.loc["ReLU", "verdict"] == ("significantly lower" if adj[p_relu] < 0.05 else "not significantly different")
+    assert s.loc["ReLU+BN", "verdict"] == "needs >= 2 seeds" and np.isnan(s.loc["ReLU+BN", "p_value"])
+
+
+def test_holm_adjustment():
+    assert analysis.holm([0.01, 0.04, 0.03]).tolist() == pytest.approx([0.03, 0.06, 0.06])
+    out = analysis.holm([0.5, np.nan, 0.001])
+    assert out[0] == pytest.approx(0.5) and np.isnan(out[1]) and out[2] == pytest.approx(0.002)
+    assert analysis.holm([0.9, 0.8]).tolist() == pytest.approx([1.0, 1.0])  # 2 * 0.8 capped at 1
+    assert analysis.holm([0.2, 0.3]).tolist() == pytest.approx([0.4, 0.4])  # monotone
+
+
+def test_clear_difference_is_significant(tmp_path):
+    exp = analysis.load_experiment(make_experiment(tmp_path, lab4_trials({
+        "ELU+BN+WI": [91.0, 91.1, 90.9, 91.05], "ReLU": [85.0, 85.2, 84.9, 85.1],
+        "ELU": [90.9, 91.2, 90.8, 91.0]})))
+    s = by_config(analysis.significance(exp))
+    assert bool(s.loc["ReLU", "significant"]) and s.loc["ReLU", "verdict"] == "significantly lower"
+    assert not bool(s.loc["ELU", "significant"]) and s.loc["ELU", "verdict"] == "not significantly different"
+
+
+def test_best_with_one_seed_makes_everything_untestable(tmp_path):
+    exp = analysis.load_experiment(make_experiment(tmp_path, lab4_trials({"ELU": [95.0], "ReLU": [80.0, 81.0]})))
+    s = by_config(analysis.significance(exp))
+    assert s.loc["ELU", "verdict"] == "best" and s.loc["ReLU", "verdict"] == "needs >= 2 seeds"
+
+
+def test_zero_variance_is_untestable(tmp_path):
+    exp = analysis.load_experiment(make_experiment(tmp_path, lab4_trials({"ELU": [90.0, 90.0], "ReLU": [80.0, 80.0]})))
+    assert by_config(analysis.significance(exp)).loc["ReLU", "verdict"] == "untestable: zero variance"
+
+
+def test_configs_with_no_finished_trial(tmp_path):
+    exp = analysis.load_experiment(make_experiment(tmp_path, [{"seed": 0, "done": 1}, {"seed": 1, "state": "pending"}]))
+    c = analysis.config_table(exp).iloc[0]
+    assert c["n"] == 0 and np.isnan(c["mean_test_acc_pct"])
+    assert analysis.significance(exp).iloc[0]["verdict"] == "no finished trials"
+    assert "ReLU" in analysis.summary_table(exp)
+
+
+# ------------------------------------------------------------------ labels, lab4
+
+@pytest.mark.parametrize("params,label", [
+    (("elu", True, "he"), "ELU+BN+WI"), (("relu", True, "keras"), "ReLU+BN"),
+    (("relu", False, "keras"), "ReLU"), (("relu", False, "he"), "ReLU+WI"),
+    (("leaky_relu", True, "he"), "LeakyReLU+BN+WI"), (("maxout", True, "he"), "Maxout+BN+WI"),
+    (("elu", False, "torch"), "ELU+torchinit"),
+])
+def test_config_labels(params, label):
+    assert analysis.config_label(*params) == label
+    if params[2] != "torch":
+        assert label in analysis.REFERENCE_ACC_PCT
+
+
+def test_extra_grid_params_make_separate_configs(tmp_path):
+    exp = analysis.load_experiment(make_experiment(tmp_path, [
+        {"seed": 0, "extra": {"train.lr": 0.1}}, {"seed": 1, "extra": {"train.lr": 0.1}},
+        {"seed": 0, "name": "lr05-s0", "extra": {"train.lr": 0.05}}]))
+    c = by_config(analysis.config_table(exp))
+    assert set(c.index) == {"ReLU train.lr=0.1", "ReLU train.lr=0.05"}
+    assert c.loc["ReLU train.lr=0.1", "n"] == 2
+    assert "train.lr" in analysis.trial_table(exp).columns
+
+
+def test_lab4_report_comparison(tmp_path):
+    exp = analysis.load_experiment(make_experiment(tmp_path, lab4_trials({
+        "ELU+BN+WI": [91.0, 92.0], "ReLU": [90.0, 90.2], "Maxout+BN+WI": [88.0, 88.4]}), space_name="lab4"))
+    assert exp.is_lab4
+    c = by_config(analysis.config_table(exp))
+    assert c.loc["ELU+BN+WI", "report_acc_pct"] == pytest.approx(91.67)
+    assert c.loc["ELU+BN+WI", "diff_vs_report_pct"] == pytest.approx(91.5 - 91.67)
+    assert c.loc["ReLU", "diff_vs_report_pct"] == pytest.approx(90.1 - 90.50)
+    assert np.isnan(c.loc["Maxout+BN+WI", "report_acc_pct"])
+    text = analysis.format_table(analysis.config_table(exp), analysis.significance(exp))
+    line = next(ln for ln in text.splitlines() if ln.split()[1:2] == ["ELU+BN+WI"])
+    assert "91.50 ± 0.71" in line and "91.67" in line and "-0.17" in line and "best" in line
+    maxout = next(ln for ln in text.splitlines() if "Maxout" in ln)
+    assert "none" in maxout
+
+
+def test_reference_space_names():
+    assert analysis.is_reference_space("lab4") and analysis.is_reference_space("lab4-seeds")
+    assert not analysis.is_reference_space("smoke") and not analysis.is_reference_space(None)
+    assert not analysis.is_reference_space("lab42")
+
+
+# ------------------------------------------------------------------ CSV
+
+def test_write_csvs_default_and_named(tmp_path):
+    exp = analysis.load_experiment(interrupted(tmp_path, space_name="lab4"))
+    t_path, c_path = analysis.write_csvs(exp)
+    assert (t_path.name, c_path.name) == ("results.csv", "results-configs.csv")
+    assert t_path.parent == exp.path
+    trials = pd.read_csv(t_path)
+    assert len(trials) == 6 and set(trials["status"]) == {"finished", "incomplete", "error", "pending"}
+    assert "final_test_acc_pct" in trials.columns
+    configs = pd.read_csv(c_path)
+    for col in ("n", "mean_test_acc_pct", "std_test_acc_pct", "ci95_low_pct", "ci95_high_pct",
+                "min_test_acc_pct", "max_test_acc_pct", "mean_final_train_loss", "mean_final_test_loss",
+                "mean_wall_time_s", "n_incomplete", "report_acc_pct", "diff_vs_report_pct", "p_holm", "verdict"):
+        assert col in configs.columns, col
+    # Regenerated, never half-written: no temporary files left behind.
+    analysis.write_csvs(exp)
+    assert not [p for p in exp.path.iterdir() if p.name.endswith(".tmp")]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    assert analysis.write_csvs(exp, out / "mine.csv") == (out / "mine.csv", out / "mine-configs.csv")
+    assert analysis.write_csvs(exp, out)[0] == out / "results.csv"
+    assert analysis.csv_paths(exp, out / "plain")[1] == out / "plain-configs.csv"
+    with pytest.raises(NinsweepError, match="no such directory"):
+        analysis.write_csvs(exp, tmp_path / "missing" / "x.csv")
+
+
+# ------------------------------------------------------------------ structure
+
+def test_analysis_and_report_import_neither_ray_nor_matplotlib():
+    code = ("import sys, ninsweep.analysis, ninsweep.report; "
+            "bad = [m for m in ('ray', 'matplotlib') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_check_analysable_hook_on_a_hand_made_experiment(tmp_path):
+    exp_dir = interrupted(tmp_path)
+    exp = check_analysable(exp_dir, tmp_path, expect_trials=6, expect_finished=3)
+    assert exp.counts()["pending"] == 1
