@@ -1,0 +1,391 @@
+"""Run and resume a sweep on Ray Tune: the Tuner, its configs, progress, and the manifest.
+
+``run_sweep`` writes the experiment's manifest (``ninsweep.json``) before Ray starts, checks
+that the cluster can ever schedule a trial (a GPU space on a GPU-less machine would otherwise
+wait forever), and runs the Tuner. ``resume_sweep`` restores it with ``Tuner.restore``:
+finished trials stay, unfinished and errored trials continue from their latest checkpoint,
+pending ones start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, TextIO
+
+from .errors import NinsweepError
+from .space import SweepSpec
+
+MANIFEST_FILE = "ninsweep.json"
+DEFAULT_STORAGE = "~/ninsweep-results"
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    experiment_dir: str
+    total: int
+    finished: int
+    errored: int
+    wall_time_s: float
+
+    @property
+    def interrupted(self) -> bool:
+        return self.finished + self.errored < self.total
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.errored else 0
+
+
+# -- storage: a local path or a URI that pyarrow understands (s3://, gs://, ...) ------------
+
+def is_uri(location: str) -> bool:
+    return "://" in location and not location.startswith("file://")
+
+
+def resolve_storage(storage: Optional[str]) -> str:
+    """An absolute local path or a URI; Ray Tune needs one of the two."""
+    storage = storage or os.environ.get("NINSWEEP_STORAGE") or DEFAULT_STORAGE
+    if is_uri(storage):
+        return storage.rstrip("/")
+    if storage.startswith("file://"):
+        storage = storage[len("file://"):]
+    return str(Path(storage).expanduser().resolve())
+
+
+def _filesystem(location: str):
+    import pyarrow.fs  # Ray's own dependency; only needed here for URIs
+
+    if is_uri(location):
+        return pyarrow.fs.FileSystem.from_uri(location)
+    return pyarrow.fs.LocalFileSystem(), location
+
+
+def join(location: str, *parts: str) -> str:
+    return "/".join([location.rstrip("/"), *parts]) if is_uri(location) else str(Path(location, *parts))
+
+
+def experiment_exists(experiment: str) -> bool:
+    if not is_uri(experiment):
+        path = Path(experiment)
+        return path.exists() and (not path.is_dir() or any(path.iterdir()))
+    import pyarrow.fs
+
+    filesystem, path = _filesystem(experiment)
+    return filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def write_manifest(experiment: str, manifest: dict[str, Any]) -> None:
+    """Write ``ninsweep.json`` once; an existing one is never replaced."""
+    text = json.dumps(manifest, indent=2, sort_keys=True)
+    target = join(experiment, MANIFEST_FILE)
+    if is_uri(experiment):
+        filesystem, path = _filesystem(target)
+        with filesystem.open_output_stream(path) as stream:
+            stream.write(text.encode())
+        return
+    directory = Path(experiment)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
+    temporary.write_text(text)
+    try:
+        os.link(temporary, target)  # fails if the target exists: never overwrite
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_manifest(experiment: str) -> dict[str, Any]:
+    target = join(experiment, MANIFEST_FILE)
+    try:
+        if is_uri(experiment):
+            filesystem, path = _filesystem(target)
+            with filesystem.open_input_stream(path) as stream:
+                text = stream.read().decode()
+        else:
+            text = Path(target).read_text()
+    except FileNotFoundError:
+        raise NinsweepError(f"{experiment}: not a ninsweep experiment (no {MANIFEST_FILE})") from None
+    except OSError as err:
+        raise NinsweepError(f"{target}: cannot read ({err})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise NinsweepError(f"{target}: corrupt manifest ({err})") from None
+
+
+# -- Ray ------------------------------------------------------------------------------------
+
+def start_ray(address: Optional[str], log: Callable[[str], None]) -> None:
+    """Connect to ``address``, or start an embedded instance that listens on loopback only."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address:
+        # Ship this package to the workers so a cluster without ninsweep installed runs it.
+        package = str(Path(__file__).resolve().parent)
+        try:
+            ray.init(address=address, runtime_env={"py_modules": [package],
+                                                   "excludes": ["__pycache__"]},
+                     logging_level="WARNING", log_to_driver=True)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise NinsweepError(f"cannot connect to Ray at {address}: {str(err).splitlines()[0]}") from None
+        log(f"connected to Ray at {address}")
+    else:
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                 logging_level="WARNING", log_to_driver=True)
+        log("started a local Ray instance on 127.0.0.1")
+
+
+def check_schedulable(spec: SweepSpec) -> None:
+    """Refuse a space no node of the cluster can ever run: Tune would leave it pending forever."""
+    import ray
+
+    wanted_gpu, wanted_cpu = spec.resources.gpus, spec.resources.cpus
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    total_gpu = sum(node.get("GPU", 0) for node in nodes)
+    if wanted_gpu > 0 and total_gpu == 0:
+        raise NinsweepError(
+            f"{spec.name}: each trial asks for {wanted_gpu:g} GPU but this Ray cluster has no GPUs; "
+            "run it on CPUs with --gpus-per-trial 0 (and --cpus-per-trial N)")
+    if not any(node.get("GPU", 0) >= wanted_gpu and node.get("CPU", 0) >= wanted_cpu for node in nodes):
+        best_cpu = max((node.get("CPU", 0) for node in nodes), default=0)
+        raise NinsweepError(
+            f"{spec.name}: no node has {wanted_cpu:g} CPU and {wanted_gpu:g} GPU for one trial "
+            f"(largest node: {best_cpu:g} CPU); lower --cpus-per-trial / --gpus-per-trial")
+
+
+def count_nodes() -> int:
+    import ray
+
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def _tuner_parts(spec: SweepSpec, progress: "SweepProgress"):
+    from ray import tune
+
+    from .trainable import TRIAL_KEY, make_trainable
+
+    trainable = tune.with_resources(make_trainable(spec.checkpoint_every),
+                                    {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+    param_space = {TRIAL_KEY: tune.grid_search([trial_params(t) for t in spec.trials])}
+    return trainable, param_space
+
+
+def trial_params(trial) -> dict[str, Any]:
+    return {"name": trial.name, "params": dict(trial.params), "config": trial.config.to_dict()}
+
+
+def _trial_dirname(trial) -> str:
+    return trial.config["trial"]["name"]
+
+
+def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[str] = None,
+              address: Optional[str] = None, out: TextIO = sys.stdout,
+              started_at: Optional[float] = None) -> SweepOutcome:
+    from ray import tune
+
+    started_at = started_at or time.time()
+    log = _logger(out)
+    storage = resolve_storage(storage)
+    name = name or spec.name
+    experiment = join(storage, name)
+    if experiment_exists(experiment):
+        raise NinsweepError(f"{experiment} already exists; resume it with `ninsweep resume "
+                            f"{experiment}` or choose another --name")
+    start_ray(address, log)
+    import ray
+
+    try:
+        check_schedulable(spec)
+        if count_nodes() > 1:
+            from .jobs import check_storage_for_cluster
+
+            check_storage_for_cluster(storage, multi_node=True)
+        manifest = spec.to_manifest()
+        manifest.update(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), experiment_name=name)
+        write_manifest(experiment, manifest)
+        log(f"experiment {experiment}: {len(spec.trials)} trials, "
+            f"{spec.resources.cpus:g} CPU + {spec.resources.gpus:g} GPU each")
+        progress = SweepProgress(out=out, started_at=started_at)
+        trainable, param_space = _tuner_parts(spec, progress)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(trial_name_creator=_trial_dirname,
+                                        trial_dirname_creator=_trial_dirname),
+            run_config=_run_config(spec, name, storage, progress),
+        )
+        grid = tuner.fit()
+        return _outcome(experiment, spec, grid, started_at)
+    finally:
+        ray.shutdown()
+
+
+def _run_config(spec: SweepSpec, name: str, storage: str, progress: "SweepProgress"):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name,
+        storage_path=storage,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint_keep),
+        failure_config=tune.FailureConfig(max_failures=spec.max_retries),
+        callbacks=[progress],
+        verbose=0,  # our own progress lines replace Tune's large tables
+    )
+
+
+def resume_sweep(experiment: str, *, address: Optional[str] = None,
+                 out: TextIO = sys.stdout) -> SweepOutcome:
+    from ray import tune
+
+    started_at = time.time()
+    log = _logger(out)
+    experiment = experiment if is_uri(experiment) else str(Path(experiment).expanduser().resolve())
+    spec = SweepSpec.from_manifest(read_manifest(experiment))
+    start_ray(address, log)
+    import ray
+
+    try:
+        check_schedulable(spec)
+        progress = SweepProgress(out=out, started_at=started_at)
+        trainable, _ = _tuner_parts(spec, progress)
+        if not tune.Tuner.can_restore(experiment):
+            raise NinsweepError(f"{experiment}: Tune's experiment state is missing; the sweep "
+                                "never started, start it again with `ninsweep run`")
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+        log(f"resuming {experiment}")
+        grid = tuner.fit()
+        return _outcome(experiment, spec, grid, started_at)
+    finally:
+        ray.shutdown()
+
+
+def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float) -> SweepOutcome:
+    errored = grid.num_errors
+    finished = grid.num_terminated
+    return SweepOutcome(experiment_dir=experiment, total=len(spec.trials), finished=finished,
+                        errored=errored, wall_time_s=time.time() - started_at)
+
+
+def _logger(out: TextIO) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=out, flush=True)
+
+    return log
+
+
+# -- progress -------------------------------------------------------------------------------
+
+try:
+    from ray.tune import Callback as _TuneCallback
+except ImportError:  # pragma: no cover - Ray is a declared dependency
+    _TuneCallback = object
+
+
+class SweepProgress(_TuneCallback):
+    """One line per epoch, a status table every ``table_every_s``, and an ETA for the sweep."""
+
+    def __init__(self, out: TextIO = sys.stdout, started_at: Optional[float] = None,
+                 table_every_s: float = 60.0):
+        self.out = out
+        self.started_at = started_at or time.time()
+        self.table_every_s = table_every_s
+        self._last_table = time.time()
+        self._first_start: Optional[float] = None
+        self._latest: dict[str, dict[str, Any]] = {}
+
+    def __getstate__(self):
+        # Tune pickles the run config with the experiment; a stream cannot be pickled.
+        state = dict(self.__dict__)
+        state["out"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.out = sys.stdout
+
+    def _print(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=self.out, flush=True)
+
+    @staticmethod
+    def _planned_epochs(trial) -> int:
+        return int(trial.config["trial"]["config"]["train"]["epochs"])
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if self._first_start is None:
+            self._first_start = time.time()
+            self._print(f"first trial running {self._first_start - self.started_at:.1f} s "
+                        "after start")
+        self._print(f"{_trial_dirname(trial)}: started")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        from . import metrics as M
+
+        name = _trial_dirname(trial)
+        self._latest[name] = result
+        epoch = result.get(M.EPOCH, 0)
+        self._print(f"{name}: epoch {epoch}/{self._planned_epochs(trial)} "
+                    f"test acc {100 * result.get(M.TEST_ACC, 0):.2f}% "
+                    f"train loss {result.get(M.TRAIN_LOSS, float('nan')):.3f} "
+                    f"{result.get(M.IMAGES_PER_S, 0):.0f} img/s | {self._summary(trials)}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._print(f"{_trial_dirname(trial)}: finished | {self._summary(trials)}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._print(f"{_trial_dirname(trial)}: ERROR (see {trial.path}/error.txt) | "
+                    f"{self._summary(trials)}")
+
+    def on_step_end(self, iteration, trials, **info):
+        if time.time() - self._last_table >= self.table_every_s:
+            self._last_table = time.time()
+            self._print("status\n" + self.table(trials))
+
+    def on_experiment_end(self, trials, **info):
+        self._print("sweep ended\n" + self.table(trials))
+
+    def table(self, trials) -> str:
+        from . import metrics as M
+
+        rows = [f"{'trial':<24} {'status':<11} {'epoch':>9} {'test acc':>9} {'img/s':>7}"]
+        for trial in trials:
+            result = self._latest.get(_trial_dirname(trial), {})
+            epoch = f"{result.get(M.EPOCH, 0)}/{self._planned_epochs(trial)}"
+            accuracy = f"{100 * result[M.TEST_ACC]:.2f}%" if M.TEST_ACC in result else "-"
+            speed = f"{result[M.IMAGES_PER_S]:.0f}" if M.IMAGES_PER_S in result else "-"
+            rows.append(f"{_trial_dirname(trial):<24} {trial.status:<11} {epoch:>9} "
+                        f"{accuracy:>9} {speed:>7}")
+        return "\n".join(rows)
+
+    def _summary(self, trials) -> str:
+        from . import metrics as M
+
+        done = sum(1 for t in trials if t.status in ("TERMINATED", "ERROR"))
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        remaining_epochs = 0
+        epoch_times = []
+        for trial in trials:
+            result = self._latest.get(_trial_dirname(trial), {})
+            if trial.status not in ("TERMINATED", "ERROR"):
+                remaining_epochs += self._planned_epochs(trial) - int(result.get(M.EPOCH, 0))
+            if M.EPOCH_TIME_S in result:
+                epoch_times.append(result[M.EPOCH_TIME_S])
+        text = f"{done}/{len(trials)} done, {running} running"
+        if epoch_times and running:
+            eta = remaining_epochs * (sum(epoch_times) / len(epoch_times)) / running
+            text += f", ETA {_duration(eta)}"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
