@@ -34,7 +34,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -603,14 +603,25 @@ def _significance(trials: pd.DataFrame, configs: pd.DataFrame, alpha: float) -> 
     return df
 
 
+class Tables(NamedTuple):
+    trials: pd.DataFrame  # trial_table
+    configs: pd.DataFrame  # config_table
+    significance: pd.DataFrame  # significance
+
+
+def tables(exp: Experiment, alpha: float = ALPHA) -> Tables:
+    """The three tables at once (each computed once)."""
+    trials = trial_table(exp)
+    configs = _config_table(trials, exp.is_lab4)
+    return Tables(trials, configs, _significance(trials, configs, alpha))
+
+
 # --------------------------------------------------------------------------- output
 
 
 def summary_table(exp: Experiment, alpha: float = ALPHA) -> str:
     """The terminal table (what ``ninsweep run`` prints at its end), with a status line."""
-    trials = trial_table(exp)
-    configs = _config_table(trials, exp.is_lab4)
-    sig = _significance(trials, configs, alpha)
+    _, configs, sig = tables(exp, alpha)
     counts = exp.counts()
     status = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
     head = f"experiment {exp.name}" + (f" (space {exp.space_name})" if exp.space_name else "")
@@ -637,16 +648,16 @@ def format_table(config_df: pd.DataFrame, significance_df: Optional[pd.DataFrame
     rows = []
     for _, c in config_df.iterrows():
         row = [str(c["rank"]), str(c["config"]), str(c["n"]),
-               _pm(c["mean_test_acc_pct"], c["std_test_acc_pct"]),
-               _ci(c["ci95_low_pct"], c["ci95_high_pct"]),
-               _num(c["min_test_acc_pct"]), _num(c["max_test_acc_pct"])]
+               fmt_pm(c["mean_test_acc_pct"], c["std_test_acc_pct"]),
+               fmt_ci(c["ci95_low_pct"], c["ci95_high_pct"]),
+               fmt_num(c["min_test_acc_pct"]), fmt_num(c["max_test_acc_pct"])]
         if lab4:
-            row += [_num(c["report_acc_pct"], none="none"), _num(c["diff_vs_report_pct"], signed=True)]
+            row += [fmt_num(c["report_acc_pct"], none="none"), fmt_num(c["diff_vs_report_pct"], signed=True)]
         if sig:
             s = sig.get(c["config"], {})
-            row += [_p(s.get("p_holm", np.nan)), str(s.get("verdict", ""))]
+            row += [fmt_p(s.get("p_holm", np.nan)), str(s.get("verdict", ""))]
         if unfinished:
-            row += [_unfinished(c)]
+            row += [fmt_unfinished(c)]
         rows.append(row)
     right = {"#", "n", "min", "max", "report", "diff", "p (Holm)"}
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
@@ -664,29 +675,29 @@ def format_table(config_df: pd.DataFrame, significance_df: Optional[pd.DataFrame
     return "\n".join(out + [""] + notes) + "\n"
 
 
-def _num(v: Any, signed: bool = False, none: str = "-", digits: int = 2) -> str:
+def fmt_num(v: Any, signed: bool = False, none: str = "-", digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)) or pd.isna(v):
         return none
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
 
-def _pm(mean: float, std: float) -> str:
+def fmt_pm(mean: float, std: float) -> str:
     if pd.isna(mean):
         return "-"
     return f"{mean:.2f} ± {std:.2f}" if not pd.isna(std) else f"{mean:.2f}"
 
 
-def _ci(lo: float, hi: float) -> str:
+def fmt_ci(lo: float, hi: float) -> str:
     return "-" if pd.isna(lo) else f"[{lo:.2f}, {hi:.2f}]"
 
 
-def _p(p: float) -> str:
+def fmt_p(p: float) -> str:
     if pd.isna(p):
         return "-"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _unfinished(c: pd.Series) -> str:
+def fmt_unfinished(c: pd.Series) -> str:
     parts = [f"{int(c[k])} {name}" for k, name in
              (("n_incomplete", INCOMPLETE), ("n_error", ERROR), ("n_pending", PENDING)) if c[k]]
     return ", ".join(parts)
@@ -722,9 +733,7 @@ def write_csvs(exp: Experiment, out: Optional[os.PathLike | str] = None,
     trials_path, configs_path = csv_paths(exp, out)
     if not trials_path.parent.is_dir():
         raise NinsweepError(f"{trials_path.parent}: no such directory")
-    trials = trial_table(exp)
-    configs = _config_table(trials, exp.is_lab4)
-    sig = _significance(trials, configs, alpha)
+    trials, configs, sig = tables(exp, alpha)
     if not configs.empty:
         configs = configs.merge(sig[["config", "diff_vs_best_pct", "p_value", "p_holm", "verdict"]],
                                 on="config", how="left")

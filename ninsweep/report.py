@@ -45,9 +45,7 @@ def write_report(exp: A.Experiment, out_dir: Optional[os.PathLike | str] = None,
     except OSError as err:
         raise NinsweepError(f"{out}: cannot create the report directory: {err.strerror or err}") from None
 
-    trials = A.trial_table(exp)
-    configs = A._config_table(trials, exp.is_lab4)
-    sig = A._significance(trials, configs, alpha)
+    trials, configs, sig = A.tables(exp, alpha)
 
     figures = write_figures(exp, trials, configs, out)
     text = render_markdown(exp, trials, configs, sig, figures, alpha)
@@ -141,16 +139,16 @@ def _config_markdown(configs: pd.DataFrame, sig: pd.DataFrame) -> list[str]:
     for _, c in configs.iterrows():
         si = s.get(c["config"], {})
         row = [str(c["rank"]), f"**{c['config']}**" if si.get("verdict") == A.VERDICT_BEST else c["config"],
-               str(c["n"]), A._pm(c["mean_test_acc_pct"], c["std_test_acc_pct"]),
-               A._ci(c["ci95_low_pct"], c["ci95_high_pct"]),
+               str(c["n"]), A.fmt_pm(c["mean_test_acc_pct"], c["std_test_acc_pct"]),
+               A.fmt_ci(c["ci95_low_pct"], c["ci95_high_pct"]),
                "-" if pd.isna(c["min_test_acc_pct"]) else f"{c['min_test_acc_pct']:.2f} – {c['max_test_acc_pct']:.2f}"]
         if lab4:
-            row += [A._num(c["report_acc_pct"], none="none"), A._num(c["diff_vs_report_pct"], signed=True)]
-        row += [A._num(si.get("diff_vs_best_pct", np.nan), signed=True), A._p(si.get("p_holm", np.nan)),
-                str(si.get("verdict", "")), A._num(c["mean_final_train_loss"], digits=3),
-                A._num(c["mean_final_test_loss"], digits=3), _duration(c["mean_wall_time_s"])]
+            row += [A.fmt_num(c["report_acc_pct"], none="none"), A.fmt_num(c["diff_vs_report_pct"], signed=True)]
+        row += [A.fmt_num(si.get("diff_vs_best_pct", np.nan), signed=True), A.fmt_p(si.get("p_holm", np.nan)),
+                str(si.get("verdict", "")), A.fmt_num(c["mean_final_train_loss"], digits=3),
+                A.fmt_num(c["mean_final_test_loss"], digits=3), fmt_duration(c["mean_wall_time_s"])]
         if len(row) < len(head):
-            row.append(A._unfinished(c))
+            row.append(A.fmt_unfinished(c))
         rows.append(row)
     return _md_table(head, rows, right={"#", "n", "report %", "ours − report", "Δ best", "p (Holm)",
                                          "train loss", "test loss", "time / trial"})
@@ -167,7 +165,7 @@ def _significance_markdown(sig: pd.DataFrame, configs: pd.DataFrame, alpha: floa
 
     def names(verdict: str, with_p: bool = False) -> list[str]:
         rows = sig[sig["verdict"] == verdict]
-        return [f"{r.config} ({r.diff_vs_best_pct:+.2f} points" + (f", p = {A._p(r.p_holm)}" if with_p else "")
+        return [f"{r.config} ({r.diff_vs_best_pct:+.2f} points" + (f", p = {A.fmt_p(r.p_holm)}" if with_p else "")
                 + ")" for r in rows.itertuples()]
 
     lower, same = names(A.VERDICT_LOWER, True), names(A.VERDICT_SAME, True)
@@ -232,9 +230,9 @@ def _trials_markdown(trials: pd.DataFrame) -> list[str]:
     rows = []
     for r in trials.itertuples():
         rows.append([f"`{r.trial}`", r.config, str(r.seed), r.status, f"{r.epochs_done}/{r.epochs_planned}",
-                     A._num(r.final_test_acc_pct), A._num(r.best_test_acc_pct),
-                     A._num(r.final_train_loss, digits=3), A._num(r.final_test_loss, digits=3),
-                     _duration(r.wall_time_s), A._num(r.images_per_s, digits=0)])
+                     A.fmt_num(r.final_test_acc_pct), A.fmt_num(r.best_test_acc_pct),
+                     A.fmt_num(r.final_train_loss, digits=3), A.fmt_num(r.final_test_loss, digits=3),
+                     fmt_duration(r.wall_time_s), A.fmt_num(r.images_per_s, digits=0)])
     return _md_table(head, rows, right={"seed", "epochs", "final test acc. %", "best %", "train loss",
                                         "test loss", "time", "images/s"})
 
@@ -250,7 +248,7 @@ def _md_cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _duration(seconds: Any) -> str:
+def fmt_duration(seconds: Any) -> str:
     if seconds is None or pd.isna(seconds):
         return "-"
     s = float(seconds)

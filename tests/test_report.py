@@ -106,4 +106,4 @@ def test_report_does_not_switch_the_pyplot_backend(tmp_path):
 
 @pytest.mark.parametrize("seconds,text", [(12.34, "12.3s"), (312, "5m12s"), (10740, "2h59m"), (None, "-")])
 def test_durations(seconds, text):
-    assert report._duration(seconds) == text
+    assert report.fmt_duration(seconds) == text
