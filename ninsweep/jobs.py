@@ -208,7 +208,7 @@ def new_submission_id(space_name: str) -> str:
     return f"ninsweep-{_slug(space_name)}-{stamp}-{secrets.token_hex(3)}"
 
 
-def _check_cluster_storage_arg(storage: Optional[str]) -> None:
+def _check_cluster_storage_arg(storage: Optional[str], what: str = "--storage") -> None:
     if storage is None:
         raise NinsweepError(
             "submit needs --storage: the job's working directory on the cluster is "
@@ -219,7 +219,7 @@ def _check_cluster_storage_arg(storage: Optional[str]) -> None:
     path = storage[len("file://"):] if storage.startswith("file://") else storage
     if not path.startswith("/"):
         raise NinsweepError(
-            f"--storage {storage}: a submitted sweep needs an absolute path on the cluster "
+            f"{what} {storage}: a submitted job needs an absolute path on the cluster "
             "(/mnt/ninsweep/experiments) or a URI (s3://BUCKET/ninsweep); a relative or ~ "
             "path would land in the job's temporary working directory")
 
@@ -320,6 +320,30 @@ def prepare_submission(space: str, *, storage: Optional[str] = None,
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def prepare_resume(experiment: str, *, working_dir: Optional[os.PathLike] = None,
+                   submission_id: Optional[str] = None) -> Submission:
+    """The job that resumes ``experiment`` (a path on the cluster or a URI) there: the
+    project ships as for a new sweep and runs ``python -m ninsweep resume EXPERIMENT``."""
+    _check_cluster_storage_arg(experiment, what="--resume")
+    root = Path(working_dir).resolve() if working_dir is not None else project_root()
+    name = experiment.rstrip("/").rsplit("/", 1)[-1] or "experiment"
+    env_vars = {"PYTHONUNBUFFERED": "1", "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}
+    if root is not None:
+        runtime_env = {"working_dir": str(root), "excludes": list(EXCLUDES), "env_vars": env_vars}
+    else:
+        runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)],
+                       "excludes": list(EXCLUDES), "env_vars": env_vars}
+    metadata = {TAG: "1", "space": "", "name": name, "storage": experiment.rstrip("/"),
+                "resume": "1", "ninsweep_version": __version__}
+    with contextlib.suppress(Exception):
+        metadata["submitted_by"] = getpass.getuser()
+    return Submission(
+        submission_id=submission_id or new_submission_id(f"{name}-resume"),
+        entrypoint=shlex.join(["python", "-m", "ninsweep", "resume", experiment,
+                               "--address", "auto"]),
+        runtime_env=runtime_env, metadata=metadata, space_path="")
 
 
 # --------------------------------------------------------------------------------------
@@ -468,6 +492,22 @@ def submit_sweep(address: Optional[str], space: str, *, storage: Optional[str] =
     if out is not None:
         for note in sub.notes:
             out(f"note: {note}")
+        for line in follow_hint(job_id, address):
+            out(line)
+    return job_id
+
+
+def submit_resume(address: Optional[str], experiment: str, *,
+                  working_dir: Optional[os.PathLike] = None,
+                  out: Optional[Callable[[str], None]] = print) -> str:
+    """Submit ``ninsweep resume EXPERIMENT --address auto`` as a Ray job; return its id."""
+    client = connect(address)
+    address = _address_of(client)
+    sub = prepare_resume(experiment, working_dir=working_dir)
+    with _network_errors(address):
+        job_id = client.submit_job(entrypoint=sub.entrypoint, submission_id=sub.submission_id,
+                                   runtime_env=sub.runtime_env, metadata=sub.metadata)
+    if out is not None:
         for line in follow_hint(job_id, address):
             out(line)
     return job_id
@@ -656,9 +696,12 @@ RUN_OPTIONS = (
 
 
 def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
-    """``submit SPACE [--address URL] --storage URI [--name NAME] [--wait]`` plus the
-    ``run`` options in ``RUN_OPTIONS``."""
-    parser.add_argument("space", help="a search space file or name (lab4)")
+    """``submit (SPACE --storage URI [--name NAME] | --resume EXPERIMENT) [--address URL]
+    [--wait]`` plus the ``run`` options in ``RUN_OPTIONS``."""
+    parser.add_argument("space", nargs="?", help="a search space file or name (lab4)")
+    parser.add_argument("--resume", metavar="EXPERIMENT", default=None,
+                        help="instead of a space: resume this experiment on the cluster "
+                             "(its path there, e.g. /mnt/ninsweep/experiments/lab4, or URI)")
     _add_address(parser)
     parser.add_argument("--storage", default=None, metavar="PATH_OR_URI",
                         help="where the cluster writes results: a path every node mounts "
@@ -700,8 +743,22 @@ def _exit_code(status: str) -> int:
 
 
 def cli_submit(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
-    job_id = submit_sweep(args.address, args.space, storage=args.storage, name=args.name,
-                          extra_args=_run_args(args), out=out)
+    resume = getattr(args, "resume", None)
+    if resume:
+        extra = [flag for flag in ("space", "storage", "name")
+                 if getattr(args, flag, None) is not None] + [f for f in _run_args(args)
+                                                               if f.startswith("--")]
+        if extra:
+            raise NinsweepError("submit --resume takes the experiment alone (its space, "
+                                f"storage and settings are in its manifest); drop: "
+                                f"{', '.join(extra)}")
+        job_id = submit_resume(args.address, resume, out=out)
+    elif not args.space:
+        raise NinsweepError("submit needs a SPACE (a file or a name such as lab4), or "
+                            "--resume EXPERIMENT")
+    else:
+        job_id = submit_sweep(args.address, args.space, storage=args.storage, name=args.name,
+                              extra_args=_run_args(args), out=out)
     if not getattr(args, "wait", False):
         return 0
     return _follow_cli(args.address, job_id, out)

@@ -448,3 +448,26 @@ def test_cli_glue(fake):
     assert out[-1] == "line 1\nline 2"
     with pytest.raises(SystemExit):
         _parse(["jobs"])
+
+
+def test_resume_submission_runs_resume_on_the_cluster(project):
+    sub = jobs.prepare_resume("/mnt/ninsweep/experiments/lab4", working_dir=project)
+    assert shlex.split(sub.entrypoint) == [
+        "python", "-m", "ninsweep", "resume", "/mnt/ninsweep/experiments/lab4",
+        "--address", "auto"]
+    assert sub.runtime_env["working_dir"] == str(project)
+    assert sub.metadata["ninsweep"] == "1" and sub.metadata["name"] == "lab4"
+    assert sub.metadata["resume"] == "1"
+    assert jobs.prepare_resume("s3://b/exp/lab4/").metadata["name"] == "lab4"
+    with pytest.raises(NinsweepError, match="--resume runs/lab4"):
+        jobs.prepare_resume("runs/lab4")
+
+
+def test_cli_submit_resume(fake):
+    assert jobs.cli_submit(_parse(["submit", "--resume", "/mnt/e/lab4"]), out=[].append) == 0
+    assert " resume /mnt/e/lab4 " in fake.submitted[-1]["entrypoint"]
+    with pytest.raises(NinsweepError, match="drop: space, --max-epochs"):
+        jobs.cli_submit(_parse(["submit", "lab4", "--resume", "/mnt/e/lab4",
+                                "--max-epochs", "2"]), out=[].append)
+    with pytest.raises(NinsweepError, match="needs a SPACE"):
+        jobs.cli_submit(_parse(["submit", "--storage", "/mnt/e"]), out=[].append)

@@ -1,7 +1,7 @@
 """ninsweep.jobs against a real Ray head on 127.0.0.1, with token authentication on.
 
 These tests start Ray, so they run only inside a loopback-only network namespace:
-``NINSWEEP_NETNS=1`` must be set (``tests/run_isolated.sh`` does it inside
+``NINSWEEP_NETNS=1`` must be set (``tests/run.sh`` does it inside
 ``unshare -n -p -f --mount-proc``) *and* this process must see no network interface but
 ``lo``. The head is ``ray start --head --block`` in its own session; teardown stops it with
 SIGTERM and then kills, by PID, whatever it started that is still alive. The PID namespace
@@ -45,7 +45,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.environ.get("NINSWEEP_NETNS") != "1",
                        reason="starts Ray: run inside a loopback-only network namespace "
-                              "(tests/run_isolated.sh sets NINSWEEP_NETNS=1)"),
+                              "(tests/run.sh sets NINSWEEP_NETNS=1)"),
     pytest.mark.skipif(_interfaces() != {"lo"},
                        reason="NINSWEEP_NETNS=1 but this network namespace has interfaces "
                               "other than lo; refusing to start Ray here"),
@@ -204,6 +204,8 @@ def test_space_outside_the_project_runs_from_the_staged_copy(head, tmp_path):
         status, logs = _run(head, sub)
     assert status == "SUCCEEDED", logs
     assert "PROBE space elsewhere.yaml True" in logs
+    package_line = next(line for line in logs.splitlines() if line.startswith("PROBE package"))
+    assert str(REPO) not in package_line, "the job imported the checkout, not its py_module"
     assert "PROBE worker ('ninsweep'" in logs
 
 
@@ -250,3 +252,12 @@ def test_smoke_sweep_submitted_and_succeeds(head, tmp_path):
     assert (storage / "smoke-e2e" / "ninsweep.json").is_file()
     (row,) = [r for r in jobs.list_jobs(head.address) if r["job_id"] == job_id]
     assert row["space"] == "smoke" and row["name"] == "smoke-e2e"
+
+    # `submit --resume` of the finished experiment: a job that restores it and ends well.
+    started = time.monotonic()
+    resume_id = jobs.submit_resume(head.address, str(storage / "smoke-e2e"), out=None)
+    chunks = []
+    status = jobs.wait_for_job(jobs.connect(head.address), resume_id, out=chunks.append,
+                               timeout=300)
+    print(f"resume job: {status} in {time.monotonic() - started:.1f} s")
+    assert status == "SUCCEEDED", "".join(chunks)[-4000:]
