@@ -795,3 +795,20 @@ def cli_jobs(args: argparse.Namespace, out: Callable[[str], None] = print) -> in
             else f"{args.job_id}: already finished")
         return 0
     raise NinsweepError(f"unknown jobs command {command!r}")
+
+
+def register_cli(commands) -> None:
+    """Add ``submit`` and ``jobs`` to the CLI's subparsers (``args.handler(args)``)."""
+    submit = commands.add_parser(
+        "submit", help="run a sweep on a Ray cluster as a Ray job",
+        description="Ship this project and a search space to a Ray cluster and run "
+                    "`ninsweep run SPACE --address auto` there as a Ray job (or, with "
+                    "--resume, `ninsweep resume EXPERIMENT`). Reach the dashboard first: "
+                    "`ray dashboard cluster/aws-gpu.yaml` or `kubectl port-forward "
+                    "svc/ninsweep-head-svc 8265:8265` (cluster/README.md).")
+    add_submit_arguments(submit)
+    submit.set_defaults(handler=cli_submit)
+    jobs = commands.add_parser("jobs", help="list, follow and stop ninsweep's Ray jobs",
+                               description="ninsweep's jobs on a Ray cluster (Ray Jobs API).")
+    add_jobs_arguments(jobs)
+    jobs.set_defaults(handler=cli_jobs)

@@ -471,3 +471,13 @@ def test_cli_submit_resume(fake):
                                 "--max-epochs", "2"]), out=[].append)
     with pytest.raises(NinsweepError, match="needs a SPACE"):
         jobs.cli_submit(_parse(["submit", "--storage", "/mnt/e"]), out=[].append)
+
+
+def test_register_cli_plugs_into_the_ninsweep_parser(fake, monkeypatch):
+    from ninsweep import cli
+
+    monkeypatch.setattr(cli, "_EXTRA_PARSERS", [jobs.register_cli])
+    assert cli.main(["jobs", "list"]) == 0
+    assert cli.main(["submit", "lab4", "--storage", "/mnt/x", "--max-epochs", "1"]) == 0
+    assert fake.submitted[-1]["entrypoint"].endswith("--storage /mnt/x --max-epochs 1")
+    assert cli.main(["submit", "lab4"]) == 2  # NinsweepError: no --storage

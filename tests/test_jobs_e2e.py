@@ -209,13 +209,21 @@ def test_space_outside_the_project_runs_from_the_staged_copy(head, tmp_path):
     assert "PROBE worker ('ninsweep'" in logs
 
 
-def test_list_shows_only_ninsweep_jobs_and_stop_works(head):
+def test_list_shows_only_ninsweep_jobs_and_stop_works(head, monkeypatch, capsys):
     client = jobs.connect(head.address)
     other = client.submit_job(entrypoint="echo not ours")
     ours = client.submit_job(entrypoint="sleep 120", submission_id=jobs.new_submission_id("x"),
                              metadata={jobs.TAG: "1", "space": "x", "name": "x"})
     ids = [row["job_id"] for row in jobs.list_jobs(head.address)]
     assert ours in ids and other not in ids
+
+    from ninsweep import cli  # the command line, with the jobs commands plugged in
+
+    monkeypatch.setattr(cli, "_EXTRA_PARSERS", [jobs.register_cli])
+    capsys.readouterr()
+    assert cli.main(["jobs", "list", "--address", head.address]) == 0
+    listing = capsys.readouterr().out
+    assert ours in listing and other not in listing
     deadline = time.monotonic() + 60
     while jobs.job_status(head.address, ours)["status"] == "PENDING":
         assert time.monotonic() < deadline
