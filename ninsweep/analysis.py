@@ -459,6 +459,24 @@ def trial_table(exp: Experiment) -> pd.DataFrame:
     return df
 
 
+def format_status(exp: Experiment) -> str:
+    """Each trial's state, epochs and latest metrics: what ``ninsweep status`` prints."""
+    counts = exp.counts()
+    summary = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+    lines = [f"experiment {exp.path}: {len(exp.trials)} trials: {summary}",
+             f"{'trial':<28} {'status':<10} {'epoch':>9} {'test acc':>9} {'best':>7} "
+             f"{'train loss':>10} {'test loss':>9} {'img/s':>7}"]
+    for row in trial_table(exp).itertuples(index=False):
+        lines.append(
+            f"{row.trial:<28} {row.status:<10} {f'{row.epochs_done}/{row.epochs_planned}':>9} "
+            f"{fmt_num(row.final_test_acc_pct):>8}% {fmt_num(row.best_test_acc_pct):>6}% "
+            f"{fmt_num(row.final_train_loss, digits=4):>10} {fmt_num(row.final_test_loss, digits=4):>9} "
+            f"{fmt_num(row.images_per_s, digits=0):>7}")
+        if row.error:
+            lines.append(f"    error: {row.error}")
+    return "\n".join(lines)
+
+
 def _describe(values: Sequence[float]) -> dict[str, float]:
     """n, mean, std (ddof=1), t-based 95% CI of the mean, min, max (NaN where undefined)."""
     x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)

@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import yaml
 
@@ -153,14 +153,14 @@ def _load_spec(args: argparse.Namespace):
 
 
 def _finish_sweep(outcome, out=sys.stdout) -> int:
-    from .analysis import config_table, format_table, load_experiment, write_csvs
+    from .analysis import load_experiment, summary_table, write_csvs
 
     experiment_dir = outcome.experiment_dir
     print(f"\n{outcome.finished}/{outcome.total} trials finished, {outcome.errored} errored, "
           f"wall time {outcome.wall_time_s:.0f} s", file=out)
     try:
         experiment = load_experiment(experiment_dir)
-        print(format_table(config_table(experiment)), file=out)
+        print(summary_table(experiment), file=out)
         written = write_csvs(experiment)
         print("wrote " + ", ".join(str(p) for p in written), file=out)
     except NinsweepError as err:
@@ -184,14 +184,15 @@ def command_run(args: argparse.Namespace) -> int:
         print(format_dry_run(spec))
         return 0
     outcome = run_sweep(spec, storage=args.storage, name=args.name, address=args.address,
-                        started_at=started_at)
+                        autoscaling=args.autoscaling, started_at=started_at)
     return _finish_sweep(outcome)
 
 
 def command_resume(args: argparse.Namespace) -> int:
     from .sweep import resume_sweep
 
-    return _finish_sweep(resume_sweep(args.experiment, address=args.address))
+    return _finish_sweep(resume_sweep(args.experiment, address=args.address,
+                                      autoscaling=args.autoscaling))
 
 
 def command_status(args: argparse.Namespace) -> int:
@@ -219,6 +220,10 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+AUTOSCALING_HELP = ("the cluster adds nodes on demand: warn, instead of refusing, when no "
+                    "node can run a trial yet")
+
+
 def _add_sweep_parsers(commands) -> None:
     run = commands.add_parser(
         "run", help="run a sweep on Ray Tune",
@@ -236,6 +241,7 @@ def _add_sweep_parsers(commands) -> None:
     run.add_argument("--gpus-per-trial", type=float,
                      help="GPU fraction per trial; 0 runs a GPU space on CPUs")
     run.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
+    run.add_argument("--autoscaling", action="store_true", help=AUTOSCALING_HELP)
     run.add_argument("--dry-run", action="store_true",
                      help="list the trials and their resources; start nothing")
     run.set_defaults(handler=command_run)
@@ -245,6 +251,7 @@ def _add_sweep_parsers(commands) -> None:
                                              "continue from their latest checkpoint.")
     resume.add_argument("experiment", help="the experiment directory or URI")
     resume.add_argument("--address", help="an existing Ray cluster (default: local)")
+    resume.add_argument("--autoscaling", action="store_true", help=AUTOSCALING_HELP)
     resume.set_defaults(handler=command_resume)
 
     status = commands.add_parser("status", help="each trial's state, read from disk")
@@ -274,13 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train_parser(commands)
     _add_sweep_parsers(commands)
-    for extra in _EXTRA_PARSERS:
-        extra(commands)
+    from .jobs import register_cli  # submit, jobs: the Ray Jobs API (ninsweep[cluster])
+
+    register_cli(commands)
     return parser
-
-
-# Subcommands defined by other modules register here (e.g. cluster submission).
-_EXTRA_PARSERS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

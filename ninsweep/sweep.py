@@ -126,13 +126,17 @@ def start_ray(address: Optional[str], log: Callable[[str], None]) -> None:
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Checkpointing every epoch of short trials is intended; the warning would only alarm.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if address:
-        # Ship this package to the workers so a cluster without ninsweep installed runs it.
-        package = str(Path(__file__).resolve().parent)
+        options: dict[str, Any] = {}
+        if "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
+            # Not a Ray job (whose runtime_env already ships the project, and which refuses
+            # to merge another): ship this package so workers without ninsweep can run it.
+            package = str(Path(__file__).resolve().parent)
+            options["runtime_env"] = {"py_modules": [package], "excludes": ["__pycache__"]}
         try:
-            ray.init(address=address, runtime_env={"py_modules": [package],
-                                                   "excludes": ["__pycache__"]},
-                     logging_level="WARNING", log_to_driver=True)
+            ray.init(address=address, logging_level="WARNING", log_to_driver=True, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise NinsweepError(f"cannot connect to Ray at {address}: {str(err).splitlines()[0]}") from None
         log(f"connected to Ray at {address}")
@@ -142,22 +146,30 @@ def start_ray(address: Optional[str], log: Callable[[str], None]) -> None:
         log("started a local Ray instance on 127.0.0.1")
 
 
-def check_schedulable(spec: SweepSpec) -> None:
-    """Refuse a space no node of the cluster can ever run: Tune would leave it pending forever."""
+def check_schedulable(spec: SweepSpec, autoscaling: bool = False,
+                      log: Callable[[str], None] = print) -> None:
+    """Refuse a space no node of the cluster can ever run: Tune would leave it pending forever.
+
+    On an autoscaling cluster the missing nodes may still come: warn instead.
+    """
     import ray
 
     wanted_gpu, wanted_cpu = spec.resources.gpus, spec.resources.cpus
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    total_gpu = sum(node.get("GPU", 0) for node in nodes)
-    if wanted_gpu > 0 and total_gpu == 0:
-        raise NinsweepError(
-            f"{spec.name}: each trial asks for {wanted_gpu:g} GPU but this Ray cluster has no GPUs; "
-            "run it on CPUs with --gpus-per-trial 0 (and --cpus-per-trial N)")
-    if not any(node.get("GPU", 0) >= wanted_gpu and node.get("CPU", 0) >= wanted_cpu for node in nodes):
+    problem = None
+    if wanted_gpu > 0 and sum(node.get("GPU", 0) for node in nodes) == 0:
+        problem = (f"{spec.name}: each trial asks for {wanted_gpu:g} GPU but this Ray cluster "
+                   "has no GPUs; run it on CPUs with --gpus-per-trial 0 (and --cpus-per-trial N)")
+    elif not any(node.get("GPU", 0) >= wanted_gpu and node.get("CPU", 0) >= wanted_cpu
+                 for node in nodes):
         best_cpu = max((node.get("CPU", 0) for node in nodes), default=0)
-        raise NinsweepError(
-            f"{spec.name}: no node has {wanted_cpu:g} CPU and {wanted_gpu:g} GPU for one trial "
-            f"(largest node: {best_cpu:g} CPU); lower --cpus-per-trial / --gpus-per-trial")
+        problem = (f"{spec.name}: no node has {wanted_cpu:g} CPU and {wanted_gpu:g} GPU for one "
+                   f"trial (largest node: {best_cpu:g} CPU); lower --cpus-per-trial / "
+                   "--gpus-per-trial")
+    if problem and autoscaling:
+        log(f"warning: {problem} -- waiting for the autoscaler to add such nodes")
+    elif problem:
+        raise NinsweepError(problem)
 
 
 def count_nodes() -> int:
@@ -166,19 +178,13 @@ def count_nodes() -> int:
     return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
-def _tuner_parts(spec: SweepSpec, progress: "SweepProgress"):
+def tune_trainable(spec: SweepSpec):
+    """The trainable with the per-trial resources of ``spec`` attached."""
     from ray import tune
 
-    from .trainable import TRIAL_KEY, make_trainable
+    from .trainable import make_trainable
 
-    trainable = tune.with_resources(make_trainable(spec.checkpoint_every),
-                                    {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
-    param_space = {TRIAL_KEY: tune.grid_search([trial_params(t) for t in spec.trials])}
-    return trainable, param_space
-
-
-def trial_params(trial) -> dict[str, Any]:
-    return {"name": trial.name, "params": dict(trial.params), "config": trial.config.to_dict()}
+    return tune.with_resources(make_trainable(spec.checkpoint_every), spec.resources.to_ray())
 
 
 def _trial_dirname(trial) -> str:
@@ -186,10 +192,8 @@ def _trial_dirname(trial) -> str:
 
 
 def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[str] = None,
-              address: Optional[str] = None, out: TextIO = sys.stdout,
-              started_at: Optional[float] = None) -> SweepOutcome:
-    from ray import tune
-
+              address: Optional[str] = None, autoscaling: bool = False,
+              out: TextIO = sys.stdout, started_at: Optional[float] = None) -> SweepOutcome:
     started_at = started_at or time.time()
     log = _logger(out)
     storage = resolve_storage(storage)
@@ -202,29 +206,38 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
     import ray
 
     try:
-        check_schedulable(spec)
-        if count_nodes() > 1:
-            from .jobs import check_storage_for_cluster
-
-            check_storage_for_cluster(storage, multi_node=True)
+        _check_cluster(spec, storage, autoscaling, log)
         manifest = spec.to_manifest()
         manifest.update(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), experiment_name=name)
         write_manifest(experiment, manifest)
-        log(f"experiment {experiment}: {len(spec.trials)} trials, "
-            f"{spec.resources.cpus:g} CPU + {spec.resources.gpus:g} GPU each")
-        progress = SweepProgress(out=out, started_at=started_at)
-        trainable, param_space = _tuner_parts(spec, progress)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(trial_name_creator=_trial_dirname,
-                                        trial_dirname_creator=_trial_dirname),
-            run_config=_run_config(spec, name, storage, progress),
-        )
-        grid = tuner.fit()
-        return _outcome(experiment, spec, grid, started_at)
+        return _fit_new(spec, storage, name, out, started_at)
     finally:
         ray.shutdown()
+
+
+def _check_cluster(spec: SweepSpec, storage: str, autoscaling: bool, log) -> None:
+    check_schedulable(spec, autoscaling, log)
+    if count_nodes() > 1:
+        from .jobs import check_storage_for_cluster
+
+        check_storage_for_cluster(storage, multi_node=True)
+
+
+def _fit_new(spec: SweepSpec, storage: str, name: str, out: TextIO,
+             started_at: float) -> SweepOutcome:
+    from ray import tune
+
+    experiment = join(storage, name)
+    _logger(out)(f"experiment {experiment}: {len(spec.trials)} trials, "
+                 f"{spec.resources.cpus:g} CPU + {spec.resources.gpus:g} GPU each")
+    tuner = tune.Tuner(
+        tune_trainable(spec),
+        param_space=spec.to_param_space(),
+        tune_config=tune.TuneConfig(trial_name_creator=_trial_dirname,
+                                    trial_dirname_creator=_trial_dirname),
+        run_config=_run_config(spec, name, storage, SweepProgress(out=out, started_at=started_at)),
+    )
+    return _outcome(experiment, spec, tuner.fit(), started_at)
 
 
 def _run_config(spec: SweepSpec, name: str, storage: str, progress: "SweepProgress"):
@@ -240,7 +253,7 @@ def _run_config(spec: SweepSpec, name: str, storage: str, progress: "SweepProgre
     )
 
 
-def resume_sweep(experiment: str, *, address: Optional[str] = None,
+def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling: bool = False,
                  out: TextIO = sys.stdout) -> SweepOutcome:
     from ray import tune
 
@@ -252,24 +265,34 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None,
     import ray
 
     try:
-        check_schedulable(spec)
-        progress = SweepProgress(out=out, started_at=started_at)
-        trainable, _ = _tuner_parts(spec, progress)
+        storage, _, name = experiment.rstrip("/").rpartition("/")
+        _check_cluster(spec, storage, autoscaling, log)
         if not tune.Tuner.can_restore(experiment):
-            raise NinsweepError(f"{experiment}: Tune's experiment state is missing; the sweep "
-                                "never started, start it again with `ninsweep run`")
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True)
+            # The driver died between writing the manifest and Tune's first snapshot: nothing
+            # ran yet, so start the sweep the manifest describes.
+            log(f"{experiment}: no Tune state yet; starting the sweep from its manifest")
+            return _fit_new(spec, storage, name, out, started_at)
+        tuner = tune.Tuner.restore(experiment, trainable=tune_trainable(spec),
+                                   resume_unfinished=True, resume_errored=True)
         log(f"resuming {experiment}")
-        grid = tuner.fit()
-        return _outcome(experiment, spec, grid, started_at)
+        return _outcome(experiment, spec, tuner.fit(), started_at)
     finally:
         ray.shutdown()
 
 
 def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float) -> SweepOutcome:
-    errored = grid.num_errors
-    finished = grid.num_terminated
+    """Count trials by what they reached, not by Tune's status: after Ctrl-C Tune marks
+    stopped trials TERMINATED although they never trained all their epochs."""
+    from . import metrics as M
+
+    planned = {trial.name: trial.config.train.epochs for trial in spec.trials}
+    finished = errored = 0
+    for result in grid:
+        name = result.config["trial"]["name"]
+        if result.metrics and result.metrics.get(M.EPOCH, 0) >= planned[name]:
+            finished += 1
+        elif result.error is not None:
+            errored += 1
     return SweepOutcome(experiment_dir=experiment, total=len(spec.trials), finished=finished,
                         errored=errored, wall_time_s=time.time() - started_at)
 
@@ -308,8 +331,11 @@ class SweepProgress(_TuneCallback):
         return state
 
     def __setstate__(self, state):
+        # Restored by Tuner.restore: a new driver, so timings start again.
         self.__dict__.update(state)
         self.out = sys.stdout
+        self.started_at = time.time()
+        self._first_start = None
 
     def _print(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=self.out, flush=True)

@@ -1,0 +1,223 @@
+"""The sweep service end to end: run, interrupt (SIGKILL, Ctrl-C), resume, status, errors.
+
+Tests marked with ``needs_netns`` start Ray and run only inside the loopback-only network
+namespace of tests/run.sh; the others never start Ray.
+"""
+
+import csv
+import signal
+import time
+
+import pytest
+
+from ninsweep import metrics as M
+from ninsweep.cli import main
+from ninsweep.space import load_space
+from ninsweep.sweep import tune_trainable
+from ninsweep.train import Trainer
+
+from ray_support import (ROOT, SPACES, cli_env, needs_netns, ninsweep, read_tensorboard_scalars,
+                         reported_epochs, start_ninsweep, wait_until)
+
+try:
+    from .analysis_fixtures import check_analysable
+except ImportError:
+    from analysis_fixtures import check_analysable
+
+RESUME_SPACE = SPACES / "resume.yaml"
+
+
+# -- without Ray ------------------------------------------------------------------------------
+
+def test_dry_run_lists_the_ten_reference_trials_without_starting_ray(capsys):
+    assert main(["run", "lab4", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    names = ["relu-nobn-keras-s0", "relu-nobn-he-s0", "relu-bn-keras-s0", "relu-bn-he-s0",
+             "elu-nobn-keras-s0", "elu-nobn-he-s0", "elu-bn-keras-s0", "elu-bn-he-s0",
+             "leaky_relu-bn-he-s0", "maxout-bn-he-s0"]
+    trial_lines = [line for line in out.splitlines() if line.split() and line.split()[0] in names]
+    assert len(trial_lines) == 10 and {line.split()[0] for line in trial_lines} == set(names)
+    assert all("0.25" in line for line in trial_lines)  # the GPU fraction of each trial
+
+
+def test_each_trial_asks_for_the_spaces_resources():
+    spec = load_space(ROOT / "search_spaces" / "lab4.yaml")
+    assert tune_trainable(spec)._resources.bundles == [{"CPU": 2.0, "GPU": 0.25}]
+    cpu_only = spec.with_overrides(gpus_per_trial=0, cpus_per_trial=1)
+    assert tune_trainable(cpu_only)._resources.bundles == [{"CPU": 1.0}]
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("grid: [activation: [relu]\n", "invalid YAML"),
+    ("grid:\n  - activation: [relu6]\n", "grid[0].activation: unknown value 'relu6'"),
+    ("grid:\n  - activation: [relu]\nresources: {gpus: 1.5}\n", "resources.gpus"),
+    ("grid: []\n", "grid"),
+    ("grid:\n  - activation: [relu]\ntrain: {epochs: 0}\n", "train.epochs"),
+    ("grid:\n  - activation: [relu]\nbogus: 1\n", "bogus"),
+])
+def test_bad_spaces_fail_with_one_line_and_exit_2(tmp_path, capsys, text, problem):
+    space = tmp_path / "bad.yaml"
+    space.write_text(text)
+    assert main(["run", str(space), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ninsweep: error: ") and "\n" not in err
+    assert "bad.yaml" in err and problem in err
+
+
+def test_bad_space_error_has_no_traceback_from_the_command_line(tmp_path):
+    space = tmp_path / "bad.yaml"
+    space.write_text("grid:\n  - init: [xavier]\n")
+    result = ninsweep("run", space, "--dry-run", env=cli_env(tmp_path), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "init" in result.stderr and "xavier" in result.stderr
+
+
+def test_run_into_an_existing_experiment_refuses_and_keeps_it(tmp_path, capsys):
+    existing = tmp_path / "results" / "smoke"
+    existing.mkdir(parents=True)
+    (existing / "precious.txt").write_text("keep me")
+    assert main(["run", "smoke", "--storage", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "ninsweep resume" in err
+    assert [p.name for p in existing.iterdir()] == ["precious.txt"]
+    assert (existing / "precious.txt").read_text() == "keep me"
+
+
+def test_resume_and_status_of_a_non_experiment_are_clear_errors(tmp_path, capsys):
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "not a ninsweep experiment" in capsys.readouterr().err
+    assert main(["status", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+# -- with Ray -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_experiment(tmp_path_factory):
+    """The README's main job: the smoke sweep, run once for the tests below."""
+    tmp_path = tmp_path_factory.mktemp("smoke")
+    started = time.time()
+    result = ninsweep("run", "smoke", "--storage", tmp_path / "results", env=cli_env(tmp_path),
+                      timeout=600)
+    return tmp_path / "results" / "smoke", result, time.time() - started
+
+
+@needs_netns
+def test_smoke_sweep_runs_end_to_end(smoke_experiment, tmp_path):
+    experiment, result, wall_time = smoke_experiment
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "10/10 trials finished, 0 errored" in result.stdout
+    assert "first trial running" in result.stdout and "ETA" in result.stdout
+    assert "ELU+BN+WI" in result.stdout  # the final table
+    with open(experiment / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 10 and {row["status"] for row in rows} == {"finished"}
+    for trial_dir in (experiment / row["trial"] for row in rows):
+        assert reported_epochs(trial_dir) == [1, 2]
+        assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == \
+            ["checkpoint_000000", "checkpoint_000001"]
+    check_analysable(experiment, tmp_path, expect_trials=10, expect_finished=10)
+    print(f"smoke sweep wall time {wall_time:.1f} s")
+
+
+@needs_netns
+def test_tensorboard_files_hold_the_epoch_scalars(smoke_experiment):
+    experiment, result, _ = smoke_experiment
+    assert result.returncode == 0
+    for trial_dir in sorted(p for p in experiment.iterdir() if (p / "params.json").exists()):
+        events = list(trial_dir.glob("events.out.tfevents.*"))
+        assert events, f"{trial_dir.name}: no TensorBoard file"
+        scalars = read_tensorboard_scalars(events[0])
+        assert len(scalars[f"ray/tune/{M.TEST_ACC}"]) == 2
+        assert len(scalars[f"ray/tune/{M.TRAIN_LOSS}"]) == 2
+
+
+@needs_netns
+def test_status_reads_the_experiment_from_disk(smoke_experiment, capsys):
+    experiment, result, _ = smoke_experiment
+    assert main(["status", str(experiment)]) == 0
+    out = capsys.readouterr().out
+    assert "10 finished" in out and "elu-bn-he-s0" in out and "2/2" in out
+
+
+def _uninterrupted_history(trial_name: str) -> list[dict]:
+    """The same trial trained in this process without Ray: the reference for resume."""
+    spec = load_space(RESUME_SPACE)
+    return Trainer(spec.trial(trial_name).config).fit()
+
+
+def _assert_resumed_exactly(experiment):
+    """Every epoch once in the history, and the same numbers as an uninterrupted run.
+
+    Ray's raw result.json may repeat an epoch when the driver died between writing a result
+    and recording its checkpoint (the trial then redoes that epoch); the history ninsweep
+    reads keeps the last record of each epoch.
+    """
+    from ninsweep.analysis import load_history
+
+    spec = load_space(RESUME_SPACE)
+    for trial in spec.trials:
+        raw = reported_epochs(experiment / trial.name)
+        assert sorted(set(raw)) == [1, 2, 3, 4, 5], f"{trial.name}: {raw}"
+        assert len(raw) - 5 <= 1, f"{trial.name}: more than the one in-flight epoch redone: {raw}"
+        history = load_history(experiment / trial.name)
+        assert list(history[M.EPOCH]) == [1, 2, 3, 4, 5]
+    ours = load_history(experiment / "elu-bn-he-s0").to_dict("records")
+    reference = _uninterrupted_history("elu-bn-he-s0")
+    for mine, theirs in zip(ours, reference):
+        for key in (M.TRAIN_LOSS, M.TRAIN_ACC, M.TEST_LOSS, M.TEST_ACC, M.LR):
+            assert mine[key] == theirs[key], (mine[M.EPOCH], key)
+
+
+@needs_netns
+def test_sigkilled_driver_resumes_from_checkpoints_to_identical_results(tmp_path):
+    env = cli_env(tmp_path)
+    storage = tmp_path / "results"
+    experiment = storage / "resume"
+    log = tmp_path / "run.log"
+    driver = start_ninsweep("run", RESUME_SPACE, "--storage", storage, env=env, log=log)
+    wait_until(lambda: any(len(reported_epochs(d)) >= 2 for d in experiment.glob("*-s0")),
+               240, "two epochs of a trial", driver, log)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    unfinished = [d.name for d in experiment.glob("*-s0") if len(reported_epochs(d)) < 5]
+    assert unfinished, "the sweep finished before it could be killed"
+
+    resumed = ninsweep("resume", experiment, env=env, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "2/2 trials finished" in resumed.stdout
+    assert "resumed after epoch" in resumed.stdout + resumed.stderr  # not from epoch 0
+    _assert_resumed_exactly(experiment)
+
+
+@needs_netns
+def test_ctrl_c_stops_with_a_resume_hint_and_resume_finishes(tmp_path):
+    env = cli_env(tmp_path)
+    storage = tmp_path / "results"
+    experiment = storage / "resume"
+    log = tmp_path / "run.log"
+    driver = start_ninsweep("run", RESUME_SPACE, "--storage", storage, env=env, log=log)
+    wait_until(lambda: any(len(reported_epochs(d)) >= 2 for d in experiment.glob("*-s0")),
+               240, "two epochs of a trial", driver, log)
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(120) == 130, log.read_text()[-3000:]
+    output = log.read_text()
+    assert f"ninsweep resume {experiment}" in output and "interrupted" in output
+
+    status = ninsweep("status", experiment, env=env, timeout=60)
+    assert status.returncode == 0
+    assert "incomplete" in status.stdout or "pending" in status.stdout
+
+    resumed = ninsweep("resume", experiment, env=env, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    _assert_resumed_exactly(experiment)
+
+
+@needs_netns
+def test_gpu_space_on_a_machine_without_gpus_fails_before_any_trial(tmp_path):
+    result = ninsweep("run", "lab4", "--storage", tmp_path / "results", env=cli_env(tmp_path),
+                      timeout=120)
+    assert result.returncode == 2
+    assert "no GPUs" in result.stderr and "--gpus-per-trial 0" in result.stderr
+    assert not (tmp_path / "results" / "lab4").exists()
