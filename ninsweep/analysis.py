@@ -460,18 +460,28 @@ def trial_table(exp: Experiment) -> pd.DataFrame:
 
 
 def format_status(exp: Experiment) -> str:
-    """Each trial's state, epochs and latest metrics: what ``ninsweep status`` prints."""
+    """Each trial's state, epochs and latest metrics: what ``ninsweep status`` prints.
+
+    On CUDA runs a ``peak GPU MiB`` column tells how much memory a trial needs, the figure to
+    choose the fractional GPU per trial from.
+    """
     counts = exp.counts()
     summary = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+    peaks = {t.name: float(pd.to_numeric(t.history[M.PEAK_GPU_MEM_MB], errors="coerce").max())
+             for t in exp.trials if M.PEAK_GPU_MEM_MB in t.history.columns}
+    header = (f"{'trial':<28} {'status':<10} {'epoch':>9} {'test acc':>9} {'best':>7} "
+              f"{'train loss':>10} {'test loss':>9} {'img/s':>7}")
     lines = [f"experiment {exp.path}: {len(exp.trials)} trials: {summary}",
-             f"{'trial':<28} {'status':<10} {'epoch':>9} {'test acc':>9} {'best':>7} "
-             f"{'train loss':>10} {'test loss':>9} {'img/s':>7}"]
+             header + (f" {'peak GPU MiB':>12}" if peaks else "")]
     for row in trial_table(exp).itertuples(index=False):
-        lines.append(
-            f"{row.trial:<28} {row.status:<10} {f'{row.epochs_done}/{row.epochs_planned}':>9} "
-            f"{fmt_num(row.final_test_acc_pct):>8}% {fmt_num(row.best_test_acc_pct):>6}% "
-            f"{fmt_num(row.final_train_loss, digits=4):>10} {fmt_num(row.final_test_loss, digits=4):>9} "
-            f"{fmt_num(row.images_per_s, digits=0):>7}")
+        line = (f"{row.trial:<28} {row.status:<10} {f'{row.epochs_done}/{row.epochs_planned}':>9} "
+                f"{fmt_num(row.final_test_acc_pct):>8}% {fmt_num(row.best_test_acc_pct):>6}% "
+                f"{fmt_num(row.final_train_loss, digits=4):>10} "
+                f"{fmt_num(row.final_test_loss, digits=4):>9} "
+                f"{fmt_num(row.images_per_s, digits=0):>7}")
+        if peaks:
+            line += f" {fmt_num(peaks.get(row.trial), digits=0):>12}"
+        lines.append(line)
         if row.error:
             lines.append(f"    error: {row.error}")
     return "\n".join(lines)

@@ -14,3 +14,7 @@ EPOCH_TIME_S = "epoch_time_s"  # training + evaluation wall time of the epoch
 IMAGES_PER_S = "images_per_s"  # training images per second of training time
 
 EPOCH_METRICS = (EPOCH, TRAIN_LOSS, TRAIN_ACC, TEST_LOSS, TEST_ACC, LR, EPOCH_TIME_S, IMAGES_PER_S)
+
+# Only on CUDA: the most GPU memory the run's caching allocator has held so far, in MiB. It is
+# what several trials sharing one GPU (fractional resources) must fit into together.
+PEAK_GPU_MEM_MB = "peak_gpu_mem_mb"

@@ -145,6 +145,8 @@ class Trainer:
             M.EPOCH_TIME_S: time.perf_counter() - started,
             M.IMAGES_PER_S: seen / train_time,
         }
+        if self.device.type == "cuda":
+            result[M.PEAK_GPU_MEM_MB] = torch.cuda.max_memory_reserved(self.device) / 2**20
         self.history.append(result)
         return result
 

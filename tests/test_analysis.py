@@ -420,3 +420,27 @@ def test_check_analysable_hook_on_a_hand_made_experiment(tmp_path):
     exp_dir = interrupted(tmp_path)
     exp = check_analysable(exp_dir, tmp_path, expect_trials=6, expect_finished=3)
     assert exp.counts()["pending"] == 1
+
+
+def test_status_lists_every_trial_and_the_peak_gpu_memory_when_recorded(tmp_path):
+    from ninsweep import metrics as M
+
+    records = [dict(epoch_record(e, 0.4), **{M.PEAK_GPU_MEM_MB: 900.0 + e}) for e in (1, 2)]
+    exp_dir = make_experiment(tmp_path, [
+        {"activation": "elu", "batchnorm": True, "init": "he", "records": records},
+        {"activation": "relu", "done": 1},
+        {"activation": "maxout", "state": "pending"},
+    ], epochs=2)
+    text = analysis.format_status(analysis.load_experiment(exp_dir))
+    lines = text.splitlines()
+    assert "3 trials" in lines[0] and "1 finished" in lines[0] and "1 pending" in lines[0]
+    assert "peak GPU MiB" in lines[1]
+    elu = next(line for line in lines if line.startswith("elu-bn-he-s0"))
+    assert "2/2" in elu and elu.split()[-1] == "902"
+    relu = next(line for line in lines if line.startswith("relu-s0"))
+    assert "1/2" in relu and "incomplete" in relu and relu.split()[-1] == "-"
+
+
+def test_status_has_no_gpu_column_for_cpu_runs(tmp_path):
+    exp_dir = make_experiment(tmp_path, [{"activation": "elu"}], epochs=2)
+    assert "peak GPU" not in analysis.format_status(analysis.load_experiment(exp_dir))
