@@ -63,6 +63,10 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.device = resolve_device(cfg.train.device)
         self.amp = cfg.train.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            # Fixed shapes every step: let cuDNN pick its fastest kernels. (GPU runs are
+            # therefore not bit-reproducible; CPU runs are.)
+            torch.backends.cudnn.benchmark = True
         seed_everything(cfg.train.seed)
 
         data = data if data is not None else load_data(cfg.data, log=log)
