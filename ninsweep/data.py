@@ -131,8 +131,8 @@ def load_data(cfg: DataConfig, log: Optional[Log] = None) -> ImageData:
     scan = None
     fingerprint = ""
     if cfg.source == "imagefolder":
-        # Scanned every time (no decoding, ~20 ms for CIFAR-size folders): it validates the
-        # folder and notices images added or removed since the cache was built.
+        # Scanned on every load (no decoding; ~40 ms for CIFAR-10's 60,000 files): it checks
+        # the layout and notices images added or removed since the cache was built.
         scan = _scan_imagefolder(resolve_data_root(cfg))
         fingerprint = scan.fingerprint
 
@@ -223,7 +223,8 @@ def _record_problem(record: Any) -> Optional[str]:
         if not (isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)):
             return f"{split} split is not tensors"
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            return f"{split} images are {images.dtype} {tuple(images.shape)}, expected uint8 [N,3,H,W]"
+            return (f"{split} images are {images.dtype} {tuple(images.shape)}, "
+                    "expected uint8 [N,3,H,W]")
         if labels.dtype != torch.int64 or labels.shape != (images.shape[0],) or len(labels) == 0:
             return f"{split} labels are {labels.dtype} {tuple(labels.shape)}, expected int64 [N]"
         if image_shape is not None and images.shape[1:] != image_shape:
@@ -240,7 +241,8 @@ def _build_cache(cfg: DataConfig, path: Path, fingerprint: str, scan: Optional["
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise DataError(f"{path.parent}: cannot create the cache directory ({err.strerror})") from None
+        raise DataError(f"{path.parent}: cannot create the cache directory "
+                        f"({err.strerror})") from None
     lock = FileLock(str(path) + ".lock")
     try:
         lock.acquire(timeout=0)
@@ -456,8 +458,8 @@ def _decode_imagefolder(cfg: DataConfig, scan: Optional[_FolderScan], log: Log) 
                                 f"{size[0]}x{size[1]} like the others (resize the folder first)")
             images[index] = image
         # Mix the classes (see IMAGEFOLDER_PERMUTATION_SEED) so any prefix is near-balanced.
-        order = torch.randperm(len(paths),
-                               generator=torch.Generator().manual_seed(IMAGEFOLDER_PERMUTATION_SEED))
+        fixed = torch.Generator().manual_seed(IMAGEFOLDER_PERMUTATION_SEED)
+        order = torch.randperm(len(paths), generator=fixed)
         splits[split] = (images[order], labels[order])
     return _Decoded(*splits["train"], *splits["test"], scan.classes)
 
