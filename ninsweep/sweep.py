@@ -365,6 +365,11 @@ class SweepProgress(_TuneCallback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._print(f"{_trial_dirname(trial)}: finished | {self._summary(trials)}")
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        # A failed attempt Tune will retry (FailureConfig): a crash, or a lost node.
+        self._print(f"{_trial_dirname(trial)}: failed (attempt {trial.num_failures}); "
+                    "retrying from its latest checkpoint")
+
     def on_trial_error(self, iteration, trials, trial, **info):
         self._print(f"{_trial_dirname(trial)}: ERROR (see {trial.path}/error.txt) | "
                     f"{self._summary(trials)}")
