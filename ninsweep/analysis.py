@@ -470,7 +470,7 @@ def format_status(exp: Experiment) -> str:
     peaks = {t.name: float(pd.to_numeric(t.history[M.PEAK_GPU_MEM_MB], errors="coerce").max())
              for t in exp.trials if M.PEAK_GPU_MEM_MB in t.history.columns}
     header = (f"{'trial':<28} {'status':<10} {'epoch':>9} {'test acc':>9} {'best':>7} "
-              f"{'train loss':>10} {'test loss':>9} {'img/s':>7}")
+              f"{'train loss':>10} {'test loss':>9} {'img/s':>7} {'wall time':>9}")
     lines = [f"experiment {exp.path}: {len(exp.trials)} trials: {summary}",
              header + (f" {'peak GPU MiB':>12}" if peaks else "")]
     for row in trial_table(exp).itertuples(index=False):
@@ -478,13 +478,21 @@ def format_status(exp: Experiment) -> str:
                 f"{fmt_num(row.final_test_acc_pct):>8}% {fmt_num(row.best_test_acc_pct):>6}% "
                 f"{fmt_num(row.final_train_loss, digits=4):>10} "
                 f"{fmt_num(row.final_test_loss, digits=4):>9} "
-                f"{fmt_num(row.images_per_s, digits=0):>7}")
+                f"{fmt_num(row.images_per_s, digits=0):>7} {_fmt_duration(row.wall_time_s):>9}")
         if peaks:
             line += f" {fmt_num(peaks.get(row.trial), digits=0):>12}"
         lines.append(line)
         if row.error:
             lines.append(f"    error: {row.error}")
     return "\n".join(lines)
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds is None or pd.isna(seconds):
+        return "-"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def _describe(values: Sequence[float]) -> dict[str, float]:

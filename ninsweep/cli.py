@@ -8,6 +8,7 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -153,13 +154,15 @@ def _load_spec(args: argparse.Namespace):
 
 
 def _finish_sweep(outcome, out=sys.stdout) -> int:
-    from .analysis import load_experiment, summary_table, write_csvs
+    from .analysis import format_status, load_experiment, summary_table, write_csvs
 
     experiment_dir = outcome.experiment_dir
     print(f"\n{outcome.finished}/{outcome.total} trials finished, {outcome.errored} errored, "
           f"wall time {outcome.wall_time_s:.0f} s", file=out)
     try:
         experiment = load_experiment(experiment_dir)
+        print(format_status(experiment), file=out)
+        print(file=out)
         print(summary_table(experiment), file=out)
         written = write_csvs(experiment)
         print("wrote " + ", ".join(str(p) for p in written), file=out)
@@ -299,6 +302,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -63,13 +63,16 @@ def reported_epochs(trial_dir: Path) -> list[int]:
     return epochs
 
 
-def read_tensorboard_scalars(path: Path) -> dict[str, list[float]]:
-    """Scalars of one TensorBoard event file, parsed from its TFRecord framing."""
+def read_tensorboard(path: Path) -> tuple[dict[str, list[float]], set[str]]:
+    """Scalars and hyperparameter names of one TensorBoard event file, parsed from its
+    TFRecord framing (no TensorBoard install needed)."""
     import struct
 
     from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
 
     scalars: dict[str, list[float]] = {}
+    hparams: set[str] = set()
     data = path.read_bytes()
     offset = 0
     while offset + 12 <= len(data):
@@ -80,4 +83,7 @@ def read_tensorboard_scalars(path: Path) -> dict[str, list[float]]:
         for value in event.summary.value:
             if value.HasField("simple_value"):
                 scalars.setdefault(value.tag, []).append(value.simple_value)
-    return scalars
+            elif value.tag == "_hparams_/session_start_info":
+                plugin = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                hparams.update(plugin.session_start_info.hparams.keys())
+    return scalars, hparams

@@ -473,10 +473,9 @@ def test_cli_submit_resume(fake):
         jobs.cli_submit(_parse(["submit", "--storage", "/mnt/e"]), out=[].append)
 
 
-def test_register_cli_plugs_into_the_ninsweep_parser(fake, monkeypatch):
+def test_submit_and_jobs_are_ninsweep_subcommands(fake):
     from ninsweep import cli
 
-    monkeypatch.setattr(cli, "_EXTRA_PARSERS", [jobs.register_cli])
     assert cli.main(["jobs", "list"]) == 0
     assert cli.main(["submit", "lab4", "--storage", "/mnt/x", "--max-epochs", "1"]) == 0
     assert fake.submitted[-1]["entrypoint"].endswith("--storage /mnt/x --max-epochs 1")

@@ -217,9 +217,8 @@ def test_list_shows_only_ninsweep_jobs_and_stop_works(head, monkeypatch, capsys)
     ids = [row["job_id"] for row in jobs.list_jobs(head.address)]
     assert ours in ids and other not in ids
 
-    from ninsweep import cli  # the command line, with the jobs commands plugged in
+    from ninsweep import cli  # the command line
 
-    monkeypatch.setattr(cli, "_EXTRA_PARSERS", [jobs.register_cli])
     capsys.readouterr()
     assert cli.main(["jobs", "list", "--address", head.address]) == 0
     listing = capsys.readouterr().out

@@ -16,7 +16,7 @@ from ninsweep.space import load_space
 from ninsweep.sweep import tune_trainable
 from ninsweep.train import Trainer
 
-from ray_support import (ROOT, SPACES, cli_env, needs_netns, ninsweep, read_tensorboard_scalars,
+from ray_support import (ROOT, SPACES, cli_env, needs_netns, ninsweep, read_tensorboard,
                          reported_epochs, start_ninsweep, wait_until)
 
 try:
@@ -122,15 +122,17 @@ def test_smoke_sweep_runs_end_to_end(smoke_experiment, tmp_path):
 
 
 @needs_netns
-def test_tensorboard_files_hold_the_epoch_scalars(smoke_experiment):
+def test_tensorboard_files_hold_the_epoch_scalars_and_hyperparameters(smoke_experiment):
     experiment, result, _ = smoke_experiment
     assert result.returncode == 0
     for trial_dir in sorted(p for p in experiment.iterdir() if (p / "params.json").exists()):
         events = list(trial_dir.glob("events.out.tfevents.*"))
         assert events, f"{trial_dir.name}: no TensorBoard file"
-        scalars = read_tensorboard_scalars(events[0])
+        scalars, hparams = read_tensorboard(events[0])
         assert len(scalars[f"ray/tune/{M.TEST_ACC}"]) == 2
         assert len(scalars[f"ray/tune/{M.TRAIN_LOSS}"]) == 2
+        assert {"trial/params/activation", "trial/params/batchnorm", "trial/params/init",
+                "trial/params/seed", "trial/config/train/lr"} <= hparams
 
 
 @needs_netns
@@ -208,6 +210,8 @@ def test_ctrl_c_stops_with_a_resume_hint_and_resume_finishes(tmp_path):
     status = ninsweep("status", experiment, env=env, timeout=60)
     assert status.returncode == 0
     assert "incomplete" in status.stdout or "pending" in status.stdout
+    interrupted = check_analysable(experiment, tmp_path, expect_trials=2)
+    assert interrupted.counts()["finished"] < 2  # marked, not dropped
 
     resumed = ninsweep("resume", experiment, env=env, timeout=400)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
