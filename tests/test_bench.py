@@ -1,0 +1,164 @@
+"""The benchmarks in bench/ run, on tiny sizes, and write the figures they promise.
+
+No timing thresholds: speed goals are ratios the benchmarks print (docs/performance.md).
+bench/gpu_grid.py is tested on CPU here so that the script sent to the GPU machine has run
+before any device time is spent.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ninsweep.config import ModelConfig
+from ninsweep.space import load_space
+
+from ray_support import ROOT, needs_netns
+
+BENCH = ROOT / "bench"
+
+
+def load_bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+def run_bench(*args, timeout=300, env=None) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and value > 0
+
+
+# -- gpu_grid -------------------------------------------------------------------------------
+
+def test_gpu_grid_runs_on_cpu_with_tiny_sizes_and_writes_every_figure(tmp_path):
+    out = tmp_path / "grid.json"
+    done = run_bench(BENCH / "gpu_grid.py", "--device", "cpu", "--models", "1,2", "--epochs", 1,
+                     "--train-size", 64, "--image-size", 16, "--out", out)
+    assert "best packing" in done.stdout and "grid minutes" in done.stdout
+    result = json.loads(out.read_text())
+
+    assert result["device"]["type"] == "cpu"
+    assert positive(result["peak"]["measured_tflops"])
+    assert result["peak"]["datasheet_tflops"] is None  # no datasheet peak on CPU
+    flop = result["flop"]
+    assert len(flop["forward_per_image"]) == 10
+    assert all(positive(v) for v in flop["forward_per_image"].values())
+    assert all(positive(v) for v in flop["forward_per_image_cifar"].values())
+    assert all(positive(v) for v in flop["counted_forward_backward_per_image"].values())
+    assert positive(flop["grid_total"])
+
+    assert [p["models"] for p in result["packings"]] == [1, 2]
+    for packing in result["packings"]:
+        assert len(packing["per_model"]) == packing["models"]
+        for key in ("aggregate_images_per_s", "aggregate_tflops", "mfu_measured_peak",
+                    "projected_grid_minutes", "projected_grid_minutes_flat",
+                    "projected_grid_minutes_by_images"):
+            assert positive(packing[key]), key
+        for model in packing["per_model"]:
+            for key in ("images_per_s", "train_images_per_s", "tflops", "wall_s", "epochs"):
+                assert positive(model[key]), key
+    assert [m["trial"] for m in result["packings"][1]["per_model"]] == [
+        "relu-nobn-keras", "relu-nobn-he"]
+    best = result["best"]
+    assert best["models"] in (1, 2) and positive(best["projected_grid_minutes"])
+    assert positive(result["checkpoint"]["size_mb"]) and positive(result["checkpoint"]["save_s"])
+    assert result["workers"]["steps_per_epoch"] == 1
+    assert positive(result["workers"]["data_on_device_mb"])
+
+
+def test_gpu_grid_runs_the_trials_of_lab4_yaml_in_order():
+    grid = load_bench("gpu_grid")
+    spec = load_space(ROOT / "search_spaces" / "lab4.yaml")
+    cells = [(t.config.model.activation, t.config.model.batchnorm, t.config.model.init)
+             for t in spec.trials]
+    assert cells == grid.GRID
+    assert spec.trials[0].config.train.epochs == grid.GRID_EPOCHS
+
+
+def test_gpu_grid_counts_the_reference_flop():
+    grid = load_bench("gpu_grid")
+    relu = grid.forward_flop(ModelConfig(), 32)
+    maxout = grid.forward_flop(ModelConfig(activation="maxout", batchnorm=True, init="he"), 32)
+    assert relu == pytest.approx(0.445e9, rel=0.01)  # docs/lab4-reference.md
+    assert maxout == pytest.approx(2 * relu, rel=0.02)
+    # The whole grid: about 1.1e17 FLOP in the reference's count (training only).
+    total = sum(grid.grid_trial_flop({grid.trial_name(*cell): grid.forward_flop(
+        grid.model_config(i), 32) for i, cell in enumerate(grid.GRID)}))
+    assert 1.1e17 < total < 1.4e17
+
+
+def test_gpu_grid_schedule_projection():
+    grid = load_bench("gpu_grid")
+    # One slot: the sum over the rate.
+    assert grid.schedule_seconds([2.0, 4.0], 1, {1: 2.0}) == pytest.approx(3.0)
+    # Two slots sharing an aggregate of 2: both at 1 until the short one ends at t=1, then
+    # the long one alone at the one-model rate 1.
+    assert grid.schedule_seconds([1.0, 3.0], 2, {1: 1.0, 2: 2.0}) == pytest.approx(3.0)
+    # Interpolated aggregate between measured packings, flat beyond them.
+    assert grid.interpolate({1: 1.0, 4: 4.0}, 2) == pytest.approx(2.0)
+    assert grid.interpolate({1: 1.0, 4: 4.0}, 8) == pytest.approx(4.0)
+
+
+def test_gpu_grid_rejects_bad_data_flags(tmp_path):
+    done = subprocess.run([sys.executable, BENCH / "gpu_grid.py", "--device", "cpu", "--data",
+                           "jpeg-zip", tmp_path / "missing.zip"], capture_output=True, text=True)
+    assert done.returncode == 2 and "no such file" in done.stderr
+
+
+# -- CPU benchmarks -------------------------------------------------------------------------
+
+def test_train_loop_benchmark_prints_the_ratio(tmp_path):
+    out = tmp_path / "loop.json"
+    done = run_bench(BENCH / "bench_train_loop.py", "--train-size", 128, "--test-size", 32,
+                     "--image-size", 16, "--rounds", 2, "--threads", 1, "--json", out)
+    assert "plain PyTorch loop" in done.stdout and "ninsweep Trainer" in done.stdout
+    result = json.loads(out.read_text())
+    assert positive(result["ratio"]["trainer"]) and result["ratio"]["plain"] == 1.0
+    assert len(result["samples"]["trainer"]) == 2
+
+
+def test_checkpoint_benchmark_reports_size_time_and_memory(tmp_path):
+    out = tmp_path / "ckpt.json"
+    run_bench(BENCH / "bench_checkpoint.py", "--train-size", 128, "--repeats", 2,
+              "--memory-repeats", 1, "--memory-train-size", 512, "--memory-test-size", 128,
+              "--steps", 1, "--threads", 1, "--json", out)
+    result = json.loads(out.read_text())
+    ckpt = result["checkpoint"]
+    # Weights, optimizer momentum and the rest: about twice the weights.
+    assert ckpt["checkpoint_mb"] > 1.5 * ckpt["weights_mb"] > 0
+    assert positive(ckpt["checkpoint_save_s"]) and positive(ckpt["cifar_epoch_s"])
+    for kind in ("baseline", "trainer"):
+        assert positive(result["memory"][kind]["peak_rss_mb"])
+        assert positive(result["memory"][kind]["anonymous_mb"])
+
+
+@needs_netns
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sweep_and_ray_trial_benchmarks_run_in_the_namespace(tmp_path):
+    out = tmp_path / "sweep.json"
+    run_bench(BENCH / "bench_sweep.py", "--rounds", 1, "--no-reuse-actors", "--json", out,
+              timeout=600)
+    result = json.loads(out.read_text())
+    for key in ("ideal_s", "ninsweep_run_s", "no_ray_s", "first_trial_s"):
+        assert positive(result[key]), key
+    assert result["parallelism"] >= 1
+
+    out = tmp_path / "loop.json"
+    run_bench(BENCH / "bench_train_loop.py", "--ray", "--train-size", 128, "--test-size", 32,
+              "--image-size", 16, "--rounds", 1, "--threads", 1, "--json", out, timeout=600)
+    assert positive(json.loads(out.read_text())["ratio"]["ray"])
