@@ -1,6 +1,9 @@
 """Helpers for tests that start Ray or run the ninsweep command as a subprocess."""
 
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,9 +14,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = Path(__file__).resolve().parent / "spaces"
 
-# Ray may only start inside the loopback-only network namespace that tests/run.sh creates.
+RAY = Path(sys.executable).with_name("ray")
+
+
+def network_interfaces() -> set[str]:
+    try:
+        lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return {"?"}
+    return {line.split(":", 1)[0].strip() for line in lines}
+
+
+# Ray may only start inside the loopback-only network namespace that tests/run.sh creates:
+# NINSWEEP_NETNS=1 says we are in it, and the interfaces this process sees confirm it.
 needs_netns = pytest.mark.skipif(
-    os.environ.get("NINSWEEP_NETNS") != "1",
+    os.environ.get("NINSWEEP_NETNS") != "1" or network_interfaces() != {"lo"},
     reason="starts Ray: run through tests/run.sh (a loopback-only network namespace, as root)")
 
 
@@ -87,3 +102,92 @@ def read_tensorboard(path: Path) -> tuple[dict[str, list[float]], set[str]]:
                 plugin = HParamsPluginData.FromString(value.metadata.plugin_data.content)
                 hparams.update(plugin.session_start_info.hparams.keys())
     return scalars, hparams
+
+
+# -- Ray processes started by tests (stopped by PID, never by name) --------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs below ``pid`` in the process tree, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def kill_pids(pids) -> None:
+    for pid in pids:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class RayNode:
+    """One ``ray start --block`` in its own session; everything it starts is below its PID."""
+
+    def __init__(self, name: str, args: list[str], env: dict, tmp: Path):
+        self.name = name
+        self.log_path = tmp / f"{name}.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [str(RAY), "start", "--block", "--node-ip-address", "127.0.0.1",
+             "--disable-usage-stats", "--temp-dir", str(tmp / name),
+             "--dashboard-agent-listen-port", str(free_port()),
+             "--min-worker-port", "0", "--max-worker-port", "0", *args],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=tmp)
+
+    def wait_started(self, timeout: float = 120) -> None:
+        wait_until(lambda: "Ray runtime started" in self.log_path.read_text(), timeout,
+                   f"the Ray {self.name} node to start", self.proc, self.log_path)
+
+    def pids(self) -> set[int]:
+        return {self.proc.pid, *descendants(self.proc.pid)}
+
+    def kill(self) -> list[int]:
+        """Lose the node: SIGKILL ``ray start`` first (it would stop the rest gracefully),
+        then every process it started, all found before the first signal."""
+        pids = [self.proc.pid, *descendants(self.proc.pid)]
+        kill_pids(pids)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the session we created for it
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        return pids
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            pids = descendants(self.proc.pid)
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=30)
+            pids += descendants(self.proc.pid) if self.proc.poll() is None else []
+            kill_pids([self.proc.pid, *pids])
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self._log.close()

@@ -1,7 +1,6 @@
 """The ninsweep command: train without Ray, one-line errors, exit codes, files left alone."""
 
 import re
-from pathlib import Path
 
 import pytest
 

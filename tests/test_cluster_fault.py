@@ -20,14 +20,10 @@ result.json record is looked up in the worker node's process tree.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,115 +35,13 @@ from ninsweep import metrics as M
 from ninsweep.analysis import load_history
 from ninsweep.space import load_space
 
-from ray_support import SPACES, cli_env, needs_netns, start_ninsweep, wait_until
+from ray_support import (SPACES, RayNode, cli_env, free_port, needs_netns,
+                         start_ninsweep, wait_until)
 
 FAULT_SPACE = SPACES / "fault.yaml"
-RAY = Path(sys.executable).with_name("ray")
 
 
-def _interfaces() -> set[str]:
-    try:
-        lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
-    except OSError:
-        return {"?"}
-    return {line.split(":", 1)[0].strip() for line in lines}
-
-
-pytestmark = [
-    pytest.mark.ray,
-    pytest.mark.slow,
-    needs_netns,
-    pytest.mark.skipif(_interfaces() != {"lo"},
-                       reason="NINSWEEP_NETNS=1 but this network namespace has interfaces "
-                              "other than lo; refusing to start Ray here"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _descendants(pid: int) -> list[int]:
-    """PIDs below ``pid`` in the process tree, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _kill(pids) -> None:
-    for pid in pids:
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-class RayNode:
-    """One ``ray start --block`` in its own session; everything it starts is below its PID."""
-
-    def __init__(self, name: str, args: list[str], env: dict, tmp: Path):
-        self.name = name
-        self.log_path = tmp / f"{name}.log"
-        self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [str(RAY), "start", "--block", "--node-ip-address", "127.0.0.1",
-             "--disable-usage-stats", "--temp-dir", str(tmp / name),
-             "--dashboard-agent-listen-port", str(_free_port()),
-             "--min-worker-port", "0", "--max-worker-port", "0", *args],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-            cwd=tmp)
-
-    def wait_started(self, timeout: float = 120) -> None:
-        wait_until(lambda: "Ray runtime started" in self.log_path.read_text(), timeout,
-                   f"the Ray {self.name} node to start", self.proc, self.log_path)
-
-    def pids(self) -> set[int]:
-        return {self.proc.pid, *_descendants(self.proc.pid)}
-
-    def kill(self) -> list[int]:
-        """Lose the node: SIGKILL ``ray start`` first (it would stop the rest gracefully),
-        then every process it started, all found before the first signal."""
-        pids = [self.proc.pid, *_descendants(self.proc.pid)]
-        _kill(pids)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the session we created for it
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-        return pids
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            pids = _descendants(self.proc.pid)
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=30)
-            pids += _descendants(self.proc.pid) if self.proc.poll() is None else []
-            _kill([self.proc.pid, *pids])
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self._log.close()
+pytestmark = [pytest.mark.ray, pytest.mark.slow, needs_netns]
 
 
 def _records(trial_dir: Path) -> list[dict]:
@@ -177,14 +71,14 @@ def cluster(tmp_path):
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
     env.pop("RAY_ADDRESS", None)
-    port = _free_port()
+    port = free_port()
     limits = ["--num-cpus", "1", "--num-gpus", "0", "--object-store-memory", "80000000",
               "--memory", "3000000000"]
     nodes: list[RayNode] = []
     started = time.monotonic()
     try:
         head = RayNode("head", ["--head", "--port", str(port), "--include-dashboard=false",
-                                "--ray-client-server-port", str(_free_port()), *limits],
+                                "--ray-client-server-port", str(free_port()), *limits],
                        env, tmp)
         nodes.append(head)
         head.wait_started()

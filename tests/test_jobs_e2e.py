@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,62 +27,12 @@ import pytest
 from ninsweep import jobs
 from ninsweep.errors import NinsweepError
 
+from ray_support import RAY, alive, descendants, free_port, needs_netns
+
 REPO = Path(__file__).resolve().parents[1]
-RAY = Path(sys.executable).with_name("ray")
 
 
-def _interfaces() -> set[str]:
-    try:
-        lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
-    except OSError:
-        return {"?"}
-    return {line.split(":", 1)[0].strip() for line in lines}
-
-
-pytestmark = [
-    pytest.mark.ray,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("NINSWEEP_NETNS") != "1",
-                       reason="starts Ray: run inside a loopback-only network namespace "
-                              "(tests/run.sh sets NINSWEEP_NETNS=1)"),
-    pytest.mark.skipif(_interfaces() != {"lo"},
-                       reason="NINSWEEP_NETNS=1 but this network namespace has interfaces "
-                              "other than lo; refusing to start Ray here"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _descendants(pid: int) -> list[int]:
-    """PIDs below ``pid`` in the process tree, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+pytestmark = [pytest.mark.ray, pytest.mark.slow, needs_netns]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +47,7 @@ def head():
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token",
                RAY_AUTH_TOKEN_PATH=str(token), PATH=path)
     env.pop("RAY_ADDRESS", None)
-    gcs_port, dashboard_port, client_port = _free_port(), _free_port(), _free_port()
+    gcs_port, dashboard_port, client_port = free_port(), free_port(), free_port()
     log = (tmp / "ray-start.log").open("w")
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -131,15 +80,15 @@ def head():
             mp.delenv("RAY_AUTH_MODE", raising=False)  # jobs.py must not need it
             yield type("Head", (), {"address": address, "token": token, "tmp": tmp})
     finally:
-        pids = _descendants(proc.pid)
+        pids = descendants(proc.pid)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
-        pids += _descendants(proc.pid) if proc.poll() is None else []
+        pids += descendants(proc.pid) if proc.poll() is None else []
         for pid in [proc.pid, *pids]:
-            if _alive(pid):
+            if alive(pid):
                 with __import__("contextlib").suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         with __import__("contextlib").suppress(ProcessLookupError, PermissionError):
