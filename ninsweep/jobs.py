@@ -323,7 +323,8 @@ def prepare_submission(space: str, *, storage: Optional[str] = None,
 
 
 def prepare_resume(experiment: str, *, working_dir: Optional[os.PathLike] = None,
-                   submission_id: Optional[str] = None) -> Submission:
+                   submission_id: Optional[str] = None,
+                   extra_args: Sequence[str] = ()) -> Submission:
     """The job that resumes ``experiment`` (a path on the cluster or a URI) there: the
     project ships as for a new sweep and runs ``python -m ninsweep resume EXPERIMENT``."""
     _check_cluster_storage_arg(experiment, what="--resume")
@@ -342,7 +343,7 @@ def prepare_resume(experiment: str, *, working_dir: Optional[os.PathLike] = None
     return Submission(
         submission_id=submission_id or new_submission_id(f"{name}-resume"),
         entrypoint=shlex.join(["python", "-m", "ninsweep", "resume", experiment,
-                               "--address", "auto"]),
+                               "--address", "auto", *extra_args]),
         runtime_env=runtime_env, metadata=metadata, space_path="")
 
 
@@ -498,12 +499,12 @@ def submit_sweep(address: Optional[str], space: str, *, storage: Optional[str] =
 
 
 def submit_resume(address: Optional[str], experiment: str, *,
-                  working_dir: Optional[os.PathLike] = None,
+                  working_dir: Optional[os.PathLike] = None, extra_args: Sequence[str] = (),
                   out: Optional[Callable[[str], None]] = print) -> str:
     """Submit ``ninsweep resume EXPERIMENT --address auto`` as a Ray job; return its id."""
     client = connect(address)
     address = _address_of(client)
-    sub = prepare_resume(experiment, working_dir=working_dir)
+    sub = prepare_resume(experiment, working_dir=working_dir, extra_args=extra_args)
     with _network_errors(address):
         job_id = client.submit_job(entrypoint=sub.entrypoint, submission_id=sub.submission_id,
                                    runtime_env=sub.runtime_env, metadata=sub.metadata)
@@ -712,6 +713,10 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, kind, metavar, text in RUN_OPTIONS:
         parser.add_argument(flag, type=kind, default=None, metavar=metavar,
                             help=f"passed to `ninsweep run` on the cluster: {text}")
+    parser.add_argument("--autoscaling", action="store_true",
+                        help="passed to `ninsweep run`/`resume` on the cluster: wait for the "
+                             "autoscaler to add GPU nodes instead of refusing a space that no "
+                             "node running now can take")
 
 
 def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
@@ -752,13 +757,15 @@ def cli_submit(args: argparse.Namespace, out: Callable[[str], None] = print) -> 
             raise NinsweepError("submit --resume takes the experiment alone (its space, "
                                 f"storage and settings are in its manifest); drop: "
                                 f"{', '.join(extra)}")
-        job_id = submit_resume(args.address, resume, out=out)
+        job_id = submit_resume(args.address, resume, out=out,
+                               extra_args=["--autoscaling"] if args.autoscaling else [])
     elif not args.space:
         raise NinsweepError("submit needs a SPACE (a file or a name such as lab4), or "
                             "--resume EXPERIMENT")
     else:
+        autoscaling = ["--autoscaling"] if args.autoscaling else []
         job_id = submit_sweep(args.address, args.space, storage=args.storage, name=args.name,
-                              extra_args=_run_args(args), out=out)
+                              extra_args=_run_args(args) + autoscaling, out=out)
     if not getattr(args, "wait", False):
         return 0
     return _follow_cli(args.address, job_id, out)

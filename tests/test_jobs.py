@@ -480,3 +480,12 @@ def test_submit_and_jobs_are_ninsweep_subcommands(fake):
     assert cli.main(["submit", "lab4", "--storage", "/mnt/x", "--max-epochs", "1"]) == 0
     assert fake.submitted[-1]["entrypoint"].endswith("--storage /mnt/x --max-epochs 1")
     assert cli.main(["submit", "lab4"]) == 2  # NinsweepError: no --storage
+
+
+def test_autoscaling_reaches_run_and_resume_on_the_cluster(fake):
+    assert jobs.cli_submit(_parse(["submit", "lab4", "--storage", "/mnt/x", "--autoscaling"]),
+                           out=[].append) == 0
+    assert fake.submitted[-1]["entrypoint"].endswith("--storage /mnt/x --autoscaling")
+    assert jobs.cli_submit(_parse(["submit", "--resume", "/mnt/x/lab4", "--autoscaling"]),
+                           out=[].append) == 0
+    assert fake.submitted[-1]["entrypoint"].endswith("resume /mnt/x/lab4 --address auto --autoscaling")

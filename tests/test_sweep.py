@@ -225,3 +225,22 @@ def test_gpu_space_on_a_machine_without_gpus_fails_before_any_trial(tmp_path):
     assert result.returncode == 2
     assert "no GPUs" in result.stderr and "--gpus-per-trial 0" in result.stderr
     assert not (tmp_path / "results" / "lab4").exists()
+
+
+def test_schedulability_check_refuses_or_on_autoscaling_clusters_warns(monkeypatch):
+    import ray
+
+    from ninsweep.errors import NinsweepError
+    from ninsweep.sweep import check_schedulable
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}},
+                                               {"Alive": False, "Resources": {"GPU": 8.0}}])
+    spec = load_space(ROOT / "search_spaces" / "lab4.yaml")
+    with pytest.raises(NinsweepError, match="no GPUs; run it on CPUs with --gpus-per-trial 0"):
+        check_schedulable(spec)
+    warnings = []
+    check_schedulable(spec, autoscaling=True, log=warnings.append)
+    assert len(warnings) == 1 and "waiting for the autoscaler" in warnings[0]
+    check_schedulable(spec.with_overrides(gpus_per_trial=0))  # fits the 8-CPU node
+    with pytest.raises(NinsweepError, match="no node has 16 CPU"):
+        check_schedulable(spec.with_overrides(gpus_per_trial=0, cpus_per_trial=16))
