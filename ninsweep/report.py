@@ -320,6 +320,8 @@ def _figure(width: float, height: float):
 
 
 def _curve_figure(curves, configs, colors, metric, scale, ylabel, title, zoom):
+    from matplotlib.ticker import MaxNLocator
+
     if not curves:
         return None
     max_epoch = max(int(h[M.EPOCH].max()) for pair in curves.values() for hs in pair for h in hs)
@@ -360,6 +362,7 @@ def _curve_figure(curves, configs, colors, metric, scale, ylabel, title, zoom):
                 ax.fill_between(mean.index, lo.to_numpy(float), hi.to_numpy(float), where=band.to_numpy(),
                                 color=color, alpha=0.18, linewidth=0)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.2"
         ax.grid(True, alpha=0.3)
         if ax_i == 0:
             ax.set_ylabel(ylabel)
