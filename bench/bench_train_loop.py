@@ -7,24 +7,31 @@ lr / momentum / weight decay), nothing else: no augmentation, no metrics, no hos
 is the floor for this model on this machine, so every cost ninsweep adds shows up.
 Ours: ``Trainer.train_one_epoch`` on the same images, batch size, model settings and thread
 count: on-device crop + flip augmentation from uint8, loss/accuracy sums, evaluation.
-With --ray, a third row: the same Trainer inside a one-trial Ray Tune run started by
+With --ray, two more rows: the same Trainer inside a one-trial Ray Tune run started by
 ninsweep's own ``start_ray`` and trainable (checkpoint every epoch, as lab4.yaml), with the
-trial's threads left to Ray as a sweep leaves them.
+trial's threads left to Ray as a sweep leaves them; and, as that row's like-for-like
+baseline, the Trainer in a fresh process without Ray (a trial is a fresh process: both
+train one warm-up epoch and report the second).
 
 "train images/s" is training images over training time (evaluation excluded; the Trainer's
 own images_per_s metric, measured the same way for the baseline); "epoch" adds evaluation
-of the test images by each loop. Each round runs every loop for one epoch after one untimed
-warm-up epoch, in A B A B order (reversed on odd rounds); the figures are medians over the
-rounds, so load from other processes on a shared machine hits both sides alike.
+of the test images by each loop. Each round runs every loop for one epoch (after one untimed
+warm-up epoch), in A B A B order (reversed on odd rounds). Figures are medians over the
+rounds; "ratio" is the median of the per-round ratios (each pair ran seconds apart, under the
+same load from other processes), so a shared machine's noise hits both sides alike. Short
+epochs and many rounds beat long epochs and few on a busy machine.
 
     python bench/bench_train_loop.py                          # ~1.5 min on 2 cores
-    python bench/bench_train_loop.py --train-size 4096 --rounds 7 --activation maxout
+    python bench/bench_train_loop.py --train-size 2048 --rounds 9 --activation maxout
     bash bench/netns.sh python bench/bench_train_loop.py --ray   # starts Ray: netns only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,6 +105,21 @@ def trainer_round(trainer: Trainer) -> dict[str, float]:
             "epoch_s": time.perf_counter() - started}
 
 
+def fresh_process_round(cfg: TrialConfig) -> dict[str, float]:
+    """A new Python process trains a new Trainer for one warm-up and one timed epoch."""
+    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg.to_dict())],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_main(config: str) -> None:
+    trainer = Trainer(TrialConfig.from_dict(json.loads(config)))
+    trainer.train_one_epoch()
+    result = trainer.train_one_epoch()
+    print(json.dumps({"train_images_per_s": result[M.IMAGES_PER_S],
+                      "epoch_s": result[M.EPOCH_TIME_S]}))
+
+
 class RayTrial:
     """The Trainer inside a one-trial Tune run, through ninsweep's start_ray and trainable."""
 
@@ -148,22 +170,26 @@ class RayTrial:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-size", type=int, default=1024, help="synthetic training images")
-    parser.add_argument("--test-size", type=int, default=256, help="synthetic test images")
+    parser.add_argument("--train-size", type=int, default=256, help="synthetic training images")
+    parser.add_argument("--test-size", type=int, default=64, help="synthetic test images")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--activation", default="relu")
     parser.add_argument("--batchnorm", action="store_true")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch threads for every loop (default: all cores)")
-    parser.add_argument("--rounds", type=int, default=5, help="timed epochs per loop")
+    parser.add_argument("--rounds", type=int, default=15, help="timed epochs per loop")
     parser.add_argument("--ray", action="store_true",
                         help="add the Trainer inside a Ray Tune trial (starts Ray: netns only)")
     parser.add_argument("--ray-threads", choices=("ray", "explicit"), default="ray",
                         help="the trial's torch threads: left to Ray as in a sweep (default), "
                              "or set to --threads through train.threads")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child_main(args.child)
+        return
     if args.ray:
         require_loopback_namespace("python bench/bench_train_loop.py --ray")
 
@@ -191,6 +217,7 @@ def main() -> None:
         if args.ray:
             ray_trial = RayTrial(cfg, args.threads, Path(scratch, "ray"),
                                  leave_threads_to_ray=args.ray_threads == "ray")
+            loops["process"] = lambda: fresh_process_round(cfg)
             loops["ray"] = ray_trial.round
         plain_round(plain), trainer_round(trainer)  # warm-up: allocator, oneDNN primitives
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in loops}
@@ -208,9 +235,17 @@ def main() -> None:
 
     medians = {name: {key: median(s[key] for s in runs) for key in runs[0]}
                for name, runs in samples.items()}
-    base = medians["plain"]
+
+    def paired(name: str, key: str, against: str = "plain") -> float:
+        """Median over rounds of this round's ours / baseline (epoch_s: baseline / ours)."""
+        pairs = zip(samples[name], samples[against])
+        if key == "epoch_s":
+            return median(base[key] / ours[key] for ours, base in pairs)
+        return median(ours[key] / base[key] for ours, base in pairs)
+
     labels = {"plain": "plain PyTorch loop, channels_last (baseline)",
               "trainer": "ninsweep Trainer, no Ray",
+              "process": "ninsweep Trainer, fresh process, no Ray",
               "ray": "ninsweep Trainer in a Ray Tune trial"}
     rows = []
     for name, figures in medians.items():
@@ -218,17 +253,23 @@ def main() -> None:
         if name == "ray" and ray_trial is not None:
             threads = median(ray_trial.threads_seen)
         rows.append((labels[name], threads, figures["train_images_per_s"],
-                     figures["train_images_per_s"] / base["train_images_per_s"],
-                     figures["epoch_s"], base["epoch_s"] / figures["epoch_s"]))
+                     paired(name, "train_images_per_s"), figures["epoch_s"],
+                     paired(name, "epoch_s")))
     print()
     print(table(["loop", "threads", "train images/s", "ratio", "epoch s", "ratio"], rows,
                 ["", "g", ",.1f", ".3f", ".2f", ".3f"]))
-    print(f"\nmedians of {args.rounds} interleaved rounds; ratio = ours / baseline "
-          f"(goal >= 0.97); epoch = training + evaluation of {args.test_size} images.")
-    write_json(args.json, {"machine": machine(), "settings": vars(args), "medians": medians,
-                           "samples": samples,
-                           "ratio": {name: m["train_images_per_s"] / base["train_images_per_s"]
-                                     for name, m in medians.items()}})
+    print(f"\nmedians of {args.rounds} interleaved rounds; ratio = median of the rounds' "
+          f"ours / baseline (goal >= 0.97); epoch = training + evaluation of {args.test_size} "
+          "images.")
+    if "ray" in samples:
+        print(f"Ray trial against the fresh process without Ray: "
+              f"{paired('ray', 'train_images_per_s', 'process'):.3f}")
+    write_json(args.json, {
+        "machine": machine(), "settings": vars(args), "medians": medians, "samples": samples,
+        "ratio": {name: paired(name, "train_images_per_s") for name in samples},
+        "ratio_of_medians": {name: m["train_images_per_s"]
+                             / medians["plain"]["train_images_per_s"]
+                             for name, m in medians.items()}})
 
 
 if __name__ == "__main__":
