@@ -13,10 +13,10 @@ Baselines, in the same run:
   ``Trainer(...).fit()`` in a pool of as many spawned processes as the parallelism, each
   process with as many torch threads as a trial has CPUs; what a plain script would do.
 
-A what-if row, --reuse-actors (on by default): ``ninsweep run`` with Tune's
-``TuneConfig(reuse_actors=True)`` patched in for that run only (a launcher in this file; ninsweep
-itself is unchanged), which keeps each trial process alive for the next trial instead of
-starting a new Python + torch + Ray worker per trial.
+A comparison row, --compare-reuse (on by default): ``ninsweep run`` with Tune's
+``reuse_actors`` forced off for that run only (a launcher in this file; ninsweep itself is
+unchanged), so every trial starts a new Python + Ray + torch worker process, as ninsweep did
+before it asked Tune to hand a finished trial's process to the next trial.
 
 The kinds of run alternate (A B C A B C) for --rounds rounds; figures are medians.
 Starts Ray: runs only in a loopback-only network namespace.
@@ -43,18 +43,18 @@ from benchutil import ROOT, machine, median, require_loopback_namespace, table, 
 FIRST_TRIAL = re.compile(r"first trial running ([0-9.]+) s after start")
 
 
-# `ninsweep run ...` with Tune's actor reuse switched on, for the what-if row only.
-REUSE_ACTORS_LAUNCHER = (
-    "import functools, sys; from ray import tune; "
-    "tune.TuneConfig = functools.partial(tune.TuneConfig, reuse_actors=True); "
+# `ninsweep run ...` with Tune's actor reuse forced off, for the comparison row only.
+NO_REUSE_LAUNCHER = (
+    "import sys; from ray import tune; _TuneConfig = tune.TuneConfig; "
+    "tune.TuneConfig = lambda *a, **k: _TuneConfig(*a, **dict(k, reuse_actors=False)); "
     "from ninsweep.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def run_sweep(space: str, storage: Path, name: str, cache_dir: Path,
-              reuse_actors: bool = False) -> dict:
+              no_reuse: bool = False) -> dict:
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", NINSWEEP_CACHE_DIR=str(cache_dir),
                PYTHONUNBUFFERED="1")
-    launcher = ["-c", REUSE_ACTORS_LAUNCHER] if reuse_actors else ["-m", "ninsweep"]
+    launcher = ["-c", NO_REUSE_LAUNCHER] if no_reuse else ["-m", "ninsweep"]
     started = time.perf_counter()
     done = subprocess.run([sys.executable, *launcher, "run", space, "--storage",
                            str(storage), "--name", name], cwd=ROOT, env=env,
@@ -112,8 +112,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="smoke", help="a space name or YAML file")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--reuse-actors", action=argparse.BooleanOptionalAction, default=True,
-                        help="add the what-if row with Tune's reuse_actors=True (default on)")
+    parser.add_argument("--compare-reuse", action=argparse.BooleanOptionalAction, default=True,
+                        help="add the row with Tune's reuse_actors forced off (default on)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     require_loopback_namespace("python bench/bench_sweep.py")
@@ -132,10 +132,10 @@ def main() -> None:
             line = (f"round {round_index + 1}/{args.rounds}: ninsweep run {sweep['wall_s']:.1f} s "
                     f"(first trial at {sweep['first_trial_s']:.1f} s), no Ray "
                     f"{plains[-1]['wall_s']:.1f} s")
-            if args.reuse_actors:
+            if args.compare_reuse:
                 reused.append(run_sweep(args.space, scratch / "results",
-                                        f"round-{round_index}-reuse", cache_dir, True))
-                line += f", reuse_actors {reused[-1]['wall_s']:.1f} s"
+                                        f"round-{round_index}-no-reuse", cache_dir, True))
+                line += f", reuse_actors off {reused[-1]['wall_s']:.1f} s"
             print(line, flush=True)
 
     trials = len(sweeps[0]["trials"])
@@ -149,7 +149,7 @@ def main() -> None:
             ("ninsweep run (Ray Tune)", wall, first, ideal / wall)]
     if reused:
         reuse_wall = median(s["wall_s"] for s in reused)
-        rows.append(("ninsweep run, Tune reuse_actors=True (what-if)", reuse_wall,
+        rows.append(("ninsweep run, Tune reuse_actors forced off", reuse_wall,
                      median(s["first_trial_s"] for s in reused), ideal / reuse_wall))
     print()
     print(table(["smoke sweep", "wall s", "first trial s", "ideal / wall"], rows,
@@ -161,7 +161,7 @@ def main() -> None:
     write_json(args.json, {"machine": machine(), "settings": vars(args),
                            "parallelism": parallelism, "ideal_s": ideal, "ninsweep_run_s": wall,
                            "no_ray_s": plain_wall, "first_trial_s": first,
-                           "reuse_actors_s": median(s["wall_s"] for s in reused) if reused
+                           "no_reuse_actors_s": median(s["wall_s"] for s in reused) if reused
                            else None,
                            "sweeps": [{k: v for k, v in s.items() if k != "trials"}
                                       for s in sweeps],

@@ -114,6 +114,9 @@ def matmul_peak_tflops(device: torch.device, size: int, repeats: int = 10) -> tu
             a @ b
         _synchronize(device)
         best = min(best, time.perf_counter() - started)
+    del a, b
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the workers need the memory, not this idle parent
     return 2 * size ** 3 * repeats / best / 1e12, str(dtype).replace("torch.", "")
 
 
@@ -171,6 +174,9 @@ class LineReader:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.buffer = b""
+
+    def has_line(self) -> bool:
+        return b"\n" in self.buffer
 
     def poll(self, timeout: Optional[float]) -> Optional[str]:
         while b"\n" not in self.buffer:
@@ -328,16 +334,18 @@ def run_packing(workers: list[Worker], epochs: int, threads: int, deadline: floa
     stop_at = None
     stopped: set[int] = set()
     while len(stopped) < len(workers):
-        for worker in workers:
-            if worker.index in stopped:
-                continue
-            record = worker.receive(0.05)
-            if record is None:
-                continue
-            if record["event"] == "stopped":
-                stopped.add(worker.index)
-            elif record["event"] == "epoch":
-                epochs_of[worker.index].append(record)
+        pending = [w for w in workers if w.index not in stopped]
+        if not any(w.reader.has_line() for w in pending):  # wait for any of them
+            select.select([w.reader.fd for w in pending], [], [], 0.5)
+        for worker in pending:
+            while worker.index not in stopped:
+                record = worker.receive(0)
+                if record is None:
+                    break
+                if record["event"] == "stopped":
+                    stopped.add(worker.index)
+                elif record["event"] == "epoch":
+                    epochs_of[worker.index].append(record)
         if stop_at is None and (all(len(e) >= epochs for e in epochs_of.values())
                                 or time.monotonic() > deadline):
             stop_at = time.monotonic()
@@ -405,8 +413,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--peak-size", type=int,
                         help="matrix size of the measured peak (default 8192 CUDA, 1024 CPU)")
     parser.add_argument("--time-limit", type=float, default=180.0,
-                        help="seconds: no packing starts that would not fit, and a running "
-                             "one is cut short at the limit")
+                        help="seconds: no packing starts that would not get half-way, and a "
+                             "running one is cut short at the limit")
     parser.add_argument("--out", help="write the results here as JSON")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -489,12 +497,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               f"{max(r['warmup_s'] for r in ready):.1f} s)", flush=True)
 
         packings, skipped = [], []
-        last_round_s = None
+        last_round_s, previous = None, 1
         for models in args.packings:
             left = deadline - time.monotonic()
-            # A round with twice the models takes about twice as long once the GPU is busy.
+            # A round with twice the models takes about twice as long once the GPU is busy;
+            # one that could finish at least half its epochs runs, cut at the limit if need be.
             estimate = None if last_round_s is None else last_round_s * models / previous
-            if left <= 0 or (estimate is not None and estimate > left):
+            if left <= 0 or (estimate is not None and estimate > 2 * left):
                 skipped.append(models)
                 print(f"{models} models: skipped, {left:.0f} s left of --time-limit", flush=True)
                 continue
@@ -608,7 +617,9 @@ def report(result: dict[str, Any]) -> str:
             if name in ("relu-nobn-keras", "maxout-bn-he")) + "; training = 3x forward",
         f"peak: datasheet {_num(result['peak']['datasheet_tflops'], '.1f')} TFLOP/s, measured "
         f"{result['peak']['measured_dtype']} matmul {result['peak']['measured_tflops']:.1f} "
-        "TFLOP/s", ""]
+        "TFLOP/s" + ("" if result["device"]["type"] == "cuda" else
+                     " (on CPU: MKL's sgemm, which can trail the convolutions' own speed, e.g. "
+                     "on AMD processors; CPU MFU is indicative only)"), ""]
     header = (f"{'models':>6}  {'trial':<20} {'epochs':>6} {'images/s':>10} {'train img/s':>11} "
               f"{'TFLOP/s':>8} {'GPU MiB':>8}")
     lines += [header, "-" * len(header)]

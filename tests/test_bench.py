@@ -151,7 +151,7 @@ def test_checkpoint_benchmark_reports_size_time_and_memory(tmp_path):
 @pytest.mark.slow
 def test_sweep_and_ray_trial_benchmarks_run_in_the_namespace(tmp_path):
     out = tmp_path / "sweep.json"
-    run_bench(BENCH / "bench_sweep.py", "--rounds", 1, "--no-reuse-actors", "--json", out,
+    run_bench(BENCH / "bench_sweep.py", "--rounds", 1, "--no-compare-reuse", "--json", out,
               timeout=600)
     result = json.loads(out.read_text())
     for key in ("ideal_s", "ninsweep_run_s", "no_ray_s", "first_trial_s"):
