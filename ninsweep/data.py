@@ -40,7 +40,7 @@ Log = Callable[[str], None]
 
 # Bump when the cache layout or any decoder's output changes: the version is part of the
 # cache file name, so old files are simply never read again.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 # What imagefolder treats as an image; other files (README, .DS_Store) are ignored.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm",
@@ -271,9 +271,12 @@ def _build_cache(cfg: DataConfig, path: Path, fingerprint: str, scan: Optional["
         record = {
             "format": CACHE_FORMAT, "source": cfg.source, "fingerprint": fingerprint,
             "classes": list(decoded.classes), "mean": mean, "std": std,
-            "train_images": decoded.train_images.contiguous(),
+            # Stored channels_last (NHWC in memory, still shaped [N,3,H,W]): the layout
+            # DeviceLoader uses, so on CPU it trains straight from the memory-mapped file and
+            # trials on one node share its pages instead of each holding a private copy.
+            "train_images": decoded.train_images.contiguous(memory_format=torch.channels_last),
             "train_labels": decoded.train_labels.to(torch.int64).contiguous(),
-            "test_images": decoded.test_images.contiguous(),
+            "test_images": decoded.test_images.contiguous(memory_format=torch.channels_last),
             "test_labels": decoded.test_labels.to(torch.int64).contiguous(),
         }
         problem = _record_problem(record)

@@ -636,3 +636,14 @@ def test_real_cifar10_jpeg_folder(cifar10_jpeg_root):
     assert time.perf_counter() - started < 1.0
     assert torch.equal(again.train_labels, images.train_labels[:1000])
     print(f"first load (decode unless another test did) {load_seconds:.1f} s")
+
+
+def test_cpu_training_reads_the_cached_split_in_place(tmp_path):
+    """The cache is stored channels_last, DeviceLoader's layout: on CPU no private copy."""
+    cfg = synthetic(tmp_path)
+    load_data(cfg)  # build
+    data = load_data(cfg)  # memory-mapped from the cache file
+    assert data.train_images.is_contiguous(memory_format=torch.channels_last)
+    loader = DeviceLoader(data.train_images, data.train_labels, batch_size=32, device="cpu",
+                          mean=data.mean, std=data.std, train=True)
+    assert loader._images.data_ptr() == data.train_images.data_ptr()
