@@ -251,7 +251,7 @@ def main() -> None:
     data_mb = (args.memory_train_size + args.memory_test_size) * 3 * 32 * 32 / 2**20
     print(f"\nThe Trainer adds {ours_mem['anonymous_mb'] - base_mem['anonymous_mb']:.0f} MiB of "
           f"anonymous memory; the uint8 images are {data_mb:.0f} MiB (memory-mapped from the "
-          f"cache; on CPU DeviceLoader keeps an NHWC copy of them). {args.steps} training steps "
+          f"cache, channels_last; on CPU DeviceLoader reads them in place). {args.steps} training steps "
           f"of batch 128 and one evaluation batch of 500 per worker; medians of "
           f"{args.memory_repeats} processes each.")
     write_json(args.json, {"machine": machine(), "settings": vars(args), "checkpoint": ckpt,
