@@ -172,15 +172,20 @@ def _assert_resumed_exactly(experiment):
             assert mine[key] == theirs[key], (mine[M.EPOCH], key)
 
 
-@needs_netns
-def test_sigkilled_driver_resumes_from_checkpoints_to_identical_results(tmp_path):
+def _run_resume_space_until_two_epochs(tmp_path):
+    """Start `ninsweep run` on the resume space; return once a trial reported two epochs."""
     env = cli_env(tmp_path)
-    storage = tmp_path / "results"
-    experiment = storage / "resume"
+    experiment = tmp_path / "results" / "resume"
     log = tmp_path / "run.log"
-    driver = start_ninsweep("run", RESUME_SPACE, "--storage", storage, env=env, log=log)
+    driver = start_ninsweep("run", RESUME_SPACE, "--storage", experiment.parent, env=env, log=log)
     wait_until(lambda: any(len(reported_epochs(d)) >= 2 for d in experiment.glob("*-s0")),
                240, "two epochs of a trial", driver, log)
+    return env, experiment, driver, log
+
+
+@needs_netns
+def test_sigkilled_driver_resumes_from_checkpoints_to_identical_results(tmp_path):
+    env, experiment, driver, _ = _run_resume_space_until_two_epochs(tmp_path)
     driver.send_signal(signal.SIGKILL)
     driver.wait(30)
     unfinished = [d.name for d in experiment.glob("*-s0") if len(reported_epochs(d)) < 5]
@@ -195,13 +200,7 @@ def test_sigkilled_driver_resumes_from_checkpoints_to_identical_results(tmp_path
 
 @needs_netns
 def test_ctrl_c_stops_with_a_resume_hint_and_resume_finishes(tmp_path):
-    env = cli_env(tmp_path)
-    storage = tmp_path / "results"
-    experiment = storage / "resume"
-    log = tmp_path / "run.log"
-    driver = start_ninsweep("run", RESUME_SPACE, "--storage", storage, env=env, log=log)
-    wait_until(lambda: any(len(reported_epochs(d)) >= 2 for d in experiment.glob("*-s0")),
-               240, "two epochs of a trial", driver, log)
+    env, experiment, driver, log = _run_resume_space_until_two_epochs(tmp_path)
     driver.send_signal(signal.SIGINT)
     assert driver.wait(120) == 130, log.read_text()[-3000:]
     output = log.read_text()
