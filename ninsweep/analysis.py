@@ -43,8 +43,9 @@ from scipy import stats
 from . import metrics as M
 from .config import ModelConfig, TrainConfig
 from .errors import NinsweepError
+from .storage import MANIFEST_FILE as MANIFEST
+from .storage import fetch_experiment, is_uri
 
-MANIFEST = "ninsweep.json"
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
@@ -281,9 +282,9 @@ def load_experiment(exp_dir: os.PathLike | str) -> Experiment:
     Raises NinsweepError (one line) for a missing path, a directory that is no
     experiment, a malformed manifest and an experiment with no trials.
     """
-    if "://" in str(exp_dir) and not str(exp_dir).startswith("file://"):
-        raise NinsweepError(f"{exp_dir}: analysis reads a local experiment directory; copy it "
-                            f"here first (e.g. with your storage's sync tool)")
+    if is_uri(str(exp_dir)):
+        # s3://, gs://, ...: read a local copy of its results (checkpoints are skipped).
+        exp_dir = fetch_experiment(str(exp_dir))
     path = Path(str(exp_dir).removeprefix("file://")).expanduser()
     if path.is_file() and path.name == MANIFEST:
         path = path.parent

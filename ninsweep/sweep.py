@@ -9,7 +9,6 @@ pending ones start.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -19,9 +18,8 @@ from typing import Any, Callable, Optional, TextIO
 
 from .errors import NinsweepError
 from .space import SweepSpec
-
-MANIFEST_FILE = "ninsweep.json"
-DEFAULT_STORAGE = "~/ninsweep-results"
+from .storage import (experiment_exists, is_uri, join, read_manifest, resolve_storage,
+                      write_manifest)
 
 
 @dataclass(frozen=True)
@@ -41,82 +39,6 @@ class SweepOutcome:
         if self.interrupted:
             return 130
         return 1 if self.errored else 0
-
-
-# -- storage: a local path or a URI that pyarrow understands (s3://, gs://, ...) ------------
-
-def is_uri(location: str) -> bool:
-    return "://" in location and not location.startswith("file://")
-
-
-def resolve_storage(storage: Optional[str]) -> str:
-    """An absolute local path or a URI; Ray Tune needs one of the two."""
-    storage = storage or os.environ.get("NINSWEEP_STORAGE") or DEFAULT_STORAGE
-    if is_uri(storage):
-        return storage.rstrip("/")
-    if storage.startswith("file://"):
-        storage = storage[len("file://"):]
-    return str(Path(storage).expanduser().resolve())
-
-
-def _filesystem(location: str):
-    import pyarrow.fs  # Ray's own dependency; only needed here for URIs
-
-    if is_uri(location):
-        return pyarrow.fs.FileSystem.from_uri(location)
-    return pyarrow.fs.LocalFileSystem(), location
-
-
-def join(location: str, *parts: str) -> str:
-    return "/".join([location.rstrip("/"), *parts]) if is_uri(location) else str(Path(location, *parts))
-
-
-def experiment_exists(experiment: str) -> bool:
-    if not is_uri(experiment):
-        path = Path(experiment)
-        return path.exists() and (not path.is_dir() or any(path.iterdir()))
-    import pyarrow.fs
-
-    filesystem, path = _filesystem(experiment)
-    return filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound
-
-
-def write_manifest(experiment: str, manifest: dict[str, Any]) -> None:
-    """Write ``ninsweep.json`` once; an existing one is never replaced."""
-    text = json.dumps(manifest, indent=2, sort_keys=True)
-    target = join(experiment, MANIFEST_FILE)
-    if is_uri(experiment):
-        filesystem, path = _filesystem(target)
-        with filesystem.open_output_stream(path) as stream:
-            stream.write(text.encode())
-        return
-    directory = Path(experiment)
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
-    temporary.write_text(text)
-    try:
-        os.link(temporary, target)  # fails if the target exists: never overwrite
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def read_manifest(experiment: str) -> dict[str, Any]:
-    target = join(experiment, MANIFEST_FILE)
-    try:
-        if is_uri(experiment):
-            filesystem, path = _filesystem(target)
-            with filesystem.open_input_stream(path) as stream:
-                text = stream.read().decode()
-        else:
-            text = Path(target).read_text()
-    except FileNotFoundError:
-        raise NinsweepError(f"{experiment}: not a ninsweep experiment (no {MANIFEST_FILE})") from None
-    except OSError as err:
-        raise NinsweepError(f"{target}: cannot read ({err})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise NinsweepError(f"{target}: corrupt manifest ({err})") from None
 
 
 # -- Ray ------------------------------------------------------------------------------------

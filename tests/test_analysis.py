@@ -220,8 +220,44 @@ def test_missing_directory(tmp_path):
         analysis.load_experiment(tmp_path / "nope")
 
 
-def test_remote_storage_uri_is_a_clear_error():
-    with pytest.raises(NinsweepError, match="local experiment directory"):
+def _serve_as_bucket(monkeypatch, local_root):
+    """Make s3://bucket/... read from ``local_root`` through pyarrow's local filesystem, so
+    the remote code path runs without any network."""
+    import pyarrow.fs
+
+    from ninsweep import storage
+
+    def filesystem(location):
+        assert location.startswith("s3://bucket")
+        return pyarrow.fs.LocalFileSystem(), str(local_root) + location[len("s3://bucket"):]
+
+    monkeypatch.setattr(storage, "filesystem", filesystem)
+
+
+def test_experiment_on_remote_storage_is_fetched_without_checkpoints(tmp_path, monkeypatch):
+    remote = make_experiment(tmp_path / "bucket", [{"activation": "elu"}, {"activation": "relu"}],
+                             name="lab4", space_name="lab4")
+    (remote / "elu-s0" / "checkpoint_000001").mkdir()
+    (remote / "elu-s0" / "checkpoint_000001" / "checkpoint.pt").write_bytes(b"x" * 1000)
+    _serve_as_bucket(monkeypatch, tmp_path / "bucket")
+    monkeypatch.setenv("NINSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+
+    exp = analysis.load_experiment("s3://bucket/lab4")
+    assert [t.status for t in exp.trials] == ["finished", "finished"]
+    assert exp.path.is_relative_to(tmp_path / "cache" / "experiments")
+    assert not list(exp.path.rglob("checkpoint_*"))
+    trials_csv, _ = analysis.write_csvs(exp)
+    assert trials_csv.parent == exp.path and not (remote / "results.csv").exists()
+
+
+def test_unreadable_remote_storage_is_a_one_line_error(monkeypatch):
+    from ninsweep import storage
+
+    def unreachable(location):
+        raise NinsweepError(f"{location}: cannot open (no credentials)")
+
+    monkeypatch.setattr(storage, "filesystem", unreachable)
+    with pytest.raises(NinsweepError, match="s3://bucket/lab4: cannot open"):
         analysis.load_experiment("s3://bucket/lab4")
 
 
