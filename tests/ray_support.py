@@ -62,20 +62,28 @@ def wait_until(predicate, timeout: float, what: str, process=None, log: Path = N
     raise AssertionError(f"timed out waiting for {what}\n{tail}")
 
 
-def reported_epochs(trial_dir: Path) -> list[int]:
-    """The epochs in Ray's result.json, raw: duplicates stay visible."""
+def reported_records(trial_dir: Path) -> list[dict]:
+    """Ray's raw result.json records (epoch, pid, ...), duplicates kept; a line being
+    written is skipped."""
     import json
 
     path = trial_dir / "result.json"
     if not path.exists():
         return []
-    epochs = []
+    records = []
     for line in path.read_text().splitlines():
         try:
-            epochs.append(json.loads(line)["epoch"])
-        except (ValueError, KeyError):
-            pass  # a line being written
-    return epochs
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "epoch" in record:
+            records.append(record)
+    return records
+
+
+def reported_epochs(trial_dir: Path) -> list[int]:
+    """The epochs in Ray's result.json, raw: duplicates stay visible."""
+    return [record["epoch"] for record in reported_records(trial_dir)]
 
 
 def read_tensorboard(path: Path) -> tuple[dict[str, list[float]], set[str]]:

@@ -20,7 +20,6 @@ result.json record is looked up in the worker node's process tree.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -35,29 +34,13 @@ from ninsweep import metrics as M
 from ninsweep.analysis import load_history
 from ninsweep.space import load_space
 
-from ray_support import (SPACES, RayNode, cli_env, free_port, needs_netns,
+from ray_support import (SPACES, RayNode, cli_env, free_port, needs_netns, reported_records,
                          start_ninsweep, wait_until)
 
 FAULT_SPACE = SPACES / "fault.yaml"
 
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, needs_netns]
-
-
-def _records(trial_dir: Path) -> list[dict]:
-    """Ray's raw result.json records (epoch, pid, ...); a line being written is skipped."""
-    path = trial_dir / "result.json"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and M.EPOCH in record:
-            records.append(record)
-    return records
 
 
 @pytest.fixture
@@ -119,7 +102,7 @@ def test_losing_the_worker_node_mid_trial_reschedules_it_from_its_checkpoint(clu
 
     def trial_on_worker(min_epochs: int):
         for name in names:
-            records = _records(experiment / name)
+            records = reported_records(experiment / name)
             if len(records) >= min_epochs and records[-1]["pid"] in on_worker:
                 return name
         return None
@@ -129,19 +112,19 @@ def test_losing_the_worker_node_mid_trial_reschedules_it_from_its_checkpoint(clu
                    "two epochs of the trial on the worker node", driver, log)
         victim = trial_on_worker(2)
         survivor = next(name for name in names if name != victim)
-        survivor_records = _records(experiment / survivor)
+        survivor_records = reported_records(experiment / survivor)
         assert not survivor_records or survivor_records[-1]["pid"] in on_head, \
             "the other trial is not on the head: the sweep was not spread across both nodes"
 
         killed_at = time.monotonic()
         killed = set(cluster.worker.kill())
-        before = [r[M.EPOCH] for r in _records(experiment / victim)]
+        before = [r[M.EPOCH] for r in reported_records(experiment / victim)]
         assert max(before) < epochs, "the trial finished before its node could be lost"
         print(f"{victim}: worker node killed ({len(killed)} processes) after epoch "
               f"{max(before)}, {killed_at - started:.1f} s into the sweep")
 
         wait_until(lambda: watch() or any(r["pid"] not in killed
-                                          for r in _records(experiment / victim)),
+                                          for r in reported_records(experiment / victim)),
                    150, f"{victim} to report again after the node loss", driver, log)
         print(f"{victim}: reporting again {time.monotonic() - killed_at:.1f} s after the kill")
         deadline = time.monotonic() + 240
@@ -163,14 +146,14 @@ def test_losing_the_worker_node_mid_trial_reschedules_it_from_its_checkpoint(clu
         assert list(load_history(experiment / name)[M.EPOCH]) == list(range(1, epochs + 1)), name
 
     # The survivor never stopped: one process, each epoch once.
-    survivor_records = _records(experiment / survivor)
+    survivor_records = reported_records(experiment / survivor)
     assert [r[M.EPOCH] for r in survivor_records] == list(range(1, epochs + 1))
     assert len({r["pid"] for r in survivor_records}) == 1
 
     # The victim: epochs 1..k on the worker node, then k'+1..N in a new process on the head,
     # where k' is its latest checkpoint: with a checkpoint every epoch at most the epoch in
     # flight when the node died (recorded but not yet checkpointed) is redone.
-    records = _records(experiment / victim)
+    records = reported_records(experiment / victim)
     before_kill = [r[M.EPOCH] for r in records if r["pid"] in killed]
     after = [r for r in records if r["pid"] not in killed]
     assert before_kill == list(range(1, len(before_kill) + 1)), records
