@@ -146,14 +146,24 @@ def is_reference_space(space_name: Optional[str]) -> bool:
 
 # --------------------------------------------------------------------------- reading
 
+# The columns the tables, the status line and the report use; the experiment loader reads
+# only these (``load_history(columns=None)`` keeps every flat key instead).
+TIME_TOTAL_S = "time_total_s"  # Ray's own key: wall time since the trial started
+HISTORY_COLUMNS = (*M.EPOCH_METRICS, *M.VAL_METRICS, M.PEAK_GPU_MEM_MB, TIME_TOTAL_S)
+STATUS_COLUMNS = (M.EPOCH, M.TRAIN_LOSS, M.TEST_LOSS, M.TEST_ACC, M.EPOCH_TIME_S,
+                  M.IMAGES_PER_S, M.PEAK_GPU_MEM_MB, TIME_TOTAL_S)
+# Threads that read trial directories: pyarrow parses with the GIL released.
+READ_THREADS = min(8, os.cpu_count() or 1)
 
-def load_history(trial_dir: os.PathLike | str) -> pd.DataFrame:
+
+def load_history(trial_dir: os.PathLike | str, columns: Optional[Sequence[str]] = None) -> pd.DataFrame:
     """A trial's metrics, one row per epoch, sorted by epoch.
 
     Reads ``result.json`` (JSON lines). A last line that does not parse (the trial is
     still writing it, or was killed mid-write) is ignored; a bad line elsewhere is skipped
     with a warning. Records without an ``epoch`` are skipped; nested values (Ray's
-    ``config``) are dropped.
+    ``config``) are dropped. ``columns``: keep only these keys (the metric names are always
+    there, NaN where missing); None keeps every flat key.
 
     An epoch can appear twice when a trial was restored from a checkpoint older than its
     last report. Each record *replaces* the record of its epoch and every later epoch held
@@ -162,36 +172,108 @@ def load_history(trial_dir: os.PathLike | str) -> pd.DataFrame:
     record of each epoch".
     """
     path = Path(trial_dir) / RESULT_FILE
-    columns = list(M.EPOCH_METRICS)
-    if not path.is_file():
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return _empty_history()
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    return _history_frame(_parse_results(data, path, columns))
+
+
+def _parse_results(data: bytes, path: Path, columns: Optional[Sequence[str]]) -> dict[str, np.ndarray]:
+    """result.json bytes -> column arrays in file order (before the repeated-epoch rule).
+
+    With a column list, pyarrow's JSON reader parses the file in C++ (GIL released) with an
+    explicit schema, skipping the keys nobody reads (Ray's nested config among them). Any
+    file it cannot take as it is -- a truncated or bad line, a value of another type --
+    goes through the line-by-line reader, which knows what to skip and warns.
+    """
+    if columns is not None and data.endswith(b"\n"):
+        fast = _parse_with_pyarrow(data, columns)
+        if fast is not None:
+            return fast
+    return _parse_lines(data, path, columns)
+
+
+def _parse_with_pyarrow(data: bytes, columns: Sequence[str]) -> Optional[dict[str, np.ndarray]]:
+    try:
+        import pyarrow as pa
+        import pyarrow.json as pj
+    except ImportError:  # pragma: no cover - pyarrow ships with Ray
+        return None
+    schema = pa.schema([(c, pa.float64()) for c in columns])
+    try:
+        table = pj.read_json(
+            pa.BufferReader(data),
+            read_options=pj.ReadOptions(use_threads=False, block_size=max(len(data), 1 << 16)),
+            parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    out = {c: table.column(c).to_numpy(zero_copy_only=False).astype(float, copy=False) for c in columns}
+    return out
+
+
+def _parse_lines(data: bytes, path: Path, columns: Optional[Sequence[str]]) -> dict[str, np.ndarray]:
+    text = data.decode("utf-8", errors="replace")
     lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
-    kept: dict[int, dict[str, Any]] = {}
+    records: list[dict[str, Any]] = []
     for pos, (lineno, line) in enumerate(lines):
         try:
             record = json.loads(line)
         except ValueError:
             if pos != len(lines) - 1:
-                warnings.warn(f"{path}:{lineno}: not a JSON object, line skipped", stacklevel=2)
+                warnings.warn(f"{path}:{lineno}: not a JSON object, line skipped", stacklevel=4)
             continue
-        if not isinstance(record, dict):
-            continue
-        epoch = record.get(M.EPOCH)
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or not math.isfinite(epoch):
-            continue
-        epoch = int(epoch)
-        for later in [e for e in kept if e >= epoch]:
-            del kept[later]
-        kept[epoch] = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
-    if not kept:
+        if isinstance(record, dict):
+            records.append(record)
+    keys: list[str] = list(columns) if columns is not None else []
+    if columns is None:
+        for record in records:
+            for k, v in record.items():
+                if k not in keys and not isinstance(v, (dict, list)):
+                    keys.append(k)
+    out: dict[str, np.ndarray] = {}
+    for k in keys:
+        values = [r.get(k) for r in records]
+        if k in M.EPOCH_METRICS or columns is not None:
+            out[k] = np.array([_as_float(v) for v in values], dtype=float)
+        else:
+            out[k] = np.array([None if isinstance(v, (dict, list)) else v for v in values], dtype=object)
+    out[M.EPOCH] = np.array([_as_float(r.get(M.EPOCH)) for r in records], dtype=float)
+    return out
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return np.nan
+    return float(value)
+
+
+def _history_frame(raw: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Apply the repeated-epoch rule to parsed columns; one sorted row per epoch."""
+    epochs = raw.get(M.EPOCH)
+    if epochs is None or not len(epochs):
         return _empty_history()
-    df = pd.DataFrame([kept[e] for e in sorted(kept)])
-    for col in columns:
-        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df.columns else np.nan
-    df[M.EPOCH] = df[M.EPOCH].astype(int)
-    rest = [c for c in df.columns if c not in columns]
-    return df[columns + rest].reset_index(drop=True)
+    valid = np.isfinite(epochs)
+    idx = np.flatnonzero(valid)
+    ep = np.floor(epochs[idx]).astype(np.int64)
+    # A record survives when no later record goes back to its epoch or before it: its epoch
+    # is below the minimum of every later epoch (a suffix minimum).
+    later_min = np.empty_like(ep)
+    if len(ep):
+        later_min[-1] = np.iinfo(np.int64).max
+        later_min[:-1] = np.minimum.accumulate(ep[::-1])[::-1][1:]
+    keep = idx[ep < later_min]
+    if not len(keep):
+        return _empty_history()
+    columns = {M.EPOCH: np.floor(epochs[keep]).astype(int)}
+    for c in M.EPOCH_METRICS[1:]:
+        columns[c] = raw[c][keep] if c in raw else np.full(len(keep), np.nan)
+    for c, values in raw.items():
+        if c not in columns:
+            col = values[keep]
+            columns[c] = col
+    df = pd.DataFrame(columns)
+    return df.infer_objects() if any(v.dtype == object for v in columns.values()) else df
 
 
 def _empty_history() -> pd.DataFrame:
@@ -221,39 +303,71 @@ def _read_json(path: Path, what: str) -> Any:
         raise NinsweepError(f"{path}: {what} is not valid JSON ({err})") from None
 
 
-def _scan_trial_dirs(exp_dir: Path) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
-    """Trial name -> [(directory, its params.json "trial" entry)], for direct children."""
-    found: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
-    for child in sorted(exp_dir.iterdir()):
-        params_path = child / PARAMS_FILE
-        if not child.is_dir() or not params_path.is_file():
-            continue
-        try:
-            data = json.loads(params_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError):
-            warnings.warn(f"{params_path}: unreadable, directory skipped", stacklevel=3)
-            continue
-        trial = data.get("trial") if isinstance(data, dict) else None
-        if not isinstance(trial, dict) or not isinstance(trial.get("name"), str):
-            continue  # a Ray trial of something else
-        found.setdefault(trial["name"], []).append((child, trial))
+class _TrialDir(NamedTuple):
+    path: Path
+    trial: dict[str, Any]  # params.json's "trial" entry
+    history: pd.DataFrame
+    mtime: float
+
+
+def _read_trial_dir(child: Path, columns: Optional[Sequence[str]]) -> Optional[_TrialDir]:
+    """A child directory's params.json and history in one visit; None if no trial of ours."""
+    params_path = child / PARAMS_FILE
+    try:
+        raw = params_path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except OSError:
+        warnings.warn(f"{params_path}: unreadable, directory skipped", stacklevel=4)
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        warnings.warn(f"{params_path}: unreadable, directory skipped", stacklevel=4)
+        return None
+    trial = data.get("trial") if isinstance(data, dict) else None
+    if not isinstance(trial, dict) or not isinstance(trial.get("name"), str):
+        return None  # a Ray trial of something else
+    result = child / RESULT_FILE
+    try:
+        blob = result.read_bytes()
+        mtime = result.stat().st_mtime
+        history = _history_frame(_parse_results(blob, result, columns))
+    except (FileNotFoundError, IsADirectoryError):
+        history, mtime = _empty_history(), child.stat().st_mtime
+    return _TrialDir(child, trial, history, mtime)
+
+
+def _scan_trial_dirs(exp_dir: Path, columns: Optional[Sequence[str]] = HISTORY_COLUMNS
+                     ) -> dict[str, list[_TrialDir]]:
+    """Trial name -> its directories among the direct children, each read once.
+
+    The directories are read by a thread pool: the JSON parsing runs in pyarrow's C++ code
+    without the GIL, and the file reads overlap.
+    """
+    children = sorted(c for c in exp_dir.iterdir() if c.is_dir())
+    if len(children) >= 4 * READ_THREADS > 4:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            read = list(pool.map(lambda c: _read_trial_dir(c, columns), children, chunksize=16))
+    else:
+        read = [_read_trial_dir(c, columns) for c in children]
+    found: dict[str, list[_TrialDir]] = {}
+    for entry in read:
+        if entry is not None:
+            found.setdefault(entry.trial["name"], []).append(entry)
     return found
 
 
-def _pick_dir(name: str, candidates: list[tuple[Path, dict[str, Any]]]) -> tuple[Path, dict, pd.DataFrame]:
+def _pick_dir(name: str, candidates: list[_TrialDir]) -> _TrialDir:
     """One directory per trial name: the one with most epochs, then the newest."""
-    loaded = []
-    for path, trial in candidates:
-        hist = load_history(path)
-        result = path / RESULT_FILE
-        mtime = result.stat().st_mtime if result.exists() else path.stat().st_mtime
-        loaded.append((_epochs_done(hist), mtime, path, trial, hist))
-    loaded.sort(key=lambda x: (x[0], x[1]))
-    if len(loaded) > 1:
-        warnings.warn(
-            f"trial {name} has {len(loaded)} directories; using {loaded[-1][2].name}", stacklevel=3)
-    _, _, path, trial, hist = loaded[-1]
-    return path, trial, hist
+    if len(candidates) == 1:
+        return candidates[0]
+    ordered = sorted(candidates, key=lambda d: (_epochs_done(d.history), d.mtime))
+    warnings.warn(f"trial {name} has {len(ordered)} directories; using {ordered[-1].path.name}",
+                  stacklevel=3)
+    return ordered[-1]
 
 
 def _last_error_line(path: Path) -> str:
@@ -276,8 +390,12 @@ def _status(trial_dir: Optional[Path], history: pd.DataFrame, planned: int) -> s
     return INCOMPLETE
 
 
-def load_experiment(exp_dir: os.PathLike | str) -> Experiment:
+def load_experiment(exp_dir: os.PathLike | str,
+                    columns: Optional[Sequence[str]] = HISTORY_COLUMNS) -> Experiment:
     """Read an experiment directory (with or without its ``ninsweep.json``).
+
+    ``columns``: the history columns to read (default: every metric the tables and the
+    report use; ``STATUS_COLUMNS`` for the status table; None: every flat key).
 
     Raises NinsweepError (one line) for a missing path, a directory that is no
     experiment, a malformed manifest and an experiment with no trials.
@@ -310,7 +428,7 @@ def load_experiment(exp_dir: os.PathLike | str) -> Experiment:
                 isinstance(t, dict) and isinstance(t.get("name"), str) for t in planned):
             raise NinsweepError(f"{manifest_path}: 'trials' must be a list of objects with a 'name'")
 
-    dirs = _scan_trial_dirs(path)
+    dirs = _scan_trial_dirs(path, columns)
     if manifest is None and not dirs:
         hint = ""
         inner = sorted(p.name for p in path.iterdir() if (p / MANIFEST).is_file())
@@ -322,9 +440,9 @@ def load_experiment(exp_dir: os.PathLike | str) -> Experiment:
 
     trials: list[TrialRecord] = []
     seen: set[str] = set()
+    planned_names = {t["name"] for t in planned}
     entries = [(t["name"], t) for t in planned] + [
-        (name, cands[0][1]) for name, cands in dirs.items()
-        if name not in {t["name"] for t in planned}]
+        (name, cands[0].trial) for name, cands in dirs.items() if name not in planned_names]
     for name, entry in entries:
         if name in seen:
             continue
@@ -333,9 +451,10 @@ def load_experiment(exp_dir: os.PathLike | str) -> Experiment:
         config = dict(entry.get("config") or {})
         trial_dir, history, error = None, _empty_history(), None
         if name in dirs:
-            trial_dir, dir_entry, history = _pick_dir(name, dirs[name])
-            params = params or dict(dir_entry.get("params") or {})
-            config = config or dict(dir_entry.get("config") or {})
+            picked = _pick_dir(name, dirs[name])
+            trial_dir, history = picked.path, picked.history
+            params = params or dict(picked.trial.get("params") or {})
+            config = config or dict(picked.trial.get("config") or {})
         status = _status(trial_dir, history, _epochs_planned(config))
         if status == ERROR:
             error = _last_error_line(trial_dir / ERROR_FILE)
@@ -403,7 +522,7 @@ def _fmt_value(value: Any) -> str:
 TRIAL_COLUMNS = [
     "trial", "config", "activation", "batchnorm", "init", "seed", "status",
     "epochs_done", "epochs_planned", "final_test_acc_pct", "best_test_acc_pct", "best_epoch",
-    "final_train_acc_pct", "final_train_loss", "final_test_loss", "wall_time_s",
+    "best_by", "final_val_acc_pct", "final_train_acc_pct", "final_train_loss", "final_test_loss", "wall_time_s",
     "images_per_s", "error", "trial_dir",
 ]
 
@@ -423,34 +542,15 @@ def trial_table(exp: Experiment) -> pd.DataFrame:
         for k in extra:
             if k not in extras_order:
                 extras_order.append(k)
-        h = t.history
         row: dict[str, Any] = {
             "trial": t.name,
             "config": config_label(base["activation"], base["batchnorm"], base["init"], extra),
             **base, "seed": _seed(t), **extra,
             "status": t.status, "epochs_done": t.epochs_done, "epochs_planned": t.epochs_planned,
-            "final_test_acc_pct": np.nan, "best_test_acc_pct": np.nan, "best_epoch": np.nan,
-            "final_train_acc_pct": np.nan, "final_train_loss": np.nan, "final_test_loss": np.nan,
-            "wall_time_s": np.nan, "images_per_s": np.nan,
+            **_history_summary(t.history),
             "error": t.error or "",
             "trial_dir": t.trial_dir.name if t.trial_dir else "",
         }
-        if len(h):
-            last = h.iloc[-1]
-            acc = pd.to_numeric(h[M.TEST_ACC], errors="coerce")
-            row["final_test_acc_pct"] = 100.0 * float(last[M.TEST_ACC])
-            if acc.notna().any():
-                row["best_test_acc_pct"] = 100.0 * float(acc.max())
-                row["best_epoch"] = int(h.loc[acc.idxmax(), M.EPOCH])
-            row["final_train_acc_pct"] = 100.0 * float(last[M.TRAIN_ACC])
-            row["final_train_loss"] = float(last[M.TRAIN_LOSS])
-            row["final_test_loss"] = float(last[M.TEST_LOSS])
-            epoch_times = pd.to_numeric(h[M.EPOCH_TIME_S], errors="coerce")
-            if epoch_times.notna().any():
-                row["wall_time_s"] = float(epoch_times.sum())
-            elif "time_total_s" in h.columns:
-                row["wall_time_s"] = float(last["time_total_s"])
-            row["images_per_s"] = float(pd.to_numeric(h[M.IMAGES_PER_S], errors="coerce").mean())
         rows.append(row)
     columns = TRIAL_COLUMNS[:6] + extras_order + TRIAL_COLUMNS[6:]
     df = pd.DataFrame(rows, columns=columns)
@@ -458,6 +558,46 @@ def trial_table(exp: Experiment) -> pd.DataFrame:
     df["epochs_planned"] = df["epochs_planned"].astype(int)
     df["best_epoch"] = df["best_epoch"].astype("Int64")
     return df
+
+
+def _history_summary(h: pd.DataFrame) -> dict[str, Any]:
+    """A trial's final and best numbers from its history (numpy: this runs per trial).
+
+    The best epoch is chosen on the validation split (``val_acc``) when the trial has one,
+    else on the test set (then "best" is optimistic: the test set chose it); ``best_by``
+    says which. ``best_test_acc_pct`` is the test accuracy *at* that epoch.
+    """
+    row: dict[str, Any] = {
+        "final_test_acc_pct": np.nan, "best_test_acc_pct": np.nan, "best_epoch": np.nan,
+        "best_by": "", "final_val_acc_pct": np.nan,
+        "final_train_acc_pct": np.nan, "final_train_loss": np.nan, "final_test_loss": np.nan,
+        "wall_time_s": np.nan, "images_per_s": np.nan}
+    if not len(h):
+        return row
+
+    def col(name: str) -> np.ndarray:
+        return h[name].to_numpy(float, na_value=np.nan) if name in h.columns else np.full(len(h), np.nan)
+
+    test_acc, epochs = col(M.TEST_ACC), h[M.EPOCH].to_numpy()
+    val_acc = col(M.VAL_ACC)
+    row["final_test_acc_pct"] = 100.0 * test_acc[-1]
+    row["final_val_acc_pct"] = 100.0 * val_acc[-1]
+    chooser, by = (val_acc, M.VAL_ACC) if np.isfinite(val_acc).any() else (test_acc, M.TEST_ACC)
+    if np.isfinite(chooser).any():
+        best = int(np.nanargmax(chooser))
+        row.update(best_test_acc_pct=100.0 * test_acc[best], best_epoch=int(epochs[best]), best_by=by)
+    row["final_train_acc_pct"] = 100.0 * col(M.TRAIN_ACC)[-1]
+    row["final_train_loss"] = float(col(M.TRAIN_LOSS)[-1])
+    row["final_test_loss"] = float(col(M.TEST_LOSS)[-1])
+    epoch_times = col(M.EPOCH_TIME_S)
+    if np.isfinite(epoch_times).any():
+        row["wall_time_s"] = float(np.nansum(epoch_times))
+    elif TIME_TOTAL_S in h.columns:
+        row["wall_time_s"] = float(col(TIME_TOTAL_S)[-1])
+    speeds = col(M.IMAGES_PER_S)
+    if np.isfinite(speeds).any():
+        row["images_per_s"] = float(np.nanmean(speeds))
+    return row
 
 
 def format_status(exp: Experiment) -> str:
@@ -468,8 +608,9 @@ def format_status(exp: Experiment) -> str:
     """
     counts = exp.counts()
     summary = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
-    peaks = {t.name: float(pd.to_numeric(t.history[M.PEAK_GPU_MEM_MB], errors="coerce").max())
-             for t in exp.trials if M.PEAK_GPU_MEM_MB in t.history.columns}
+    peaks = {t.name: float(np.nanmax(t.history[M.PEAK_GPU_MEM_MB].to_numpy(float, na_value=np.nan)))
+             for t in exp.trials
+             if M.PEAK_GPU_MEM_MB in t.history.columns and t.history[M.PEAK_GPU_MEM_MB].notna().any()}
     header = (f"{'trial':<28} {'status':<10} {'epoch':>9} {'test acc':>9} {'best':>7} "
               f"{'train loss':>10} {'test loss':>9} {'img/s':>7} {'wall time':>9}")
     lines = [f"experiment {exp.path}: {len(exp.trials)} trials: {summary}",

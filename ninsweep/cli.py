@@ -199,9 +199,9 @@ def command_resume(args: argparse.Namespace) -> int:
 
 
 def command_status(args: argparse.Namespace) -> int:
-    from .analysis import format_status, load_experiment
+    from .analysis import STATUS_COLUMNS, format_status, load_experiment
 
-    print(format_status(load_experiment(args.experiment)))
+    print(format_status(load_experiment(args.experiment, columns=STATUS_COLUMNS)))
     return 0
 
 
