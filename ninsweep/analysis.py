@@ -683,7 +683,8 @@ def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
             "n_pending": int((group["status"] == PENDING).sum()),
             "epochs_planned": int(group["epochs_planned"].max()),
             "mean_test_acc_pct": d["mean"], "std_test_acc_pct": d["std"],
-            "ci95_low_pct": d["ci95_low"], "ci95_high_pct": d["ci95_high"],
+            # An accuracy is in [0, 100]: so is every interval drawn for it.
+            "ci95_low_pct": _clip_pct(d["ci95_low"]), "ci95_high_pct": _clip_pct(d["ci95_high"]),
             "min_test_acc_pct": d["min"], "max_test_acc_pct": d["max"],
             "mean_best_test_acc_pct": _mean(done["best_test_acc_pct"]),
             "mean_final_train_loss": _mean(done["final_train_loss"]),
@@ -703,6 +704,10 @@ def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
                         kind="stable").reset_index(drop=True)
     df.insert(0, "rank", range(1, len(df) + 1))
     return df
+
+
+def _clip_pct(value: float) -> float:
+    return value if np.isnan(value) else float(min(max(value, 0.0), 100.0))
 
 
 def _mean(series: pd.Series) -> float:
@@ -881,12 +886,13 @@ def fmt_unfinished(c: pd.Series) -> str:
     return ", ".join(parts)
 
 
-def csv_paths(exp: Experiment, out: Optional[os.PathLike | str] = None) -> tuple[Path, Path]:
-    """Where ``write_csvs`` writes: (per-trial CSV, per-config CSV).
+def csv_paths(exp: Experiment, out: Optional[os.PathLike | str] = None) -> tuple[Path, Path, Path]:
+    """Where ``write_csvs`` writes: (per-trial CSV, per-config CSV, effects CSV).
 
-    No ``out``: ``<exp>/results.csv`` and ``<exp>/results-configs.csv``. An existing
-    directory (or a path ending in "/"): the same two names in it. Otherwise ``out`` is the
-    per-trial file and the per-config file sits beside it: ``x.csv`` -> ``x-configs.csv``.
+    No ``out``: ``<exp>/results.csv``, ``<exp>/results-configs.csv`` and
+    ``<exp>/results-effects.csv``. An existing directory (or a path ending in "/"): the same
+    names in it. Otherwise ``out`` is the per-trial file and the others sit beside it:
+    ``x.csv`` -> ``x-configs.csv``, ``x-effects.csv``.
     """
     if out is None:
         base = exp.path / "results.csv"
@@ -897,27 +903,34 @@ def csv_paths(exp: Experiment, out: Optional[os.PathLike | str] = None) -> tuple
             base = p / "results.csv"
         else:
             base = p if p.suffix else p.with_name(p.name + ".csv")
-    return base, base.with_name(f"{base.stem}-configs{base.suffix}")
+    return (base, base.with_name(f"{base.stem}-configs{base.suffix}"),
+            base.with_name(f"{base.stem}-effects{base.suffix}"))
 
 
 def write_csvs(exp: Experiment, out: Optional[os.PathLike | str] = None,
-               alpha: float = ALPHA) -> tuple[Path, Path]:
-    """Write the per-trial and per-config CSVs (see ``csv_paths``); return their paths.
+               alpha: float = ALPHA, baseline: Optional[str] = None) -> tuple[Path, Path, Path]:
+    """Write the per-trial, per-config and effects CSVs (see ``csv_paths``); return their paths.
 
-    Both are derived files, regenerated on every call: each is written to a temporary file
+    All are derived files, regenerated on every call: each is written to a temporary file
     and renamed over the old one, so a reader never sees half a file. The per-config CSV
-    carries the significance columns too (p_value, p_holm, verdict).
+    carries the significance columns too (p_value, p_holm, verdict); the effects CSV holds
+    the factor effects (``ninsweep.effects``) and, with ``baseline`` (a config label), every
+    config against that one.
     """
-    trials_path, configs_path = csv_paths(exp, out)
+    from .effects import effects_table
+
+    trials_path, configs_path, effects_path = csv_paths(exp, out)
     if not trials_path.parent.is_dir():
         raise NinsweepError(f"{trials_path.parent}: no such directory")
     trials, configs, sig = tables(exp, alpha)
+    effects = effects_table(trials, baseline)  # raises on an unknown baseline: before writing
     if not configs.empty:
         configs = configs.merge(sig[["config", "diff_vs_best_pct", "p_value", "p_holm", "verdict"]],
                                 on="config", how="left")
     _atomic_write_text(trials_path, trials.to_csv(index=False, float_format="%.6g"))
     _atomic_write_text(configs_path, configs.to_csv(index=False, float_format="%.6g"))
-    return trials_path, configs_path
+    _atomic_write_text(effects_path, effects.to_csv(index=False, float_format="%.6g"))
+    return trials_path, configs_path, effects_path
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

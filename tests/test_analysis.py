@@ -246,7 +246,7 @@ def test_experiment_on_remote_storage_is_fetched_without_checkpoints(tmp_path, m
     assert [t.status for t in exp.trials] == ["finished", "finished"]
     assert exp.path.is_relative_to(tmp_path / "cache" / "experiments")
     assert not list(exp.path.rglob("checkpoint_*"))
-    trials_csv, _ = analysis.write_csvs(exp)
+    trials_csv, _, _ = analysis.write_csvs(exp)
     assert trials_csv.parent == exp.path and not (remote / "results.csv").exists()
 
 
@@ -419,8 +419,9 @@ def test_reference_space_names():
 
 def test_write_csvs_default_and_named(tmp_path):
     exp = analysis.load_experiment(interrupted(tmp_path, space_name="lab4"))
-    t_path, c_path = analysis.write_csvs(exp)
-    assert (t_path.name, c_path.name) == ("results.csv", "results-configs.csv")
+    t_path, c_path, e_path = analysis.write_csvs(exp)
+    assert (t_path.name, c_path.name, e_path.name) == ("results.csv", "results-configs.csv",
+                                                       "results-effects.csv")
     assert t_path.parent == exp.path
     trials = pd.read_csv(t_path)
     assert len(trials) == 6 and set(trials["status"]) == {"finished", "incomplete", "error", "pending"}
@@ -436,7 +437,8 @@ def test_write_csvs_default_and_named(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    assert analysis.write_csvs(exp, out / "mine.csv") == (out / "mine.csv", out / "mine-configs.csv")
+    assert analysis.write_csvs(exp, out / "mine.csv") == (
+        out / "mine.csv", out / "mine-configs.csv", out / "mine-effects.csv")
     assert analysis.write_csvs(exp, out)[0] == out / "results.csv"
     assert analysis.csv_paths(exp, out / "plain")[1] == out / "plain-configs.csv"
     with pytest.raises(NinsweepError, match="no such directory"):
