@@ -156,8 +156,11 @@ def _contrast(data: pd.DataFrame, weights: dict[tuple, float], cell_keys: list[s
         S[np.flatnonzero(mask), codes[mask] - 1] = 1.0
         Xp = np.hstack([X, S])
         Lp = np.concatenate([L, np.zeros(S.shape[1])])
-        # Paired only if the contrast stays estimable (seeds connect the cells).
-        if np.allclose(Lp @ np.linalg.pinv(Xp) @ Xp, Lp, atol=1e-8):
+        # Paired only if the contrast stays estimable (seeds connect the cells) and the seed
+        # indicators leave residual degrees of freedom when the plain fit has some.
+        rank, rank_p = np.linalg.matrix_rank(X), np.linalg.matrix_rank(Xp)
+        if (np.allclose(Lp @ np.linalg.pinv(Xp) @ Xp, Lp, atol=1e-8)
+                and (len(y) - rank_p >= 1 or len(y) - rank < 1)):
             X, L, paired = Xp, Lp, True
     out = {"n": len(y), "paired": paired, "effect_pct": np.nan, "ci_low_pct": np.nan,
            "ci_high_pct": np.nan, "p": np.nan, "df": np.nan, "note": ""}
@@ -194,14 +197,18 @@ def clip_interval(lo: float, hi: float, bounds: tuple[float, float]) -> tuple[fl
 
 
 def _describe_contexts(contexts: list[tuple], others: list[str], levels: dict[str, list[str]]) -> str:
-    """Name the part of the design a comparison uses: "all", "init=he", "relu/keras; elu/he"."""
+    """Name the part of the design a comparison uses.
+
+    "all" (every context), "batchnorm=true, init=he", "activation in {relu, elu}", or the
+    contexts one by one when they are no product: "activation=relu/init=he; ..."."""
     if not others:
         return "all"
     if not contexts:
         return "none"
     present = [sorted({c[i] for c in contexts}, key=levels[o].index) for i, o in enumerate(others)]
     if len(contexts) == int(np.prod([len(p) for p in present])):  # a product: name each factor
-        parts = [f"{o}={'|'.join(p)}" for o, p in zip(others, present) if len(p) < len(levels[o])]
+        parts = [f"{o}={p[0]}" if len(p) == 1 else f"{o} in {{{', '.join(p)}}}"
+                 for o, p in zip(others, present) if len(p) < len(levels[o])]
         return ", ".join(parts) if parts else "all"
     return "; ".join("/".join(f"{o}={v}" for o, v in zip(others, c)) for c in contexts)
 

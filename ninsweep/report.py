@@ -614,6 +614,24 @@ def _forest_figure(effects: pd.DataFrame, name: str):
             ax.plot(r.effect_pct, y, "o", color=color, markerfacecolor="white", markersize=6,
                     label=None if "none" in seen else "no interval (one seed per cell)")
             seen.add("none")
+    # One diverged level (Maxout at 10 %) would squash every other effect to a dot at zero:
+    # then the axis spans the others, and the far ones sit at its edge with their value.
+    far = off_scale({i: v for i, v in enumerate(rows["effect_pct"])})
+    near = rows.iloc[[i for i in range(k) if i not in far]]
+    span_all = np.nanmax(np.abs(rows[["effect_pct", "ci_low_pct", "ci_high_pct"]].to_numpy(float)))
+    if far and len(near):
+        lo = float(np.nanmin(np.append(near[["effect_pct", "ci_low_pct"]].to_numpy(float), 0.0)))
+        hi = float(np.nanmax(np.append(near[["effect_pct", "ci_high_pct"]].to_numpy(float), 0.0)))
+        if span_all > 5 * max(hi - lo, 1e-9):
+            pad = 0.08 * max(hi - lo, 0.1)
+            ax.set_xlim(lo - pad, hi + pad)
+            for i in sorted(far):
+                v = float(rows.iloc[i]["effect_pct"])
+                edge = lo - pad if v < lo else hi + pad
+                ax.annotate(f"{v:+.1f} (off scale)", (edge, ys[i]), xytext=(6 if v < lo else -6, 0),
+                            textcoords="offset points", ha="left" if v < lo else "right",
+                            va="center", fontsize=8, color="tab:red")
+                ax.plot(edge, ys[i], "<" if v < lo else ">", color="tab:red", markersize=9, clip_on=False)
     main_count = int((rows["kind"] == E.MAIN).sum())
     if 0 < main_count < k:
         ax.axhline(ys[main_count - 1] - 0.5, color="0.6", linewidth=0.8)
