@@ -30,7 +30,7 @@ seeds this is exactly the paired t-test. Missing seeds are handled by the same f
 confidence interval and the two-sided p-value are Student's t on the fit's residual
 degrees of freedom (``t_test`` of the contrast); ``p_holm`` adjusts the p-values of one
 family (main effects, interactions, baseline comparisons) with Holm's method
-(``statsmodels.stats.multitest.multipletests``). Intervals are clipped to what a
+(``analysis.holm``, the one the config table uses). Intervals are clipped to what a
 difference of two accuracies can be, [-100, 100] points. With one seed per cell there is
 no residual variance: the effect is given, its interval and p-value are not.
 
@@ -43,7 +43,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from dataclasses import fields
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -308,20 +308,8 @@ def _finish(rows: list[dict[str, Any]]) -> pd.DataFrame:
         df[col] = df[col].fillna(0).astype(int)
     df["paired"] = df["paired"].fillna(False).astype(bool)
     df["note"] = df["note"].fillna("")
-    df["p_holm"] = holm(df["p"].to_numpy(float))
+    df["p_holm"] = A.holm(df["p"].to_numpy(float))
     return df
-
-
-def holm(pvalues: Sequence[float]) -> np.ndarray:
-    """Holm-adjusted p-values (statsmodels); NaN entries stay NaN and are not counted."""
-    from statsmodels.stats.multitest import multipletests
-
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full_like(p, np.nan)
-    valid = ~np.isnan(p)
-    if valid.any():
-        out[valid] = multipletests(p[valid], method="holm")[1]
-    return out
 
 
 def effects_table(trials: pd.DataFrame, baseline: Optional[str] = None,
