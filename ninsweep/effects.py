@@ -23,14 +23,17 @@ one combination of factor levels (a config); the seeds are the replicates.
 - **Against a baseline config**: every config minus the chosen one.
 
 Every estimate is a linear contrast of the cell means in one ordinary least squares fit of
-the trials involved (``statsmodels`` OLS, one indicator per cell). When seeds are shared
-between cells the fit adds one indicator per seed, so the comparison is *paired by seed*
-(a seed that is lucky in every cell does not count as noise); with two cells and complete
-seeds this is exactly the paired t-test. Missing seeds are handled by the same fit. The 95%
-confidence interval and the two-sided p-value are Student's t on the fit's residual
-degrees of freedom (``t_test`` of the contrast); ``p_holm`` adjusts the p-values of one
-family (main effects, interactions, baseline comparisons) with Holm's method
-(``analysis.holm``, the one the config table uses). Intervals are clipped to what a
+the trials in the cells it involves (one indicator per cell). When seeds are shared between
+cells the fit adds one indicator per seed, so the comparison is *paired by seed* (a seed
+that is lucky in every cell does not count as noise); with two cells and complete seeds
+this is exactly the paired t-test (``scipy.stats.ttest_rel``), without shared seeds the
+two-sample t-test (``ttest_ind``). Missing seeds are handled by the same fit. The 95%
+confidence interval and the two-sided p-value are Student's t (``scipy.stats.t``) on the
+fit's residual degrees of freedom; ``p_holm`` adjusts the p-values of one family (main
+effects, interactions, baseline comparisons) with Holm's method (``analysis.holm``, the one
+the config table uses). The fit solves the normal equations with the seeds absorbed, a
+cells x cells system, instead of forming the trials x (cells + seeds) design matrix that
+statsmodels' OLS would take: the tests check the two agree. Intervals are clipped to what a
 difference of two accuracies can be, [-100, 100] points. With one seed per cell there is
 no residual variance: the effect is given, its interval and p-value are not.
 
@@ -41,9 +44,9 @@ BatchNorm, keras init, lr 0.1), else the first value in the grid's order.
 from __future__ import annotations
 
 import itertools
-import warnings
+import math
 from dataclasses import fields
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -128,65 +131,128 @@ def design(trials: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
 # --------------------------------------------------------------------------- estimation
 
 
-def _contrast(data: pd.DataFrame, weights: dict[tuple, float], cell_keys: list[str],
-              alpha: float) -> dict[str, Any]:
-    """The contrast sum(w * cell mean) over the rows of ``data`` in the weighted cells.
+class _Fit(NamedTuple):
+    """One least-squares fit of the trials in a set of cells (cell coefficients only)."""
 
-    OLS with one indicator per cell and, where seeds are shared, one per seed (paired).
+    position: dict[int, int]  # cell code -> index into the coefficients
+    coef: np.ndarray  # cell coefficients (cell means, shifted by seed effects when paired)
+    gram: np.ndarray  # the cells' block of X'X after the seeds are absorbed
+    gram_pinv: np.ndarray
+    rss: float
+    df: int
+    n: int
+    shared_seeds: bool  # some seed ran in two or more of the cells
+
+
+class _Layout:
+    """The finished trials as cells (one code per combination of ``keys``) and seeds.
+
+    Fits are cached by their set of cells: every main effect of a full factorial, and its
+    interactions, use one fit of all the trials.
     """
-    cells = list(weights)
-    cell_of = pd.MultiIndex.from_frame(data[cell_keys]) if len(cell_keys) > 1 else data[cell_keys[0]]
-    index = {c if len(cell_keys) > 1 else c[0]: i for i, c in enumerate(cells)}
-    rows = np.array([index.get(c, -1) for c in cell_of])
-    used = data[rows >= 0]
-    rows = rows[rows >= 0]
-    y = used["y"].to_numpy(float)
-    k = len(cells)
-    X = np.zeros((len(y), k))
-    X[np.arange(len(y)), rows] = 1.0
-    L = np.array([weights[c] for c in cells], dtype=float)
-    seeds = used["seed"].to_numpy()
-    paired = False
-    shared = pd.Series(rows).groupby(seeds).nunique()
-    if (shared >= 2).any() and shared.size >= 2:
-        # One indicator per seed but the first (the cell indicators carry the level).
-        codes, uniques = pd.factorize(seeds)
-        S = np.zeros((len(y), len(uniques) - 1))
-        mask = codes > 0
-        S[np.flatnonzero(mask), codes[mask] - 1] = 1.0
-        Xp = np.hstack([X, S])
-        Lp = np.concatenate([L, np.zeros(S.shape[1])])
-        # Paired only if the contrast stays estimable (seeds connect the cells) and the seed
-        # indicators leave residual degrees of freedom when the plain fit has some.
-        rank, rank_p = np.linalg.matrix_rank(X), np.linalg.matrix_rank(Xp)
-        if (np.allclose(Lp @ np.linalg.pinv(Xp) @ Xp, Lp, atol=1e-8)
-                and (len(y) - rank_p >= 1 or len(y) - rank < 1)):
-            X, L, paired = Xp, Lp, True
-    out = {"n": len(y), "paired": paired, "effect_pct": np.nan, "ci_low_pct": np.nan,
-           "ci_high_pct": np.nan, "p": np.nan, "df": np.nan, "note": ""}
-    if not len(y):
-        return out
-    # The point estimate needs no variance: the contrast of the cell means (exact OLS).
-    from statsmodels.regression.linear_model import OLS
 
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        fit = OLS(y, X).fit()
-        estimate = float(L @ fit.params)
-        out["effect_pct"] = estimate
-        df = float(fit.df_resid)
-        out["df"] = df
-        if df < 1:
+    def __init__(self, data: pd.DataFrame, keys: list[str]):
+        self.keys = keys
+        self.y = data["y"].to_numpy(float)
+        self.seed = pd.factorize(data["seed"])[0]
+        if len(keys) > 1:
+            codes, uniques = pd.factorize(pd.MultiIndex.from_frame(data[keys]))
+            cells = list(uniques)
+        else:
+            codes, uniques = pd.factorize(data[keys[0]])
+            cells = [(v,) for v in uniques]
+        self.cell = codes
+        self.code = {c: i for i, c in enumerate(cells)}
+        self.count = np.bincount(codes, minlength=len(cells))
+        self._fits: dict[tuple[frozenset, bool], _Fit] = {}
+
+    def has(self, cell: tuple) -> bool:
+        return cell in self.code
+
+    def fit(self, codes: frozenset, paired: bool) -> _Fit:
+        key = (codes, paired)
+        if key not in self._fits:
+            self._fits[key] = self._solve(sorted(codes), paired)
+        return self._fits[key]
+
+    def _solve(self, codes: list[int], paired: bool) -> _Fit:
+        """Least squares of y on cell indicators (+ seed indicators when ``paired``).
+
+        The seeds are absorbed (their block of the normal equations is diagonal), which
+        leaves a k x k system for the k cells: the cost grows with the number of cells, not
+        trials. statsmodels' OLS would form the n x (cells + seeds) design and its
+        pseudo-inverse: seconds per fit at 10,000 trials; tests/test_effects.py checks this
+        fit against it.
+        """
+        lookup = np.full(len(self.count), -1)
+        lookup[codes] = np.arange(len(codes))
+        sel = lookup[self.cell] >= 0
+        r, y = lookup[self.cell[sel]], self.y[sel]
+        k, n = len(codes), len(y)
+        n_c = np.bincount(r, minlength=k).astype(float)
+        sum_c = np.bincount(r, y, minlength=k)
+        s = pd.factorize(self.seed[sel])[0]
+        seeds = int(s.max()) + 1 if n else 0
+        incidence = np.zeros((k, seeds))
+        np.add.at(incidence, (r, s), 1.0)
+        shared = bool(((incidence > 0).sum(axis=0) >= 2).any())
+        if not paired:
+            gram = np.diag(n_c)
+            gram_pinv = np.diag(1.0 / n_c)
+            coef = sum_c / n_c
+            fitted = coef[r]
+            rank = k
+        else:
+            n_s = np.bincount(s, minlength=seeds).astype(float)
+            sum_s = np.bincount(s, y, minlength=seeds)
+            weighted = incidence / n_s
+            gram = np.diag(n_c) - weighted @ incidence.T
+            gram_pinv = np.linalg.pinv(gram, hermitian=True)
+            coef = gram_pinv @ (sum_c - weighted @ sum_s)
+            seed_coef = (sum_s - incidence.T @ coef) / n_s
+            fitted = coef[r] + seed_coef[s]
+            rank = int(np.linalg.matrix_rank(gram, hermitian=True)) + seeds
+        rss = float(np.sum((y - fitted) ** 2))
+        return _Fit({c: i for i, c in enumerate(codes)}, coef, gram, gram_pinv, rss, n - rank, n, shared)
+
+    def contrast(self, weights: dict[tuple, float], alpha: float) -> dict[str, Any]:
+        """sum(w * cell mean) over the weighted cells: estimate, CI, p (``EFFECT_COLUMNS``).
+
+        Paired by seed when seeds are shared, the contrast stays estimable with the seed
+        indicators (seeds connect the cells) and they leave residual degrees of freedom
+        where the plain fit has some; otherwise the cells alone (pooled within-cell variance).
+        """
+        from scipy import stats
+
+        codes = frozenset(self.code[c] for c in weights)
+        plain = self.fit(codes, paired=False)
+        chosen, paired = plain, False
+        vector = np.zeros(len(codes))
+        for cell, w in weights.items():
+            vector[plain.position[self.code[cell]]] += w
+        if plain.shared_seeds:
+            with_seeds = self.fit(codes, paired=True)
+            estimable = np.allclose(vector @ with_seeds.gram_pinv @ with_seeds.gram, vector, atol=1e-8)
+            if estimable and (with_seeds.df >= 1 or plain.df < 1):
+                chosen, paired = with_seeds, True
+        estimate = float(vector @ chosen.coef)
+        out = {"n": chosen.n, "paired": paired, "effect_pct": estimate, "ci_low_pct": np.nan,
+               "ci_high_pct": np.nan, "p": np.nan, "df": chosen.df, "note": "",
+               "n_level": int(sum(self.count[self.code[c]] for c, w in weights.items() if w > 0)),
+               "n_baseline": int(sum(self.count[self.code[c]] for c, w in weights.items() if w < 0))}
+        if chosen.df < 1:
             out["note"] = NOTE_ONE_SEED
             return out
-        if not fit.ssr > 1e-12 * max(1.0, float(np.sum(y ** 2))):
+        variance = chosen.rss / chosen.df * float(vector @ chosen.gram_pinv @ vector)
+        if not variance > 1e-12 * max(1.0, estimate ** 2):
             out.update(note=NOTE_FLAT, ci_low_pct=estimate, ci_high_pct=estimate)
             return out
-        test = fit.t_test(L.reshape(1, -1))
-        lo, hi = np.asarray(test.conf_int(alpha=alpha), dtype=float).ravel()
-        out["p"] = float(np.asarray(test.pvalue).ravel()[0])
-    out["ci_low_pct"], out["ci_high_pct"] = clip_interval(lo, hi, EFFECT_RANGE)
-    return out
+        se = math.sqrt(variance)
+        t = stats.t(chosen.df)
+        half = float(t.ppf(1 - alpha / 2)) * se
+        out["p"] = float(2 * t.sf(abs(estimate) / se))
+        out["ci_low_pct"], out["ci_high_pct"] = clip_interval(estimate - half, estimate + half, EFFECT_RANGE)
+        return out
 
 
 def clip_interval(lo: float, hi: float, bounds: tuple[float, float]) -> tuple[float, float]:
@@ -200,7 +266,8 @@ def _describe_contexts(contexts: list[tuple], others: list[str], levels: dict[st
     """Name the part of the design a comparison uses.
 
     "all" (every context), "batchnorm=true, init=he", "activation in {relu, elu}", or the
-    contexts one by one when they are no product: "activation=relu/init=he; ..."."""
+    contexts one by one when they are no product: "activation=relu/init=he; ...".
+    """
     if not others:
         return "all"
     if not contexts:
@@ -213,23 +280,40 @@ def _describe_contexts(contexts: list[tuple], others: list[str], levels: dict[st
     return "; ".join("/".join(f"{o}={v}" for o, v in zip(others, c)) for c in contexts)
 
 
+def _contexts_with(layout: _Layout, factors: list[str], others: list[str],
+                   need: dict[str, list[str]]) -> list[tuple]:
+    """The combinations of ``others`` in which every combination of the ``need`` levels ran."""
+    pos = {f: i for i, f in enumerate(factors)}
+    candidates = list(dict.fromkeys(tuple(cell[pos[o]] for o in others) for cell in layout.code))
+    combos = list(itertools.product(*need.values()))
+
+    def cell(ctx: tuple, combo: tuple) -> tuple:
+        assign = {**dict(zip(others, ctx)), **dict(zip(need, combo))}
+        return tuple(assign[f] for f in factors)
+
+    return [ctx for ctx in candidates if all(layout.has(cell(ctx, combo)) for combo in combos)]
+
+
 def main_effects(trials: pd.DataFrame, alpha: float = 1 - CI_LEVEL) -> pd.DataFrame:
     """One row per factor level against the factor's reference level (``EFFECT_COLUMNS``)."""
     data, levels = design(trials)
     factors = list(levels)
+    if not factors:
+        return _finish([])
+    layout = _Layout(data, factors)
     rows = []
     for factor in factors:
         others = [f for f in factors if f != factor]
         ref = levels[factor][0]
-        present = data.groupby(others + [factor]).size() if others else data.groupby(factor).size()
         for level in levels[factor][1:]:
-            contexts = _contexts_with(present, others, {factor: [level, ref]})
+            contexts = _contexts_with(layout, factors, others, {factor: [level, ref]})
             weights: dict[tuple, float] = {}
             for ctx in contexts:
-                weights[(*ctx, level)] = 1.0 / len(contexts)
-                weights[(*ctx, ref)] = -1.0 / len(contexts)
-            rows.append(_row(MAIN, factor, level, ref, data, weights, others + [factor], alpha,
-                             contexts, _describe_contexts(contexts, others, levels)))
+                for lev, sign in ((level, 1.0), (ref, -1.0)):
+                    assign = {**dict(zip(others, ctx)), factor: lev}
+                    weights[tuple(assign[f] for f in factors)] = sign / len(contexts)
+            rows.append(_row(MAIN, factor, level, ref, layout, weights, alpha, contexts,
+                             _describe_contexts(contexts, others, levels)))
     return _finish(rows)
 
 
@@ -237,20 +321,22 @@ def interactions(trials: pd.DataFrame, alpha: float = 1 - CI_LEVEL) -> pd.DataFr
     """Two-way interactions: one row per (level of A, level of B) against (ref A, ref B)."""
     data, levels = design(trials)
     factors = list(levels)
+    if len(factors) < 2:
+        return _finish([])
+    layout = _Layout(data, factors)
     rows = []
     for fa, fb in itertools.combinations(factors, 2):
         others = [f for f in factors if f not in (fa, fb)]
-        keys = others + [fa, fb]
-        present = data.groupby(keys).size()
         ra, rb = levels[fa][0], levels[fb][0]
         for la, lb in itertools.product(levels[fa][1:], levels[fb][1:]):
-            contexts = _contexts_with(present, others, {fa: [la, ra], fb: [lb, rb]})
-            weights = {}
+            contexts = _contexts_with(layout, factors, others, {fa: [la, ra], fb: [lb, rb]})
+            weights: dict[tuple, float] = {}
             for ctx in contexts:
                 for a, b, sign in ((la, lb, 1), (la, rb, -1), (ra, lb, -1), (ra, rb, 1)):
-                    weights[(*ctx, a, b)] = sign / len(contexts)
-            rows.append(_row(INTERACTION, f"{fa} x {fb}", f"{la} x {lb}", f"{ra} x {rb}", data, weights,
-                             keys, alpha, contexts, _describe_contexts(contexts, others, levels)))
+                    assign = {**dict(zip(others, ctx)), fa: a, fb: b}
+                    weights[tuple(assign[f] for f in factors)] = sign / len(contexts)
+            rows.append(_row(INTERACTION, f"{fa} x {fb}", f"{la} x {lb}", f"{ra} x {rb}", layout, weights,
+                             alpha, contexts, _describe_contexts(contexts, others, levels)))
     return _finish(rows)
 
 
@@ -261,42 +347,28 @@ def against_baseline(trials: pd.DataFrame, baseline: str, alpha: float = 1 - CI_
         shown = ", ".join(labels[:8]) + (", ..." if len(labels) > 8 else "")
         raise NinsweepError(f"--baseline {baseline!r}: no such config (configs: {shown})")
     data, _ = design(trials)
+    if data.empty:
+        return _finish([])
+    layout = _Layout(data, ["config"])
     rows = []
     for label in dict.fromkeys(data["config"]):
         if label == baseline:
             continue
-        contexts = [()] if (data["config"] == baseline).any() else []
+        contexts = [()] if layout.has((baseline,)) else []
         weights = {(label,): 1.0, (baseline,): -1.0} if contexts else {}
-        rows.append(_row(BASELINE, CONFIG_FACTOR, label, baseline, data, weights, ["config"], alpha,
+        rows.append(_row(BASELINE, CONFIG_FACTOR, label, baseline, layout, weights, alpha,
                          contexts, "all" if contexts else "none"))
     return _finish(rows)
 
 
-def _contexts_with(present: pd.Series, others: list[str], need: dict[str, list[str]]) -> list[tuple]:
-    """The combinations of ``others`` in which every combination of the ``need`` levels ran."""
-    have = set(present.index if isinstance(present.index, pd.MultiIndex)
-               else [(v,) for v in present.index])
-    combos = list(itertools.product(*need.values()))
-    k = len(others)
-    candidates = list(dict.fromkeys(key[:k] for key in have))
-    return [ctx for ctx in candidates if all((*ctx, *combo) in have for combo in combos)]
-
-
-def _row(kind: str, factor: str, level: str, baseline: str, data: pd.DataFrame, weights: dict,
-         keys: list[str], alpha: float, contexts: list[tuple], over: str) -> dict[str, Any]:
+def _row(kind: str, factor: str, level: str, baseline: str, layout: _Layout, weights: dict,
+         alpha: float, contexts: list[tuple], over: str) -> dict[str, Any]:
     row: dict[str, Any] = {"kind": kind, "factor": factor, "level": level, "baseline": baseline,
                            "contexts": len(contexts), "over": over}
     if not contexts:
         row.update(n=0, paired=False, note=NOTE_NO_CONTEXT)
         return row
-    row.update(_contrast(data, weights, keys, alpha))
-    positive = {c for c, w in weights.items() if w > 0}
-    negative = {c for c, w in weights.items() if w < 0}
-    cells = pd.MultiIndex.from_frame(data[keys]) if len(keys) > 1 else data[keys[0]]
-    as_tuple = (lambda c: c) if len(keys) > 1 else (lambda c: (c,))
-    tuples = [as_tuple(c) for c in cells]
-    row["n_level"] = sum(t in positive for t in tuples)
-    row["n_baseline"] = sum(t in negative for t in tuples)
+    row.update(layout.contrast(weights, alpha))
     return row
 
 

@@ -184,3 +184,26 @@ def test_against_a_baseline_and_an_unknown_baseline():
     assert holds(row(base, "config", "Maxout+BN+WI"), 1.0)
     with pytest.raises(NinsweepError, match="--baseline 'relu': no such config"):
         effects.against_baseline(trials, "relu")
+
+
+def test_the_fit_agrees_with_statsmodels_ols_on_an_incomplete_design_with_missing_seeds():
+    sm = pytest.importorskip("statsmodels.api")
+    specs = factorial_specs(LAB4_LEVELS, lab4_truth, range(4), rng=np.random.default_rng(9), noise=0.4,
+                            seed_sd=1.0, keep=lab4_keep, missing={(0, 1), (2, 3), (5, 0), (9, 2)})
+    trials = trial_frame(specs)
+    r = row(effects.main_effects(trials), "batchnorm", "true")
+    assert r["paired"]
+    # The same model by statsmodels: the trials of ReLU/ELU, one indicator per cell and per
+    # seed (the first dropped), the contrast BN minus no BN averaged over the 4 contexts.
+    data, _ = effects.design(trials)
+    data = data[data["activation"].isin(["relu", "elu"])]
+    cells = pd.get_dummies(data[["activation", "batchnorm", "init"]].astype(str).agg("/".join, axis=1))
+    seeds = pd.get_dummies(data["seed"]).iloc[:, 1:]
+    X = pd.concat([cells, seeds], axis=1).astype(float)
+    contrast = np.array([(0.25 if c.split("/")[1] == "true" else -0.25) for c in cells.columns]
+                        + [0.0] * seeds.shape[1])
+    test = sm.OLS(data["y"].to_numpy(float), X.to_numpy()).fit().t_test(contrast)
+    lo, hi = np.asarray(test.conf_int(0.05)).ravel()
+    assert r["effect_pct"] == pytest.approx(float(np.asarray(test.effect).ravel()[0]), rel=1e-9)
+    assert (r["ci_low_pct"], r["ci_high_pct"]) == pytest.approx((lo, hi), rel=1e-9)
+    assert r["p"] == pytest.approx(float(np.asarray(test.pvalue).ravel()[0]), rel=1e-6)
