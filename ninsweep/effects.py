@@ -28,7 +28,7 @@ cells the fit adds one indicator per seed, so the comparison is *paired by seed*
 that is lucky in every cell does not count as noise); with two cells and complete seeds
 this is exactly the paired t-test (``scipy.stats.ttest_rel``), without shared seeds the
 two-sample t-test (``ttest_ind``). Missing seeds are handled by the same fit. The 95%
-confidence interval and the two-sided p-value are Student's t (``scipy.stats.t``) on the
+confidence interval and the two-sided p-value are Student's t (``scipy.special``) on the
 fit's residual degrees of freedom; ``p_holm`` adjusts the p-values of one family (main
 effects, interactions, baseline comparisons) with Holm's method (``analysis.holm``, the one
 the config table uses). The fit solves the normal equations with the seeds absorbed, a
@@ -222,8 +222,6 @@ class _Layout:
         indicators (seeds connect the cells) and they leave residual degrees of freedom
         where the plain fit has some; otherwise the cells alone (pooled within-cell variance).
         """
-        from scipy import stats
-
         codes = frozenset(self.code[c] for c in weights)
         plain = self.fit(codes, paired=False)
         chosen, paired = plain, False
@@ -248,9 +246,8 @@ class _Layout:
             out.update(note=NOTE_FLAT, ci_low_pct=estimate, ci_high_pct=estimate)
             return out
         se = math.sqrt(variance)
-        t = stats.t(chosen.df)
-        half = float(t.ppf(1 - alpha / 2)) * se
-        out["p"] = float(2 * t.sf(abs(estimate) / se))
+        half = float(A.t_quantile(1 - alpha / 2, chosen.df)) * se
+        out["p"] = float(A.t_two_sided_p(estimate / se, chosen.df))
         out["ci_low_pct"], out["ci_high_pct"] = clip_interval(estimate - half, estimate + half, EFFECT_RANGE)
         return out
 

@@ -420,12 +420,10 @@ def mean_ci(wide: pd.DataFrame, bounds: tuple[float, float]) -> tuple[pd.Series,
 
     The interval is the report's one error convention; NaN where fewer than 2 seeds.
     """
-    from scipy import stats
-
     mean, count = wide.mean(axis=1), wide.count(axis=1)
     sem = wide.std(axis=1, ddof=1) / np.sqrt(count.clip(lower=1))
     with np.errstate(invalid="ignore"):
-        t = pd.Series(stats.t.ppf(0.5 + A.CI_LEVEL / 2, (count - 1).clip(lower=1)), index=wide.index)
+        t = pd.Series(A.t_quantile(0.5 + A.CI_LEVEL / 2, (count - 1).clip(lower=1).to_numpy(float)), index=wide.index)
     half = (t * sem).where(count >= 2)
     return (mean, (mean - half).clip(lower=bounds[0], upper=bounds[1]),
             (mean + half).clip(lower=bounds[0], upper=bounds[1]), count)

@@ -315,6 +315,18 @@ def test_welch_p_value_matches_the_closed_form(known):
     assert r["diff_vs_best_pct"] == pytest.approx(-3.0)
 
 
+def test_welch_and_t_quantiles_agree_with_scipy_stats():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    for nx, ny in ((2, 2), (3, 5), (7, 4)):
+        x, y = rng.normal(80, 1, nx), rng.normal(81, 3, ny)
+        ref = stats.ttest_ind(x, y, equal_var=False)
+        assert analysis.welch(x, y) == pytest.approx((ref.statistic, ref.df, ref.pvalue), rel=1e-9)
+    for df in (1, 2, 4.5, 30):
+        assert analysis.t_quantile(0.975, df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-12)
+
+
 def test_welch_with_unequal_variances_and_holm(known):
     s = by_config(analysis.significance(known))
     e = s.loc["ELU"]
