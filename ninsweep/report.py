@@ -389,7 +389,10 @@ def _colors(labels: list[str]) -> dict[str, tuple[Any, str, str]]:
                   MARKERS[i % len(MARKERS)]) for i, lab in enumerate(labels)}
 
 
-def _curves(exp: A.Experiment, trials: pd.DataFrame) -> dict[str, tuple[list[pd.DataFrame], list[pd.DataFrame]]]:
+History = dict  # a trial's metrics: name -> one value per kept epoch (TrialRecord.metrics)
+
+
+def _curves(exp: A.Experiment, trials: pd.DataFrame) -> dict[str, tuple[list[History], list[History]]]:
     """Config label -> (histories its mean is drawn from, other histories drawn thin).
 
     The mean and band come from the finished trials when the config has any (a mean over a
@@ -398,11 +401,11 @@ def _curves(exp: A.Experiment, trials: pd.DataFrame) -> dict[str, tuple[list[pd.
     trials that have started.
     """
     label_of = dict(zip(trials["trial"], trials["config"]))
-    grouped: dict[str, tuple[list[pd.DataFrame], list[pd.DataFrame]]] = {}
+    grouped: dict[str, tuple[list[History], list[History]]] = {}
     for t in exp.trials:
-        if len(t.history):
+        if len(t.metrics[M.EPOCH]):
             done, other = grouped.setdefault(label_of[t.name], ([], []))
-            (done if t.status == A.FINISHED else other).append(t.history)
+            (done if t.status == A.FINISHED else other).append(t.metrics)
     return {label: (done, other) if done else (other, []) for label, (done, other) in grouped.items()}
 
 
@@ -427,6 +430,19 @@ def mean_ci(wide: pd.DataFrame, bounds: tuple[float, float]) -> tuple[pd.Series,
     half = (t * sem).where(count >= 2)
     return (mean, (mean - half).clip(lower=bounds[0], upper=bounds[1]),
             (mean + half).clip(lower=bounds[0], upper=bounds[1]), count)
+
+
+def _by_epoch(histories: list[History], metric: str) -> pd.DataFrame:
+    """One row per epoch, one column per trial (NaN where a trial has no such epoch)."""
+    last = max(int(h[M.EPOCH][-1]) for h in histories)
+    wide = np.full((last, len(histories)), np.nan)
+    for j, h in enumerate(histories):
+        values = h.get(metric)
+        if values is not None:
+            ok = h[M.EPOCH] >= 1  # 1-based; anything else is no epoch to draw
+            wide[h[M.EPOCH][ok] - 1, j] = pd.to_numeric(values[ok], errors="coerce")
+    frame = pd.DataFrame(wide, index=pd.RangeIndex(1, last + 1, name=M.EPOCH))
+    return frame[frame.notna().any(axis=1)]
 
 
 def off_scale(values: dict[str, float]) -> set[str]:
@@ -455,8 +471,7 @@ def _curve_figure(curves, configs, colors, metric, scale, ylabel, title, zoom):
     order = [c for c in configs["config"] if c in curves]
     stats_by_config = {}
     for label in order:
-        wide = pd.concat([h.set_index(M.EPOCH)[metric].rename(i) for i, h in enumerate(curves[label][0])], axis=1)
-        wide = wide.apply(pd.to_numeric, errors="coerce") * scale
+        wide = _by_epoch(curves[label][0], metric) * scale
         stats_by_config[label] = mean_ci(wide, bounds)
     start = int(max_epoch * 0.6) if max_epoch >= 10 else 1
     levels = {label: float(np.nanmedian(m[m.index >= start].to_numpy(float)))
@@ -492,8 +507,8 @@ def _curve_figure(curves, configs, colors, metric, scale, ylabel, title, zoom):
                     marker=marker, markersize=4.5, markevery=(i % step, step),
                     label=f"{label} (n={n}{'' if n >= 2 else ', no band'})")
             for h in curves[label][1]:
-                x = h[M.EPOCH].to_numpy()
-                y = pd.to_numeric(h[metric], errors="coerce").to_numpy(float) * scale
+                x = np.asarray(h[M.EPOCH])
+                y = np.asarray(pd.to_numeric(h[metric], errors="coerce"), dtype=float) * scale
                 if ax_i == 1:
                     x, y = x[x >= start], y[x >= start]
                 ax.plot(x, y, color=color, linestyle=style, linewidth=0.8, alpha=0.7)
