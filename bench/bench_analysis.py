@@ -17,7 +17,8 @@ trials x 164 epochs within a minute on 2 cores.
 
     python bench/bench_analysis.py                          # 1,600 x 164, ~2 min on 2 cores
     python bench/bench_analysis.py --trials 10000 --repeats 1
-    python bench/bench_analysis.py --trials 160 --epochs 5 --report   # what the suite runs
+    python bench/bench_analysis.py --trials 1600 --report         # report too (figures: slow)
+    python bench/bench_analysis.py --trials 80 --epochs 3 --repeats 1   # what the suite runs
 """
 
 from __future__ import annotations
