@@ -583,6 +583,14 @@ def _final_figure(trials, configs, colors, exp):
             labels_done.add("ref")
     ax.axvline(shown.iloc[0]["mean_test_acc_pct"], color="0.5", linestyle=":", linewidth=1, zorder=1,
                label="best mean")
+    # A diverged config (10 %) would squash the differences between the others.
+    far = off_scale(dict(zip(shown["config"], shown["mean_test_acc_pct"])))
+    extent = ["mean_test_acc_pct", "ci95_low_pct", "ci95_high_pct", "min_test_acc_pct", "max_test_acc_pct"]
+    extent += ["report_acc_pct"] if lab4 else []
+    if far:
+        near = shown[~shown["config"].isin(far)]
+        _zoom_past_far(ax, shown["mean_test_acc_pct"].to_numpy(float), ys, near[extent].to_numpy(float),
+                       shown[extent].to_numpy(float), signed=False)
     ax.set_yticks(ys, [f"{c} (n={n})" for c, n in zip(shown["config"], shown["n"])])
     epochs = ", ".join(map(str, sorted(set(finished["epochs_planned"]))))
     ax.set_xlabel(f"final test accuracy (%) after {epochs} epochs")
@@ -604,6 +612,29 @@ def write_effect_figures(exp: A.Experiment, trials: pd.DataFrame, effects: pd.Da
     if fig is not None:
         done[FIG_INTERACTIONS] = _save(fig, out / FIG_INTERACTIONS)
     return done
+
+
+def _zoom_past_far(ax, values: np.ndarray, ys: np.ndarray, near: np.ndarray, everything: np.ndarray,
+                   signed: bool) -> None:
+    """When far values (a diverged run) would squash the rest, the x axis spans the near
+    ones only and each far value is marked at the edge with its number."""
+    near_lo, near_hi = float(np.nanmin(near)), float(np.nanmax(near))
+    full_lo, full_hi = float(np.nanmin(everything)), float(np.nanmax(everything))
+    span = max(near_hi - near_lo, 1e-9)
+    if full_hi - full_lo <= 5 * span:
+        return
+    pad = 0.08 * max(span, 0.1)
+    lo, hi = near_lo - pad, near_hi + pad
+    ax.set_xlim(lo, hi)
+    for v, y in zip(values, ys):
+        if not np.isfinite(v) or lo <= v <= hi:
+            continue
+        left = v < lo
+        edge = lo if left else hi
+        ax.annotate(f"{v:+.1f} (off scale)" if signed else f"{v:.1f} (off scale)", (edge, y),
+                    xytext=(6 if left else -6, 0), textcoords="offset points",
+                    ha="left" if left else "right", va="center", fontsize=8, color="tab:red")
+        ax.plot(edge, y, "<" if left else ">", color="tab:red", markersize=9, clip_on=False)
 
 
 def _forest_figure(effects: pd.DataFrame, name: str):
@@ -631,20 +662,9 @@ def _forest_figure(effects: pd.DataFrame, name: str):
     # then the axis spans the others, and the far ones sit at its edge with their value.
     far = off_scale({i: v for i, v in enumerate(rows["effect_pct"])})
     near = rows.iloc[[i for i in range(k) if i not in far]]
-    span_all = np.nanmax(np.abs(rows[["effect_pct", "ci_low_pct", "ci_high_pct"]].to_numpy(float)))
-    if far and len(near):
-        lo = float(np.nanmin(np.append(near[["effect_pct", "ci_low_pct"]].to_numpy(float), 0.0)))
-        hi = float(np.nanmax(np.append(near[["effect_pct", "ci_high_pct"]].to_numpy(float), 0.0)))
-        if span_all > 5 * max(hi - lo, 1e-9):
-            pad = 0.08 * max(hi - lo, 0.1)
-            ax.set_xlim(lo - pad, hi + pad)
-            for i in sorted(far):
-                v = float(rows.iloc[i]["effect_pct"])
-                edge = lo - pad if v < lo else hi + pad
-                ax.annotate(f"{v:+.1f} (off scale)", (edge, ys[i]), xytext=(6 if v < lo else -6, 0),
-                            textcoords="offset points", ha="left" if v < lo else "right",
-                            va="center", fontsize=8, color="tab:red")
-                ax.plot(edge, ys[i], "<" if v < lo else ">", color="tab:red", markersize=9, clip_on=False)
+    cols = ["effect_pct", "ci_low_pct", "ci_high_pct"]
+    _zoom_past_far(ax, rows["effect_pct"].to_numpy(float), ys, np.append(near[cols].to_numpy(float), 0.0),
+                   np.append(rows[cols].to_numpy(float), 0.0), signed=True)
     main_count = int((rows["kind"] == E.MAIN).sum())
     if 0 < main_count < k:
         ax.axhline(ys[main_count - 1] - 0.5, color="0.6", linewidth=0.8)

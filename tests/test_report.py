@@ -199,3 +199,12 @@ def test_off_scale_finds_the_diverged_config_only():
     assert report.off_scale({"a": 91.0, "b": 90.5, "c": 90.8, "d": 10.0}) == {"d"}
     assert report.off_scale({"a": 91.0, "b": 90.5, "c": 89.0, "d": 88.0}) == set()
     assert report.off_scale({"a": 91.0, "b": 10.0}) == set()  # two configs: nothing to compare
+
+
+def test_final_accuracy_figure_keeps_a_diverged_config_at_its_edge(tmp_path):
+    exp = factorial_experiment(tmp_path, diverged=True)
+    trials, configs, _ = analysis.tables(exp)
+    fig = report._final_figure(trials, configs, report._colors(list(configs["config"])), exp)
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo > 70 and hi < 90  # the others' spread, not 10-85
+    assert any("10.0 (off scale)" in t.get_text() for t in fig.axes[0].texts)
