@@ -207,3 +207,18 @@ def test_the_fit_agrees_with_statsmodels_ols_on_an_incomplete_design_with_missin
     assert r["effect_pct"] == pytest.approx(float(np.asarray(test.effect).ravel()[0]), rel=1e-9)
     assert (r["ci_low_pct"], r["ci_high_pct"]) == pytest.approx((lo, hi), rel=1e-9)
     assert r["p"] == pytest.approx(float(np.asarray(test.pvalue).ravel()[0]), rel=1e-6)
+
+
+def test_effects_from_an_experiment_directory_count_finished_trials_only(tmp_path):
+    specs = factorial_specs(LAB4_LEVELS, lab4_truth, range(4), rng=np.random.default_rng(4), noise=0.3,
+                            keep=lab4_keep, missing={(1, 2)})
+    # Unfinished trials of the same cells carry absurd accuracies: they must not count.
+    specs.append({**specs[0], "seed": 7, "name": "relu-s7", "final_acc": 0.01, "done": 1, "epochs": 3})
+    specs.append({**specs[0], "seed": 8, "name": "relu-s8", "state": "pending"})
+    specs.append({**specs[0], "seed": 9, "name": "relu-s9", "final_acc": 0.99, "done": 2, "state": "error"})
+    exp = analysis.load_experiment(make_experiment(tmp_path, specs, space_name="lab4"))
+    from_disk = effects.effects_table(analysis.trial_table(exp), alpha=ALPHA_STRICT)
+    in_memory = effects.effects_table(trial_frame(specs[:-3]), alpha=ALPHA_STRICT)
+    cols = ["factor", "level", "effect_pct", "ci_low_pct", "ci_high_pct", "n"]
+    pd.testing.assert_frame_equal(from_disk[cols], in_memory[cols], rtol=1e-6)
+    assert holds(row(from_disk, "batchnorm", "true"), 2.5)
