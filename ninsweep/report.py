@@ -148,6 +148,7 @@ def render_markdown(exp: A.Experiment, trials: pd.DataFrame, configs: pd.DataFra
 
     md += ["## Trials", ""]
     md += _trials_markdown(trials)
+    md += ["", _best_epoch_note(trials)]
     errors = trials[trials["status"] == A.ERROR]
     if len(errors):
         md += ["", "### Errors", ""]
@@ -221,7 +222,7 @@ def _significance_markdown(sig: pd.DataFrame, configs: pd.DataFrame, alpha: floa
         out.append("- Only one configuration has finished trials.")
     out += ["",
             f"Method: each configuration's final test accuracies (one per seed) are compared with "
-            f"the best configuration's by Welch's two-sided t-test (`scipy.stats.ttest_ind`, "
+            f"the best configuration's by Welch's two-sided t-test (as `scipy.stats.ttest_ind` with "
             f"`equal_var=False`: the two spreads may differ). The p-values of the "
             f"{int(sig['p_value'].notna().sum())} comparisons are adjusted with Holm's step-down "
             f"method, which keeps the chance of any false \"significantly lower\" at {alpha:g}. "
@@ -327,6 +328,16 @@ def _trials_markdown(trials: pd.DataFrame) -> list[str]:
                      fmt_duration(r.wall_time_s), A.fmt_num(r.images_per_s, digits=0)])
     return _md_table(head, rows, right={"seed", "epochs", "final test acc. %", "best %", "train loss",
                                         "test loss", "time", "images/s"})
+
+
+def _best_epoch_note(trials: pd.DataFrame) -> str:
+    chosen = set(trials["best_by"]) - {""}
+    if chosen == {M.VAL_ACC}:
+        return ("best %: the test accuracy at the epoch with the highest validation accuracy "
+                "(data.val_size: the test set chose nothing).")
+    text = ("best %: the highest test accuracy over the epochs -- chosen on the test set, so "
+            "optimistic; a validation split (data.val_size) chooses the epoch honestly.")
+    return text if M.VAL_ACC not in chosen else text + " Trials with a validation split used it."
 
 
 def _md_table(head: list[str], rows: list[list[str]], right: set[str]) -> list[str]:

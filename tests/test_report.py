@@ -208,3 +208,13 @@ def test_final_accuracy_figure_keeps_a_diverged_config_at_its_edge(tmp_path):
     lo, hi = fig.axes[0].get_xlim()
     assert lo > 70 and hi < 90  # the others' spread, not 10-85
     assert any("10.0 (off scale)" in t.get_text() for t in fig.axes[0].texts)
+
+
+def test_report_says_what_chose_the_best_epoch(tmp_path):
+    from analysis_fixtures import epoch_record
+
+    recs = [{**epoch_record(e, 0.5), "val_acc": 0.4 + 0.1 * e, "val_loss": 1.0} for e in (1, 2, 3)]
+    with_val = analysis.load_experiment(make_experiment(tmp_path, [{"records": recs}], name="v"))
+    assert "highest validation accuracy" in report.write_report(with_val, tmp_path / "rv").read_text()
+    plain = analysis.load_experiment(make_experiment(tmp_path, [{"seed": 0}], name="p"))
+    assert "chosen on the test set, so optimistic" in report.write_report(plain, tmp_path / "rp").read_text()
