@@ -263,10 +263,10 @@ def _add_sweep_parsers(commands) -> None:
     status.add_argument("experiment")
     status.set_defaults(handler=command_status)
 
-    export = commands.add_parser("export", help="write the per-trial and per-config CSVs")
+    export = commands.add_parser("export", help="write the per-trial, per-config and effects CSVs")
     export.add_argument("experiment")
     export.add_argument("-o", "--output", help="CSV file for the per-trial table; the "
-                                               "per-config table goes beside it")
+                                               "per-config and effects tables go beside it")
     export.add_argument("--baseline", metavar="LABEL", help=BASELINE_HELP)
     export.set_defaults(handler=command_export)
 
