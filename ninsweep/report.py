@@ -59,13 +59,12 @@ def write_report(exp: A.Experiment, out_dir: Optional[os.PathLike | str] = None,
     ``baseline``: a config label; the report then compares every config with it too.
     """
     out = Path(out_dir).expanduser() if out_dir is not None else exp.path / REPORT_DIR
+    trials, configs, sig = A.tables(exp, alpha)
+    effects = E.effects_table(trials, baseline)  # an unknown baseline fails before any file
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise NinsweepError(f"{out}: cannot create the report directory: {err.strerror or err}") from None
-
-    trials, configs, sig = A.tables(exp, alpha)
-    effects = E.effects_table(trials, baseline)  # an unknown baseline fails before any file
 
     figures = write_figures(exp, trials, configs, out)
     figures.update(write_effect_figures(exp, trials, effects, out))

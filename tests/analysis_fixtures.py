@@ -151,6 +151,8 @@ def check_analysable(exp_dir: Path, tmp_path: Path, *, expect_trials: Optional[i
     assert analysis.format_table(configs, sig)
     paths = analysis.write_csvs(exp, tmp_path / "check-results.csv")
     assert len(pd.read_csv(paths[0])) == len(exp.trials)
+    effects = pd.read_csv(paths[2])
+    assert {"factor", "level", "baseline", "effect_pct", "ci_low_pct", "ci_high_pct", "p", "n"} <= set(effects.columns)
     md = report.write_report(exp, tmp_path / "check-report")
     assert md.is_file() and md.stat().st_size > 0
     return exp
