@@ -199,16 +199,16 @@ def command_resume(args: argparse.Namespace) -> int:
 
 
 def command_status(args: argparse.Namespace) -> int:
-    from .analysis import format_status, load_experiment
+    from .analysis import STATUS_COLUMNS, format_status, load_experiment
 
-    print(format_status(load_experiment(args.experiment)))
+    print(format_status(load_experiment(args.experiment, columns=STATUS_COLUMNS)))
     return 0
 
 
 def command_export(args: argparse.Namespace) -> int:
     from .analysis import load_experiment, write_csvs
 
-    written = write_csvs(load_experiment(args.experiment), args.output)
+    written = write_csvs(load_experiment(args.experiment), args.output, baseline=args.baseline)
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -218,11 +218,13 @@ def command_report(args: argparse.Namespace) -> int:
     from .analysis import load_experiment
     from .report import write_report
 
-    path = write_report(load_experiment(args.experiment), args.output)
+    path = write_report(load_experiment(args.experiment), args.output, baseline=args.baseline)
     print(f"wrote {path}")
     return 0
 
 
+BASELINE_HELP = ("compare every config with this one (a config label such as ReLU), "
+                 "besides the best; rows 'config' in the effects table")
 AUTOSCALING_HELP = ("the cluster adds nodes on demand: warn, instead of refusing, when no "
                     "node can run a trial yet")
 
@@ -261,15 +263,17 @@ def _add_sweep_parsers(commands) -> None:
     status.add_argument("experiment")
     status.set_defaults(handler=command_status)
 
-    export = commands.add_parser("export", help="write the per-trial and per-config CSVs")
+    export = commands.add_parser("export", help="write the per-trial, per-config and effects CSVs")
     export.add_argument("experiment")
     export.add_argument("-o", "--output", help="CSV file for the per-trial table; the "
-                                               "per-config table goes beside it")
+                                               "per-config and effects tables go beside it")
+    export.add_argument("--baseline", metavar="LABEL", help=BASELINE_HELP)
     export.set_defaults(handler=command_export)
 
     report = commands.add_parser("report", help="Markdown report with figures")
     report.add_argument("experiment")
     report.add_argument("-o", "--output", help="output folder (default EXPERIMENT/report)")
+    report.add_argument("--baseline", metavar="LABEL", help=BASELINE_HELP)
     report.set_defaults(handler=command_report)
 
 

@@ -73,6 +73,10 @@ class DataConfig:
     cache_dir: Optional[str] = None
     train_subset: Optional[int] = None
     test_subset: Optional[int] = None
+    # Images held out of the (subset) training split as a validation set, evaluated every
+    # epoch (val_loss, val_acc): the analysis picks a trial's best epoch on it, not on the
+    # test set. The last N of the split, the same for every trial. 0: no validation split.
+    val_size: int = 0
     synthetic_train_size: int = 5000
     synthetic_test_size: int = 1000
     synthetic_image_size: int = 32
@@ -88,6 +92,7 @@ class DataConfig:
         for key in ("train_subset", "test_subset"):
             value = getattr(self, key)
             _check(f"data.{key}", value is None or value > 0, "must be > 0")
+        _check("data.val_size", self.val_size >= 0, "must be >= 0")
         _check("data.synthetic_train_size", self.synthetic_train_size > 0, "must be > 0")
         _check("data.synthetic_test_size", self.synthetic_test_size > 0, "must be > 0")
         _check("data.synthetic_image_size", self.synthetic_image_size >= 8, "must be >= 8")

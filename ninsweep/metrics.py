@@ -18,3 +18,10 @@ EPOCH_METRICS = (EPOCH, TRAIN_LOSS, TRAIN_ACC, TEST_LOSS, TEST_ACC, LR, EPOCH_TI
 # Only on CUDA: the most GPU memory the run's caching allocator has held so far, in MiB. It is
 # what several trials sharing one GPU (fractional resources) must fit into together.
 PEAK_GPU_MEM_MB = "peak_gpu_mem_mb"
+
+# Only when data.val_size > 0: the same numbers on the validation split held out of the
+# training set. The analysis picks a trial's "best epoch" by VAL_ACC when it is there, so
+# the test set is never used to choose.
+VAL_LOSS = "val_loss"
+VAL_ACC = "val_acc"  # fraction in [0, 1]
+VAL_METRICS = (VAL_LOSS, VAL_ACC)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import metrics as M
 from .config import ModelConfig, TrialConfig, to_dict
-from .data import DeviceLoader, ImageData, load_data
+from .data import DeviceLoader, ImageData, hold_out_validation, load_data
 from .errors import CheckpointError, ConfigError
 from .model import NIN, count_parameters, decayed_parameters
 
@@ -70,6 +70,7 @@ class Trainer:
         seed_everything(cfg.train.seed)
 
         data = data if data is not None else load_data(cfg.data, log=log)
+        data, validation = hold_out_validation(data, cfg.data.val_size)
         if cfg.train.batch_size > len(data.train_labels):
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the "
                               f"training set ({len(data.train_labels)} images)")
@@ -86,6 +87,9 @@ class Trainer:
         self.test_loader = DeviceLoader(
             data.test_images, data.test_labels, batch_size=cfg.train.eval_batch_size,
             train=False, **loader_options)
+        # Evaluated every epoch when data.val_size > 0: what "best epoch" is chosen on.
+        self.val_loader = None if validation is None else DeviceLoader(
+            *validation, batch_size=cfg.train.eval_batch_size, train=False, **loader_options)
         # The only source of data-order and augmentation randomness; checkpointed.
         self.data_generator = torch.Generator().manual_seed(cfg.train.seed)
 
@@ -149,23 +153,27 @@ class Trainer:
             M.EPOCH_TIME_S: time.perf_counter() - started,
             M.IMAGES_PER_S: seen / train_time,
         }
+        if self.val_loader is not None:
+            result[M.VAL_LOSS], result[M.VAL_ACC] = self.evaluate(self.val_loader)
+            result[M.EPOCH_TIME_S] = time.perf_counter() - started
         if self.device.type == "cuda":
             result[M.PEAK_GPU_MEM_MB] = torch.cuda.max_memory_reserved(self.device) / 2**20
         self.history.append(result)
         return result
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy on the test split."""
+    def evaluate(self, loader: Optional[DeviceLoader] = None) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy on the test split (or on ``loader``'s images)."""
+        loader = loader if loader is not None else self.test_loader
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for images, labels in self.test_loader.epoch(None):
+        for images, labels in loader.epoch(None):
             with self._autocast():
                 logits = self.step_model(images)
             loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
             correct += (logits.argmax(dim=1) == labels).sum()
-        count = self.test_loader.num_images
+        count = loader.num_images
         return loss_sum.item() / count, correct.item() / count
 
     def fit(self, on_epoch_end: Optional[EpochCallback] = None) -> list[dict[str, float]]:

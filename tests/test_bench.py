@@ -162,3 +162,16 @@ def test_sweep_and_ray_trial_benchmarks_run_in_the_namespace(tmp_path):
     run_bench(BENCH / "bench_train_loop.py", "--ray", "--train-size", 128, "--test-size", 32,
               "--image-size", 16, "--rounds", 1, "--threads", 1, "--json", out, timeout=600)
     assert positive(json.loads(out.read_text())["ratio"]["ray"])
+
+
+def test_analysis_benchmark_times_export_and_status_against_the_bare_read(tmp_path):
+    out = tmp_path / "analysis.json"
+    done = run_bench(BENCH / "bench_analysis.py", "--trials", 80, "--epochs", 3, "--repeats", 1,
+                     "--workdir", tmp_path, "--json", out)
+    assert "bare loop" in done.stdout and "export" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["ratio"]["bare loop"] == 1.0
+    for command in ("export", "status"):
+        assert positive(result["median_s"][command]) and positive(result["ratio"][command])
+    assert result["effects_rows"] > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("bench-analysis-")]  # cleaned up
