@@ -78,8 +78,7 @@ REFERENCE_ACC_PCT: dict[str, Optional[float]] = {
     "Maxout+BN+WI": None,
 }
 
-ACTIVATION_LABELS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "elu": "ELU", "maxout": "Maxout"}
-INIT_SUFFIXES = {"keras": "", "he": "+WI", "torch": "+torchinit"}
+NORM_KEY = "model.norm"  # a grid key whose levels label as "+GN", "+LN" (NORMS' labels)
 
 # The params every trial has; any other grid key (dotted, "train.lr") is an extra column.
 BASE_PARAMS = ("activation", "batchnorm", "init")
@@ -515,13 +514,36 @@ def _seed(trial: TrialRecord) -> Any:
     return train.get("seed", TrainConfig().seed) if isinstance(train, dict) else TrainConfig().seed
 
 
+@functools.lru_cache(maxsize=1)
+def _registry_labels() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(activation, norm, init) -> report label, from the registries that build them.
+
+    Imported lazily: the registries live next to the torch code, which listing a table
+    does not otherwise need.
+    """
+    from .layers import ACTIVATIONS, NORMS
+    from .model import INITS
+
+    return ({name: spec.label for name, spec in ACTIVATIONS.items()},
+            {name: spec.label for name, spec in NORMS.items()},
+            {name: spec.label for name, spec in INITS.items()})
+
+
 def config_label(activation: str, batchnorm: bool, init: str, extra: Optional[dict[str, Any]] = None) -> str:
-    """The report's naming: "ELU+BN+WI", "ReLU", "LeakyReLU+BN+WI"; other params appended."""
-    label = ACTIVATION_LABELS.get(str(activation), str(activation))
-    if batchnorm:
-        label += "+BN"
-    label += INIT_SUFFIXES.get(str(init), f"+{init}")
-    for key, value in sorted((extra or {}).items()):
+    """The report's naming: "ELU+BN+WI", "ReLU", "LeakyReLU+BN+WI"; other params appended.
+
+    A ``model.norm`` grid key labels as its norm ("ReLU+GN", "ReLU+BN"), not as a key=value.
+    """
+    activations, norms, inits = _registry_labels()
+    extra = dict(extra or {})
+    label = activations.get(str(activation), str(activation))
+    if NORM_KEY in extra:
+        norm = str(extra.pop(NORM_KEY))
+        label += norms.get(norm, f"+{norm}")
+    elif batchnorm:
+        label += norms["batch"]
+    label += inits.get(str(init), f"+{init}")
+    for key, value in sorted(extra.items()):
         label += f" {key}={_fmt_value(value)}"
     return label
 

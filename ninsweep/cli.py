@@ -116,10 +116,11 @@ def _add_train_parser(commands) -> None:
         "train", help="train one model of the study, without Ray",
         description="Train one NIN with the reference recipe. Flags override the recipe; "
                     "--set SECTION.KEY=VALUE reaches every setting (see ninsweep/config.py).")
-    parser.add_argument("--activation", help="relu, leaky_relu, elu or maxout (default relu)")
+    parser.add_argument("--activation", help="relu (default), or any name of ninsweep/layers.py's ACTIVATIONS: "
+                        "leaky_relu, elu, maxout, gelu, silu, mish, selu, tanh, prelu, ...")
     parser.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                         help="BatchNorm after every conv (default off)")
-    parser.add_argument("--init", help="keras (default), he or torch")
+    parser.add_argument("--init", help="keras (default), he, torch, or any name of ninsweep/model.py's INITS")
     parser.add_argument("--pool2", help="max (default, the report's table) or avg (its code)")
     parser.add_argument("--data", help="cifar10 (default), imagefolder or synthetic")
     parser.add_argument("--data-dir", help="cifar10 download root, or the image folder root")

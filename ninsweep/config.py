@@ -16,8 +16,6 @@ from typing import Any, Optional
 
 from .errors import ConfigError
 
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "maxout")
-INITS = ("keras", "he", "torch")
 POOLS = ("max", "avg")
 POOL_PADDINGS = ("same", "symmetric")
 SOURCES = ("cifar10", "imagefolder", "synthetic")
@@ -35,6 +33,14 @@ class ModelConfig:
     leaky_relu_slope: float = 0.01
     elu_alpha: float = 1.0
     maxout_pieces: int = 2
+    # PReLU's learned slope starts here (PyTorch's default).
+    prelu_init: float = 0.25
+    # The normalisation after every conv: none, batch, group, layer (ninsweep.layers.NORMS).
+    # ``batchnorm: true`` is the lab4 spelling of ``norm: batch``; the two are kept in step
+    # (__post_init__), and batchnorm: true with norm group/layer is a contradiction.
+    norm: str = "none"
+    # Groups of norm: group, per layer the largest divisor of its width up to this count.
+    norm_groups: int = 8
     pool2: str = "max"
     # "same" = TensorFlow/Keras "same" pooling (pad 0 before, 1 after, padded cells never
     # win a max and are excluded from an average); "symmetric" = PyTorch padding=1.
@@ -45,9 +51,26 @@ class ModelConfig:
     bn_eps: float = 1e-3
     num_classes: int = 10
 
+    def __post_init__(self) -> None:
+        # One spelling per model: norm "batch" <=> batchnorm true, so `batchnorm: true` and
+        # `norm: batch` give the same config (a grid holding both is a duplicate).
+        if self.norm == "batch" and not self.batchnorm:
+            object.__setattr__(self, "batchnorm", True)
+        elif self.batchnorm and self.norm == "none":
+            object.__setattr__(self, "norm", "batch")
+
     def validate(self) -> None:
-        _one_of("model.activation", self.activation, ACTIVATIONS)
-        _one_of("model.init", self.init, INITS)
+        # The registries next to the code that builds each name are the one list of names.
+        from .layers import ACTIVATIONS, NORMS
+        from .model import INITS
+
+        _one_of("model.activation", self.activation, tuple(ACTIVATIONS))
+        _one_of("model.init", self.init, tuple(INITS))
+        _one_of("model.norm", self.norm, tuple(NORMS))
+        _check("model.norm", not (self.batchnorm and self.norm != "batch"),
+               f"{self.norm!r} contradicts batchnorm: true (batchnorm: true means norm: batch;"
+               " set one of them)")
+        _check("model.norm_groups", self.norm_groups >= 1, "must be >= 1")
         _one_of("model.pool2", self.pool2, POOLS)
         _one_of("model.pool_padding", self.pool_padding, POOL_PADDINGS)
         _check("model.maxout_pieces", self.maxout_pieces >= 2, "must be >= 2")

@@ -11,13 +11,19 @@ Init schemes (``ModelConfig.init``):
   (k * C channels) gets the std of its k * C outputs. No extra gain for ELU or Maxout: the
   report applied the same WI to every activation and we reproduce it.
 - ``torch``: PyTorch's own defaults (kaiming_uniform with a=sqrt(5)); matches neither.
+- ``orthogonal``, ``xavier_uniform`` / ``xavier_normal`` (Glorot), ``kaiming_fan_in`` /
+  ``kaiming_fan_out`` (He normal with ReLU's gain, fan over C_in or C_out times k^2): the
+  named PyTorch initialiser on *every* conv, 1x1 ones included, zero biases.
+
+``INITS`` is the one list of scheme names: config validates against it, the analysis takes
+each scheme's report suffix ("+WI") from it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -120,20 +126,52 @@ class NIN(nn.Module):
         return (m for m in self.layers if isinstance(m, ConvNormAct))
 
 
-def initialize(model: NIN, scheme: str) -> None:
-    """Apply an init scheme to every conv of ``model`` (see the module docstring)."""
-    if scheme == "torch":
-        return
-    for block in model.conv_blocks():
-        conv = block.conv
+def _keras_or_he(he: bool) -> Callable[[nn.Conv2d, Optional[float]], None]:
+    def init(conv: nn.Conv2d, keras_std: Optional[float]) -> None:
         kernel = conv.kernel_size[0]
         if kernel == 1:
             nn.init.xavier_uniform_(conv.weight)  # Keras glorot_uniform, fans = channels
-        elif scheme == "he":
+        elif he:
             nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (kernel * kernel * conv.out_channels)))
         else:
-            nn.init.normal_(conv.weight, 0.0, block.keras_std)
-        nn.init.zeros_(conv.bias)
+            nn.init.normal_(conv.weight, 0.0, keras_std)
+    return init
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """A weight-init scheme: its report suffix and what it does to one conv's weight."""
+
+    label: str  # appended to a report label: "+WI"; "" for the lab's default
+    # (conv, the lab's explicit std of a spatial conv or None) -> None; None: leave PyTorch's
+    # defaults, biases included.
+    apply: Optional[Callable[[nn.Conv2d, Optional[float]], None]]
+
+
+INITS: dict[str, InitSpec] = {
+    "keras": InitSpec("", _keras_or_he(he=False)),
+    "he": InitSpec("+WI", _keras_or_he(he=True)),
+    "torch": InitSpec("+torchinit", None),
+    "orthogonal": InitSpec("+orthogonal", lambda conv, _: nn.init.orthogonal_(conv.weight)),
+    "xavier_uniform": InitSpec("+xavier_uniform",
+                               lambda conv, _: nn.init.xavier_uniform_(conv.weight)),
+    "xavier_normal": InitSpec("+xavier_normal",
+                              lambda conv, _: nn.init.xavier_normal_(conv.weight)),
+    "kaiming_fan_in": InitSpec("+kaiming_fan_in", lambda conv, _: nn.init.kaiming_normal_(
+        conv.weight, mode="fan_in", nonlinearity="relu")),
+    "kaiming_fan_out": InitSpec("+kaiming_fan_out", lambda conv, _: nn.init.kaiming_normal_(
+        conv.weight, mode="fan_out", nonlinearity="relu")),
+}
+
+
+def initialize(model: NIN, scheme: str) -> None:
+    """Apply an init scheme to every conv of ``model`` (see the module docstring)."""
+    apply = INITS[scheme].apply
+    if apply is None:
+        return
+    for block in model.conv_blocks():
+        apply(block.conv, block.keras_std)
+        nn.init.zeros_(block.conv.bias)
 
 
 def build_model(activation: str = "relu", batchnorm: bool = False, init: str = "keras",

@@ -795,6 +795,8 @@ def _compact(value: Any) -> str:
 
 def _trial_name(params: dict[str, Any], extra: list[str]) -> str:
     parts = [params["activation"], "bn" if params["batchnorm"] else "nobn", params["init"]]
+    if "model.norm" in extra:
+        del parts[1]  # the norm key names it: relu-keras-norm_group, not relu-nobn-...
     for canon in extra:
         short = canon.partition(".")[2]
         value = params[canon]

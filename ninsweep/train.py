@@ -238,6 +238,9 @@ def check_architecture(state: dict[str, Any], model_cfg: ModelConfig) -> None:
     if not isinstance(saved, dict):
         raise CheckpointError("checkpoint has no model configuration; not a ninsweep checkpoint")
     wanted = to_dict(model_cfg)
+    # A field added after the checkpoint was written holds its default there (the model a
+    # default builds is the one the older ninsweep built).
+    saved = {**to_dict(ModelConfig()), **saved}
     differences = [f"{key}: checkpoint {saved.get(key)!r}, requested {value!r}"
                    for key, value in wanted.items() if saved.get(key) != value]
     if differences:

@@ -395,6 +395,17 @@ def test_config_labels(params, label):
         assert label in analysis.REFERENCE_ACC_PCT
 
 
+@pytest.mark.parametrize("params,extra,label", [
+    (("gelu", False, "orthogonal"), {}, "GELU+orthogonal"),
+    (("silu", True, "kaiming_fan_out"), {}, "SiLU+BN+kaiming_fan_out"),
+    (("relu", False, "keras"), {"model.norm": "group"}, "ReLU+GN"),
+    (("relu", True, "he"), {"model.norm": "batch", "train.lr": 0.01}, "ReLU+BN+WI train.lr=0.01"),
+    (("relu", False, "keras"), {"model.norm": "none"}, "ReLU"),
+])
+def test_config_labels_of_the_open_axes_come_from_the_registries(params, extra, label):
+    assert analysis.config_label(*params, extra) == label
+
+
 def test_extra_grid_params_make_separate_configs(tmp_path):
     exp = analysis.load_experiment(make_experiment(tmp_path, [
         {"seed": 0, "extra": {"train.lr": 0.1}}, {"seed": 1, "extra": {"train.lr": 0.1}},

@@ -85,7 +85,8 @@ def test_errors_from_the_real_command_have_no_traceback(tmp_path):
     result = ninsweep("train", "--activation", "swish", env=cli_env(tmp_path), timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == ("ninsweep: error: model.activation: unknown value 'swish' "
-                                     "(choose from relu, leaky_relu, elu, maxout)")
+                                     "(choose from relu, leaky_relu, elu, maxout, gelu, silu, mish, "
+                                     "selu, tanh, prelu, hardswish)")
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -18,6 +18,7 @@ from ninsweep.space import (
     format_dry_run,
     load_space,
     package_spaces_dir,
+    parse_space,
     resolve_space_path,
 )
 
@@ -215,7 +216,7 @@ G = "grid:\n  - activation: [relu, elu]\n"
 ERROR_CASES = [
     # (id, YAML, expected text after "<file>: ")
     ("unknown-activation", "grid:\n  - activation: [relu, relu6]\n",
-     "grid[0].activation: unknown value 'relu6' (choose from relu, leaky_relu, elu, maxout)"),
+     "grid[0].activation: unknown value 'relu6' (choose from relu, leaky_relu, elu, maxout, gelu, silu, mish, selu, tanh, prelu, hardswish)"),
     ("unknown-init", G + "  - activation: [maxout]\n    init: [xavier]\n",
      "grid[1].init: unknown value 'xavier'"),
     ("wrong-type-in-grid", "grid:\n  - batchnorm: [maybe]\n",
@@ -297,7 +298,8 @@ def test_error_uses_the_file_name_as_given(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as info:
         load_space("lab4.yaml")
     assert str(info.value) == ("lab4.yaml: grid[0].activation: unknown value 'relu6' "
-                               "(choose from relu, leaky_relu, elu, maxout)")
+                               "(choose from relu, leaky_relu, elu, maxout, gelu, silu, mish, selu, tanh, "
+                               "prelu, hardswish)")
 
 
 @pytest.mark.parametrize("text, line", [
@@ -468,3 +470,32 @@ def test_resolve_unknown_name_lists_available(tmp_path, monkeypatch):
         resolve_space_path(os.path.join("nowhere", "lab4.yaml"))
     with pytest.raises(ConfigError, match="is a directory"):
         resolve_space_path(tmp_path)
+
+
+# ------------------------------------------------------------------ open axes (issue 12)
+
+def test_open_axes_are_grid_keys_with_their_parameters():
+    spec = parse_space("grid:\n"
+                       "  - activation: [gelu, leaky_relu]\n"
+                       "    norm: [none, group]\n"
+                       "    norm_groups: [4]\n"
+                       "    init: [orthogonal]\n"
+                       "    leaky_relu_slope: [0.2]\n", "open.yaml")
+    assert spec.trial_names[:2] == ("gelu-orthogonal-norm_none-norm_groups4-leaky_relu_slope0.2-s0",
+                                    "gelu-orthogonal-norm_group-norm_groups4-leaky_relu_slope0.2-s0")
+    configs = [t.config.model for t in spec.trials]
+    assert [(c.activation, c.norm, c.norm_groups) for c in configs] == [
+        ("gelu", "none", 4), ("gelu", "group", 4), ("leaky_relu", "none", 4),
+        ("leaky_relu", "group", 4)]
+    assert spec.trials[1].params["model.norm"] == "group"
+
+
+def test_batchnorm_and_norm_batch_in_one_grid_are_the_same_trial(tmp_path):
+    message = load_error(tmp_path, "grid:\n  - batchnorm: [true]\n  - norm: [batch]\n")
+    assert "grid[1]: duplicate configuration" in message
+
+
+def test_batchnorm_true_with_another_norm_is_one_line_naming_the_key(tmp_path):
+    message = load_error(tmp_path, "grid:\n  - batchnorm: [true]\n    norm: [layer]\n")
+    assert message == (f"{tmp_path / 'space.yaml'}: grid[0].norm: 'layer' contradicts "
+                       "batchnorm: true (batchnorm: true means norm: batch; set one of them)")
