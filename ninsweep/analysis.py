@@ -548,6 +548,22 @@ def config_label(activation: str, batchnorm: bool, init: str, extra: Optional[di
     return label
 
 
+def factor_label(extra: dict[str, Any], model: str = "") -> str:
+    """A label from the factors alone: "width=16 depth=20 norm=batch" (model keys bare,
+    other sections dotted: "train.lr=0.01"); ``model`` (a factory's name) when none vary."""
+    parts = [f"{key.removeprefix('model.')}={_fmt_value(value)}" for key, value in extra.items()]
+    return " ".join(parts) or model or "default"
+
+
+def _trial_label(trial: TrialRecord, base: dict[str, Any], extra: dict[str, Any]) -> str:
+    """The NIN's trials: the report's naming (ELU+BN+WI); a model factory's: its factors."""
+    model = trial.config.get("model") if isinstance(trial.config.get("model"), dict) else {}
+    factory = model.get("factory")
+    if factory:
+        return factor_label(extra, str(factory).rpartition(":")[2])
+    return config_label(base["activation"], base["batchnorm"], base["init"], extra)
+
+
 def _fmt_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
@@ -583,7 +599,7 @@ def trial_table(exp: Experiment) -> pd.DataFrame:
                 extras_order.append(k)
         row: dict[str, Any] = {
             "trial": t.name,
-            "config": config_label(base["activation"], base["batchnorm"], base["init"], extra),
+            "config": _trial_label(t, base, extra),
             **base, "seed": _seed(t), **extra,
             "status": t.status, "epochs_done": t.epochs_done, "epochs_planned": t.epochs_planned,
             **_history_summary(t.metrics),

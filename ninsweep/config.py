@@ -50,6 +50,29 @@ class ModelConfig:
     bn_momentum: float = 0.01
     bn_eps: float = 1e-3
     num_classes: int = 10
+    # Your own model instead of the NIN: "module:function" returning an nn.Module
+    # (ninsweep.factory). With a factory, every model key other than factory and num_classes
+    # is one of its keyword arguments (factory_kwargs); the NIN's fields are unused.
+    factory: Optional[str] = None
+    factory_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    # The model keys that stay ModelConfig fields when a factory is named.
+    FACTORY_FIELDS = ("factory", "factory_kwargs", "num_classes")
+
+    @classmethod
+    def route_raw(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """With a factory, flat keys (``width: 16``) are its keyword arguments.
+
+        A mapping that already holds ``factory_kwargs`` is the canonical form (``to_dict``'s,
+        in manifests and checkpoints) and is taken as it is.
+        """
+        if raw.get("factory") is None or "factory_kwargs" in raw:
+            return raw
+        routed = {k: v for k, v in raw.items() if k in cls.FACTORY_FIELDS}
+        kwargs = dict(routed.get("factory_kwargs") or {})
+        kwargs.update({k: v for k, v in raw.items() if k not in cls.FACTORY_FIELDS})
+        routed["factory_kwargs"] = kwargs
+        return routed
 
     def __post_init__(self) -> None:
         # One spelling per model: norm "batch" <=> batchnorm true, so `batchnorm: true` and
@@ -60,6 +83,13 @@ class ModelConfig:
             object.__setattr__(self, "norm", "batch")
 
     def validate(self) -> None:
+        if self.factory is not None:
+            from .factory import check_import_path
+
+            check_import_path("model.factory", self.factory)
+            _check("model.num_classes", self.num_classes >= 2, "must be >= 2")
+            return
+        _check("model.factory_kwargs", not self.factory_kwargs, "needs model.factory")
         # The registries next to the code that builds each name are the one list of names.
         from .layers import ACTIVATIONS, NORMS
         from .model import INITS
@@ -237,6 +267,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix.rstrip(':.') or cls.__name__}: expected a mapping, "
                           f"got {type(raw).__name__}")
+    if hasattr(cls, "route_raw"):
+        raw = cls.route_raw(raw)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
@@ -264,6 +296,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, key)
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key}: expected a mapping with string keys, got {_describe(value)}")
+        return dict(value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {_describe(value)}")

@@ -302,6 +302,11 @@ def prepare_submission(space: str, *, storage: Optional[str] = None,
             staged = True
             notes.append(f"{space_file} is outside the project: shipped a copy of it")
 
+        if spec.code:
+            # A model factory's module: the job's driver imports it to check the space, its
+            # workers to build the model (sweep.start_ray passes no runtime_env in a job).
+            runtime_env["py_modules"] = [*runtime_env.get("py_modules", []), *spec.code]
+            notes.append("shipped " + ", ".join(Path(p).name for p in spec.code))
         command = ["python", "-m", "ninsweep", "run", remote_space, "--address", "auto"]
         if storage:
             command += ["--storage", storage]

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig, from_dict
+from .errors import ConfigError
 from .layers import ConvNormAct
 
 
@@ -174,32 +175,67 @@ def initialize(model: NIN, scheme: str) -> None:
         nn.init.zeros_(block.conv.bias)
 
 
+def build_factory_model(config: ModelConfig, search_dirs: tuple = ()) -> nn.Module:
+    """Call ``config.factory`` with its keyword arguments; it must return an ``nn.Module``.
+
+    ``num_classes`` is passed too when the factory takes it and the space did not set it
+    as a keyword. Every failure is a one-line ``ConfigError`` naming ``model.factory``.
+    """
+    from .factory import accepts_keyword, keyword_problem, load_callable
+
+    function = load_callable("model.factory", config.factory, search_dirs)
+    kwargs = dict(config.factory_kwargs)
+    if "num_classes" not in kwargs and accepts_keyword(function, "num_classes"):
+        kwargs["num_classes"] = config.num_classes
+    problem = keyword_problem(function, config.factory, kwargs)
+    if problem is not None:
+        raise ConfigError(f"model.{problem[0]}: {problem[1]}")
+    try:
+        model = function(**kwargs)
+    except Exception as err:  # the user's code: say what it raised, in one line
+        text = str(err).strip().splitlines()
+        raise ConfigError(f"model.factory: {config.factory}({_call_text(kwargs)}) raised "
+                          f"{type(err).__name__}: {text[0][:300] if text else ''}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model.factory: {config.factory}({_call_text(kwargs)}) returned "
+                          f"{type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _call_text(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
 def build_model(activation: str = "relu", batchnorm: bool = False, init: str = "keras",
-                config: Optional[ModelConfig] = None, **options: Any) -> NIN:
+                config: Optional[ModelConfig] = None, **options: Any) -> nn.Module:
     """Build the NIN for one cell of the study.
 
     ``build_model("elu", batchnorm=True, init="he")``; other ``ModelConfig`` fields
     (``pool2="avg"``, ``maxout_pieces=3``, ...) as keywords, or a whole ``config``.
-    Unknown names raise ``ConfigError``.
+    Unknown names raise ``ConfigError``. A ``config`` naming a ``factory`` builds that
+    model instead (``build_factory_model``).
     """
     if config is None:
         config = from_dict(ModelConfig, dict(activation=activation, batchnorm=batchnorm,
                                              init=init, **options))
+    if config.factory is not None:
+        return build_factory_model(config)
     return NIN(config)
 
 
-def decayed_parameters(model: NIN, scope: str) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+def decayed_parameters(model: nn.Module, scope: str) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """Split parameters into (decayed, not decayed) for weight decay ``scope``.
 
-    "spatial": only the kernels of the 5x5/5x5/3x3 convs (Keras l2 on those layers, the
-    reference); "conv": every conv kernel; "all": every parameter.
+    "spatial": only the kernels of the convs wider than 1x1 (NIN's 5x5/5x5/3x3: Keras l2 on
+    those layers, the reference); "conv": every conv kernel; "all": every parameter. Any
+    model's ``nn.Conv2d`` modules count (for the NIN: exactly its conv blocks' convs).
     """
     if scope == "all":
         return list(model.parameters()), []
     chosen = {
-        id(block.conv.weight)
-        for block in model.conv_blocks()
-        if scope == "conv" or block.conv.kernel_size[0] > 1
+        id(conv.weight)
+        for conv in model.modules()
+        if isinstance(conv, nn.Conv2d) and (scope == "conv" or max(conv.kernel_size) > 1)
     }
     decayed = [p for p in model.parameters() if id(p) in chosen]
     others = [p for p in model.parameters() if id(p) not in chosen]

@@ -97,6 +97,9 @@ class SweepSpec:
     seeds: tuple[int, ...] = (0,)
     # Command-line overrides applied after loading (with_overrides), for the manifest.
     overrides: dict[str, Any] = field(default_factory=dict)
+    # User modules (files or package dirs) a model factory comes from, which Ray workers
+    # and submitted jobs must be given (ninsweep.factory.code_path).
+    code: tuple[str, ...] = ()
 
     @property
     def trial_names(self) -> tuple[str, ...]:
@@ -179,6 +182,7 @@ class SweepSpec:
             "checkpoint": {"every": self.checkpoint_every, "keep": self.checkpoint_keep},
             "failure": {"max_retries": self.max_retries},
             "overrides": dict(self.overrides),
+            "code": list(self.code),
         }
 
     @classmethod
@@ -240,6 +244,7 @@ class SweepSpec:
             max_retries=_parse_failure(fail, manifest.get("failure")),
             seeds=_parse_seeds(fail, seeds),
             overrides=dict(overrides),
+            code=tuple(str(p) for p in manifest.get("code") or ()),
         )
 
 
@@ -342,11 +347,81 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
             fail("train.seed", "set seeds with the top-level seeds list (seeds: [0, 1, 2])")
         base[section] = dict(value)
 
-    blocks = _parse_grid(fail, raw.get("grid"), base)
+    blocks = _parse_grid(fail, raw.get("grid"), base, _names_factory(raw, base))
     trials = _expand(fail, blocks, base, seeds)
+    code = _check_factories(fail, blocks, trials, where)
     return SweepSpec(name=name, description=description.strip(), source=where, raw=raw,
                      trials=tuple(trials), resources=resources, checkpoint_every=every,
-                     checkpoint_keep=keep, max_retries=max_retries, seeds=seeds)
+                     checkpoint_keep=keep, max_retries=max_retries, seeds=seeds, code=code)
+
+
+def _names_factory(raw: dict[str, Any], base: dict[str, dict]) -> bool:
+    """Whether the space names a model factory (in the model section or as a grid key)."""
+    if base["model"].get("factory") is not None:
+        return True
+    grid = raw.get("grid")
+    blocks = [grid] if isinstance(grid, dict) else grid if isinstance(grid, list) else []
+    return any(isinstance(b, dict) and ("factory" in b or "model.factory" in b) for b in blocks)
+
+
+def _space_dirs(where: str) -> list[Path]:
+    """Where a space's user modules are looked for: its own directory, the working one."""
+    dirs = [Path.cwd()]
+    if where and not where.startswith("<"):
+        dirs.insert(0, Path(where).expanduser().resolve().parent)
+    return dirs
+
+
+def _check_factories(fail: "_Failer", blocks: list["_Block"], trials: list[TrialSpec],
+                     where: str) -> tuple[str, ...]:
+    """Import each model factory, check its keywords and build each distinct model once.
+
+    Before Ray starts, a bad path, a keyword the function does not take (or one it needs
+    and does not get) and a factory that returns no ``nn.Module`` each fail in one line
+    naming the space key. Returns the user modules to ship to Ray workers.
+    """
+    if not any(t.config.model.factory for t in trials):
+        return ()
+    from .factory import code_path, keyword_problem, load_callable
+    from .model import build_factory_model
+
+    dirs = _space_dirs(where)
+    code: list[str] = []
+    built: set[str] = set()
+    for trial in trials:
+        model = trial.config.model
+        if model.factory is None:
+            continue
+        function = load_callable(f"{fail.where}: {_space_key(blocks, 'factory')}",
+                                 model.factory, dirs)
+        kwargs = set(model.factory_kwargs) | {"num_classes"}
+        problem = keyword_problem(function, model.factory, model.factory_kwargs,
+                                  supplied=("num_classes",) if "num_classes" in kwargs else ())
+        if problem is not None:
+            keyword, text = problem
+            fail(_space_key(blocks, keyword) if keyword in model.factory_kwargs
+                 else "model.factory", text)
+        identity = json.dumps([model.factory, model.factory_kwargs, model.num_classes],
+                              sort_keys=True, default=str)
+        if identity not in built:
+            built.add(identity)
+            try:
+                build_factory_model(model, tuple(dirs))
+            except ConfigError as err:
+                raise ConfigError(_one_line(f"{fail.where}: {err} (trial {trial.name})")) from None
+        path = code_path(model.factory, dirs)
+        if path is not None and path not in code:
+            code.append(path)
+    return tuple(code)
+
+
+def _space_key(blocks: list["_Block"], name: str) -> str:
+    """Where the space sets model key ``name``: its first grid key, else model.<name>."""
+    for block in blocks:
+        for key, canon in block.keys:
+            if canon == f"model.{name}":
+                return f"{block.path}.{key}"
+    return f"model.{name}"
 
 
 # --------------------------------------------------------------------------------------
@@ -622,7 +697,7 @@ def _fields(section: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(SECTIONS[section]))
 
 
-def _canonical_key(fail: _Failer, path: str, key: Any) -> str:
+def _canonical_key(fail: _Failer, path: str, key: Any, factory: bool = False) -> str:
     if not isinstance(key, str):
         fail(path, f"grid keys must be strings, got {_yaml_type(key)}")
     if key in ("seed", "train.seed"):
@@ -631,11 +706,11 @@ def _canonical_key(fail: _Failer, path: str, key: Any) -> str:
         section, _, name = key.partition(".")
         if section not in SECTIONS:
             fail(path, f"not a config field (dotted keys start with {', '.join(SECTIONS)})")
-        if name not in _fields(section):
+        if name not in _fields(section) and not (factory and section == "model"):
             fail(path, f"not a config field ({section} fields: {', '.join(_fields(section))})")
         return key
-    if key in _fields("model"):
-        return f"model.{key}"
+    if key in _fields("model") or factory:
+        return f"model.{key}"  # with a model factory, a keyword argument of it
     for section in ("train", "data"):
         if key in _fields(section):
             fail(path, f"not a model field; write {section}.{key} (bare names are model fields)")
@@ -643,7 +718,8 @@ def _canonical_key(fail: _Failer, path: str, key: Any) -> str:
                "sections by dotted name, e.g. train.lr)")
 
 
-def _parse_grid(fail: _Failer, grid: Any, base: dict[str, dict]) -> list[_Block]:
+def _parse_grid(fail: _Failer, grid: Any, base: dict[str, dict],
+                factory: bool = False) -> list[_Block]:
     if grid is None:
         fail("grid", "missing or empty (give a list of blocks, e.g. - activation: [relu, elu])")
     if isinstance(grid, dict):
@@ -665,7 +741,7 @@ def _parse_grid(fail: _Failer, grid: Any, base: dict[str, dict]) -> list[_Block]
         seen: dict[str, str] = {}
         for key, vals in block.items():
             kpath = f"{bpath}.{key}"
-            canon = _canonical_key(fail, kpath, key)
+            canon = _canonical_key(fail, kpath, key, factory)
             if canon in seen:
                 fail(kpath, f"same field as {bpath}.{seen[canon]}")
             seen[canon] = key
@@ -673,7 +749,7 @@ def _parse_grid(fail: _Failer, grid: Any, base: dict[str, dict]) -> list[_Block]
             if name in base[section]:
                 fail(kpath, f"also set in the {section} section; set it in one place "
                             f"(the grid, or {section}: {{{name}: ...}})")
-            hint = _field_hint(section, name)
+            hint = _field_hint(section, name) if name in _fields(section) else Any
             is_tuple = typing.get_origin(hint) is tuple
             if isinstance(vals, list):
                 if not vals:
@@ -718,7 +794,7 @@ def _expand(fail: _Failer, blocks: list[_Block], base: dict[str, dict],
                 except ConfigError as err:
                     _report_trial_error(fail, err, block, combo, base_error)
                 params = _params(config, extra)
-                tname = _trial_name(params, extra)
+                tname = _trial_name(params, extra, config.model.factory)
                 key = json.dumps(config.to_dict(), sort_keys=True)
                 if key in by_config:
                     other_name, other_block = by_config[key]
@@ -770,15 +846,22 @@ def _plain(value: Any) -> Any:
 
 
 def _params(config: TrialConfig, extra: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "activation": config.model.activation,
-        "batchnorm": config.model.batchnorm,
-        "init": config.model.init,
-        "seed": config.train.seed,
-    }
+    model = config.model
+    if model.factory is not None:
+        # A factory's trial has no NIN axes: its params are the seed and its grid keys.
+        params: dict[str, Any] = {"seed": config.train.seed}
+    else:
+        params = {"activation": model.activation, "batchnorm": model.batchnorm,
+                  "init": model.init, "seed": config.train.seed}
     for canon in extra:
         section, _, name = canon.partition(".")
-        params[canon] = _plain(getattr(getattr(config, section), name))
+        if (section == "model" and model.factory is not None
+                and name not in ModelConfig.FACTORY_FIELDS):
+            params[canon] = _plain(model.factory_kwargs.get(name))
+        elif section == "model" and name not in _fields("model"):
+            params[canon] = None  # a factory keyword, in a trial without that factory
+        else:
+            params[canon] = _plain(getattr(getattr(config, section), name))
     return params
 
 
@@ -793,9 +876,12 @@ def _compact(value: Any) -> str:
     return str(value)
 
 
-def _trial_name(params: dict[str, Any], extra: list[str]) -> str:
-    parts = [params["activation"], "bn" if params["batchnorm"] else "nobn", params["init"]]
-    if "model.norm" in extra:
+def _trial_name(params: dict[str, Any], extra: list[str], factory: Optional[str] = None) -> str:
+    if factory is not None:
+        parts = [factory.rpartition(":")[2]]  # resnet20-width16-s0
+    else:
+        parts = [params["activation"], "bn" if params["batchnorm"] else "nobn", params["init"]]
+    if "model.norm" in extra and factory is None:
         del parts[1]  # the norm key names it: relu-keras-norm_group, not relu-nobn-...
     for canon in extra:
         short = canon.partition(".")[2]

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Optional, Sequence, TextIO
 
 from .errors import NinsweepError
 from .space import SweepSpec
@@ -43,8 +43,14 @@ class SweepOutcome:
 
 # -- Ray ------------------------------------------------------------------------------------
 
-def start_ray(address: Optional[str], log: Callable[[str], None]) -> None:
-    """Connect to ``address``, or start an embedded instance that listens on loopback only."""
+def start_ray(address: Optional[str], log: Callable[[str], None],
+              code: Sequence[str] = ()) -> None:
+    """Connect to ``address``, or start an embedded instance that listens on loopback only.
+
+    ``code``: user modules (files or package directories, ``SweepSpec.code``) the trials
+    import, e.g. a model factory's: shipped as ``py_modules`` to a cluster; for the embedded
+    instance, whose workers inherit this process's environment, put on PYTHONPATH.
+    """
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -56,16 +62,26 @@ def start_ray(address: Optional[str], log: Callable[[str], None]) -> None:
             # Not a Ray job (whose runtime_env already ships the project, and which refuses
             # to merge another): ship this package so workers without ninsweep can run it.
             package = str(Path(__file__).resolve().parent)
-            options["runtime_env"] = {"py_modules": [package], "excludes": ["__pycache__"]}
+            options["runtime_env"] = {"py_modules": [package, *code], "excludes": ["__pycache__"]}
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=True, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise NinsweepError(f"cannot connect to Ray at {address}: {str(err).splitlines()[0]}") from None
         log(f"connected to Ray at {address}")
     else:
+        _put_on_pythonpath(code)
         ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
                  logging_level="WARNING", log_to_driver=True)
         log("started a local Ray instance on 127.0.0.1")
+
+
+def _put_on_pythonpath(code: Sequence[str]) -> None:
+    """Workers of an embedded Ray inherit PYTHONPATH: add the import roots of ``code``."""
+    roots = [str(Path(path).parent) for path in code]
+    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    added = [root for root in dict.fromkeys(roots) if root not in current]
+    if added:
+        os.environ["PYTHONPATH"] = os.pathsep.join(current + added)
 
 
 def check_schedulable(spec: SweepSpec, autoscaling: bool = False,
@@ -124,7 +140,7 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
     if experiment_exists(experiment):
         raise NinsweepError(f"{experiment} already exists; resume it with `ninsweep resume "
                             f"{experiment}` or choose another --name")
-    start_ray(address, log)
+    start_ray(address, log, code=spec.code)
     import ray
 
     try:
@@ -186,7 +202,7 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
     log = _logger(out)
     experiment = experiment if is_uri(experiment) else str(Path(experiment).expanduser().resolve())
     spec = SweepSpec.from_manifest(read_manifest(experiment))
-    start_ray(address, log)
+    start_ray(address, log, code=spec.code)
     import ray
 
     try:

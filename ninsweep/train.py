@@ -23,7 +23,7 @@ from . import metrics as M
 from .config import ModelConfig, TrialConfig, to_dict
 from .data import DeviceLoader, ImageData, hold_out_validation, load_data
 from .errors import CheckpointError, ConfigError
-from .model import NIN, count_parameters, decayed_parameters
+from .model import build_model, count_parameters, decayed_parameters
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -93,7 +93,7 @@ class Trainer:
         # The only source of data-order and augmentation randomness; checkpointed.
         self.data_generator = torch.Generator().manual_seed(cfg.train.seed)
 
-        self.model = NIN(cfg.model).to(self.device)
+        self.model = build_model(config=cfg.model).to(self.device)  # NIN or a factory's
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         decayed, not_decayed = decayed_parameters(self.model, cfg.train.weight_decay_on)
