@@ -78,6 +78,10 @@ REFERENCE_ACC_PCT: dict[str, Optional[float]] = {
     "Maxout+BN+WI": None,
 }
 
+# The trial-table column holding each objective metric's final value (accuracies in %).
+OBJECTIVE_COLUMNS = {M.TEST_ACC: "final_test_acc_pct", M.TEST_LOSS: "final_test_loss",
+                     M.VAL_ACC: "final_val_acc_pct", M.VAL_LOSS: "final_val_loss",
+                     M.TRAIN_ACC: "final_train_acc_pct", M.TRAIN_LOSS: "final_train_loss"}
 NORM_KEY = "model.norm"  # a grid key whose levels label as "+GN", "+LN" (NORMS' labels)
 
 # The params every trial has; any other grid key (dotted, "train.lr") is an extra column.
@@ -130,6 +134,15 @@ class Experiment:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def objective(self) -> dict[str, str]:
+        """The space's ``objective`` ({metric, mode}); test_acc, max for older manifests."""
+        recorded = (self.manifest or {}).get("objective")
+        if isinstance(recorded, dict) and recorded.get("metric") in OBJECTIVE_COLUMNS \
+                and recorded.get("mode") in M.OBJECTIVE_MODES:
+            return {"metric": recorded["metric"], "mode": recorded["mode"]}
+        return dict(M.DEFAULT_OBJECTIVE)
 
     @property
     def is_lab4(self) -> bool:
@@ -577,7 +590,7 @@ def _fmt_value(value: Any) -> str:
 TRIAL_COLUMNS = [
     "trial", "config", "activation", "batchnorm", "init", "seed", "status",
     "epochs_done", "epochs_planned", "final_test_acc_pct", "best_test_acc_pct", "best_epoch",
-    "best_by", "final_val_acc_pct", "final_train_acc_pct", "final_train_loss", "final_test_loss", "wall_time_s",
+    "best_by", "final_val_acc_pct", "final_train_acc_pct", "final_train_loss", "final_test_loss", "final_val_loss", "wall_time_s",
     "images_per_s", "error", "trial_dir",
 ]
 
@@ -612,7 +625,14 @@ def trial_table(exp: Experiment) -> pd.DataFrame:
     df["epochs_done"] = df["epochs_done"].astype(int)
     df["epochs_planned"] = df["epochs_planned"].astype(int)
     df["best_epoch"] = df["best_epoch"].astype("Int64")
+    df.attrs["objective"] = exp.objective  # what _config_table and the effects rank by
     return df
+
+
+def objective_of(trials: pd.DataFrame) -> tuple[str, str, str]:
+    """(metric, mode, trial-table column) of the objective a trial table was made for."""
+    objective = trials.attrs.get("objective") or M.DEFAULT_OBJECTIVE
+    return objective["metric"], objective["mode"], OBJECTIVE_COLUMNS[objective["metric"]]
 
 
 def _history_summary(h: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -626,6 +646,7 @@ def _history_summary(h: dict[str, np.ndarray]) -> dict[str, Any]:
         "final_test_acc_pct": np.nan, "best_test_acc_pct": np.nan, "best_epoch": np.nan,
         "best_by": "", "final_val_acc_pct": np.nan,
         "final_train_acc_pct": np.nan, "final_train_loss": np.nan, "final_test_loss": np.nan,
+        "final_val_loss": np.nan,
         "wall_time_s": np.nan, "images_per_s": np.nan}
     epochs = h[M.EPOCH]
     if not len(epochs):
@@ -648,6 +669,7 @@ def _history_summary(h: dict[str, np.ndarray]) -> dict[str, Any]:
     row["final_train_acc_pct"] = 100.0 * col(M.TRAIN_ACC)[-1]
     row["final_train_loss"] = float(col(M.TRAIN_LOSS)[-1])
     row["final_test_loss"] = float(col(M.TEST_LOSS)[-1])
+    row["final_val_loss"] = float(col(M.VAL_LOSS)[-1])
     epoch_times = col(M.EPOCH_TIME_S)
     if np.isfinite(epoch_times).any():
         row["wall_time_s"] = float(np.nansum(epoch_times))
@@ -721,6 +743,7 @@ def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
         return mask.groupby(trials["config"], sort=False).sum().reindex(labels, fill_value=0).astype(int)
 
     done = trials[status == FINISHED]
+    _, mode, objective_column = objective_of(trials)
     acc = pd.to_numeric(done["final_test_acc_pct"], errors="coerce")
     acc = acc[np.isfinite(acc.to_numpy(float))]
     by = acc.groupby(done.loc[acc.index, "config"], sort=False)
@@ -755,12 +778,18 @@ def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
         "mean_final_test_loss": done_mean("final_test_loss"),
         "mean_wall_time_s": done_mean("wall_time_s"),
         "mean_images_per_s": done_mean("images_per_s"),
+        # The space's objective (test_acc by default: then the same as mean_test_acc_pct):
+        # what the table is ranked by and the best config chosen on.
+        "mean_objective": done_mean(objective_column), "std_objective":
+            pd.to_numeric(done[objective_column], errors="coerce").groupby(
+                done["config"], sort=False).std(ddof=1).reindex(labels),
     }).reset_index(drop=True)
     if lab4:
         refs = [REFERENCE_ACC_PCT.get(label) if not extra_cols else None for label in labels]
         df["report_acc_pct"] = [np.nan if r is None else r for r in refs]
         df["diff_vs_report_pct"] = df["mean_test_acc_pct"] - df["report_acc_pct"]
-    df = df.sort_values(["mean_test_acc_pct", "config"], ascending=[False, True], na_position="last",
+    df.attrs["objective"] = trials.attrs.get("objective") or dict(M.DEFAULT_OBJECTIVE)
+    df = df.sort_values(["mean_objective", "config"], ascending=[mode == "min", True], na_position="last",
                         kind="stable").reset_index(drop=True)
     df.insert(0, "rank", range(1, len(df) + 1))
     return df
@@ -798,9 +827,12 @@ def _significance(trials: pd.DataFrame, configs: pd.DataFrame, alpha: float) -> 
     if configs.empty:
         return pd.DataFrame(columns=cols)
     finished = trials[trials["status"] == FINISHED]
-    samples = {label: g["final_test_acc_pct"].dropna().to_numpy(float)
+    objective_column = objective_of(trials)[2]
+    # Tested on the objective (final test accuracy unless the space names another); the
+    # best is the first of the config table, which is ranked by it.
+    samples = {label: pd.to_numeric(g[objective_column], errors="coerce").dropna().to_numpy(float)
                for label, g in finished.groupby("config", sort=False)}
-    ranked = configs.dropna(subset=["mean_test_acc_pct"])
+    ranked = configs.dropna(subset=["mean_objective"])
     best = ranked.iloc[0]["config"] if len(ranked) else None
     best_x = samples.get(best, np.array([]))
     rows = []

@@ -55,7 +55,7 @@ from . import analysis as A
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import NinsweepError
 
-OBJECTIVE = "final_test_acc_pct"
+OBJECTIVE = "final_test_acc_pct"  # the default objective's column; analysis.objective_of gives the one in use
 OBJECTIVE_RANGE = (0.0, 100.0)  # what the objective can be: an accuracy in %
 EFFECT_RANGE = (OBJECTIVE_RANGE[0] - OBJECTIVE_RANGE[1], OBJECTIVE_RANGE[1] - OBJECTIVE_RANGE[0])
 CI_LEVEL = A.CI_LEVEL
@@ -106,9 +106,10 @@ def design(trials: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
 
     Only factors with more than one level among the finished trials are returned.
     """
+    objective = A.objective_of(trials)[2]  # final_test_acc_pct unless the space names another
     done = trials[trials["status"] == A.FINISHED]
-    done = done[np.isfinite(done[OBJECTIVE].to_numpy(float))]
-    data = pd.DataFrame({"y": done[OBJECTIVE].to_numpy(float),
+    done = done[np.isfinite(pd.to_numeric(done[objective], errors="coerce").to_numpy(float))]
+    data = pd.DataFrame({"y": pd.to_numeric(done[objective], errors="coerce").to_numpy(float),
                          "seed": [level_text(s) for s in done["seed"]],
                          "config": done["config"].to_numpy()}, index=done.index)
     levels: dict[str, list[str]] = {}
@@ -125,6 +126,8 @@ def design(trials: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
             order.insert(0, ref)
         levels[key] = order
         data[key] = text
+    if not A.M.is_accuracy(A.objective_of(trials)[0]):
+        data.attrs["effect_range"] = (-math.inf, math.inf)
     return data, levels
 
 
@@ -154,6 +157,8 @@ class _Layout:
     def __init__(self, data: pd.DataFrame, keys: list[str]):
         self.keys = keys
         self.y = data["y"].to_numpy(float)
+        # An accuracy difference lies in [-100, 100]; another objective's is not bounded.
+        self.bounds = data.attrs.get("effect_range", EFFECT_RANGE)
         self.seed = pd.factorize(data["seed"])[0]
         if len(keys) > 1:
             codes, uniques = pd.factorize(pd.MultiIndex.from_frame(data[keys]))
@@ -248,7 +253,7 @@ class _Layout:
         se = math.sqrt(variance)
         half = float(A.t_quantile(1 - alpha / 2, chosen.df)) * se
         out["p"] = float(A.t_two_sided_p(estimate / se, chosen.df))
-        out["ci_low_pct"], out["ci_high_pct"] = clip_interval(estimate - half, estimate + half, EFFECT_RANGE)
+        out["ci_low_pct"], out["ci_high_pct"] = clip_interval(estimate - half, estimate + half, self.bounds)
         return out
 
 

@@ -25,3 +25,15 @@ PEAK_GPU_MEM_MB = "peak_gpu_mem_mb"
 VAL_LOSS = "val_loss"
 VAL_ACC = "val_acc"  # fraction in [0, 1]
 VAL_METRICS = (VAL_LOSS, VAL_ACC)
+
+# What a sweep ranks its configurations by (a space's `objective: {metric, mode}`): the final
+# value of one of these, higher ("max") or lower ("min") being better. The analysis, the
+# factor effects and the best-config choice follow it; accuracies appear there in percent.
+OBJECTIVE_METRICS = (TEST_ACC, TEST_LOSS, VAL_ACC, VAL_LOSS, TRAIN_ACC, TRAIN_LOSS)
+OBJECTIVE_MODES = ("max", "min")
+DEFAULT_OBJECTIVE = {"metric": TEST_ACC, "mode": "max"}
+
+
+def is_accuracy(metric: str) -> bool:
+    """A fraction in [0, 1], shown in percent."""
+    return metric in (TRAIN_ACC, TEST_ACC, VAL_ACC)

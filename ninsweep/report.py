@@ -192,8 +192,15 @@ def _significance_markdown(sig: pd.DataFrame, configs: pd.DataFrame, alpha: floa
         return ["No finished trials, nothing to compare.", ""]
     b = best.iloc[0]
     nb = int(b["n"])
-    out = [f"Best by mean final test accuracy: **{b['config']}** ({b['mean_test_acc_pct']:.2f}%, "
-           f"n = {nb}).", ""]
+    metric, mode, _ = A.objective_of(configs)
+    if metric == A.M.TEST_ACC and mode == "max":
+        out = [f"Best by mean final test accuracy: **{b['config']}** ({b['mean_test_acc_pct']:.2f}%, "
+               f"n = {nb}).", ""]
+    else:  # the space's objective: differences below are in its units
+        best_value = configs.loc[configs["config"] == b["config"], "mean_objective"].iloc[0]
+        out = [f"Best by the objective, {'highest' if mode == 'max' else 'lowest'} mean final "
+               f"{metric}: **{b['config']}** ({best_value:.4g}, n = {nb}); differences below are "
+               f"in {metric}{' points' if A.M.is_accuracy(metric) else ''}.", ""]
 
     def names(verdict: str, with_p: bool = False) -> list[str]:
         rows = sig[sig["verdict"] == verdict]

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Optional, Union
 
 import yaml
 
+from . import metrics as M
 from .config import DataConfig, ModelConfig, TrainConfig, TrialConfig
 from .errors import ConfigError
 
@@ -40,7 +41,7 @@ _BASE_KEYS = {"model.activation": "activation", "model.batchnorm": "batchnorm",
               "model.init": "init"}
 
 TOP_LEVEL_KEYS = ("name", "description", "seeds", "grid", "model", "data", "train",
-                  "resources", "checkpoint", "failure")
+                  "resources", "checkpoint", "failure", "objective")
 DEFAULT_CPUS = 1.0
 DEFAULT_GPUS = 0.0
 DEFAULT_CHECKPOINT_EVERY = 1
@@ -100,6 +101,8 @@ class SweepSpec:
     # User modules (files or package dirs) a model factory comes from, which Ray workers
     # and submitted jobs must be given (ninsweep.factory.code_path).
     code: tuple[str, ...] = ()
+    # What the analysis ranks configurations by: {"metric": test_acc, "mode": max}.
+    objective: dict[str, str] = field(default_factory=lambda: dict(M.DEFAULT_OBJECTIVE))
 
     @property
     def trial_names(self) -> tuple[str, ...]:
@@ -183,6 +186,7 @@ class SweepSpec:
             "failure": {"max_retries": self.max_retries},
             "overrides": dict(self.overrides),
             "code": list(self.code),
+            "objective": dict(self.objective),
         }
 
     @classmethod
@@ -245,6 +249,7 @@ class SweepSpec:
             seeds=_parse_seeds(fail, seeds),
             overrides=dict(overrides),
             code=tuple(str(p) for p in manifest.get("code") or ()),
+            objective=_parse_objective(fail, manifest.get("objective")),
         )
 
 
@@ -335,6 +340,7 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
     resources = _parse_resources(fail, raw.get("resources"))
     every, keep = _parse_checkpoint(fail, raw.get("checkpoint"))
     max_retries = _parse_failure(fail, raw.get("failure"))
+    objective = _parse_objective(fail, raw.get("objective"))
 
     base: dict[str, Any] = {}
     for section in SECTIONS:
@@ -350,9 +356,13 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
     blocks = _parse_grid(fail, raw.get("grid"), base, _names_factory(raw, base))
     trials = _expand(fail, blocks, base, seeds)
     code = _check_factories(fail, blocks, trials, where)
+    if objective["metric"] in M.VAL_METRICS and any(t.config.data.val_size == 0 for t in trials):
+        fail("objective.metric", f"{objective['metric']} needs a validation split "
+                                 "(data.val_size > 0 in every trial)")
     return SweepSpec(name=name, description=description.strip(), source=where, raw=raw,
                      trials=tuple(trials), resources=resources, checkpoint_every=every,
-                     checkpoint_keep=keep, max_retries=max_retries, seeds=seeds, code=code)
+                     checkpoint_keep=keep, max_retries=max_retries, seeds=seeds, code=code,
+                     objective=objective)
 
 
 def _names_factory(raw: dict[str, Any], base: dict[str, dict]) -> bool:
@@ -655,6 +665,19 @@ def _parse_failure(fail: _Failer, value: Any) -> int:
     section = _section(fail, "failure", value, ("max_retries",))
     return _check_int("failure.max_retries", section.get("max_retries", DEFAULT_MAX_RETRIES),
                       0, fail)
+
+
+def _parse_objective(fail: _Failer, value: Any) -> dict[str, str]:
+    """``{metric, mode}``; mode defaults to max for an accuracy, min for a loss."""
+    section = _section(fail, "objective", value, ("metric", "mode"))
+    metric = section.get("metric", M.DEFAULT_OBJECTIVE["metric"])
+    if metric not in M.OBJECTIVE_METRICS:
+        fail("objective.metric", f"unknown metric {metric!r} (choose from "
+                                 f"{', '.join(M.OBJECTIVE_METRICS)})")
+    mode = section.get("mode", "max" if M.is_accuracy(metric) else "min")
+    if mode not in M.OBJECTIVE_MODES:
+        fail("objective.mode", f"unknown mode {mode!r} (max: higher is better, min: lower)")
+    return {"metric": metric, "mode": mode}
 
 
 def _parse_seeds(fail: _Failer, value: Any) -> tuple[int, ...]:

@@ -586,3 +586,35 @@ def test_export_writes_the_effects_csv_and_refuses_an_unknown_baseline(tmp_path,
     assert bn["baseline"] == False or str(bn["baseline"]) == "false"  # noqa: E712
     assert bn["ci_low_pct"] < bn["effect_pct"] < bn["ci_high_pct"] and bn["n"] == 12
     assert set(effects[effects["factor"] == "config"]["level"]) == {"ReLU+BN", "ELU", "ELU+BN"}
+
+
+# ------------------------------------------------------------------ objective (issue 12)
+
+def _loss_objective_experiment(tmp_path, objective):
+    # ELU is more accurate but has the higher test loss: the objective decides which wins.
+    trials = [{"activation": act, "seed": s, "final_acc": acc + 0.01 * s, "final_test_loss": loss + 0.01 * s}
+              for act, acc, loss in (("relu", 0.6, 0.5), ("elu", 0.8, 0.9)) for s in range(3)]
+    exp_dir = make_experiment(tmp_path, trials)
+    manifest = json.loads((exp_dir / "ninsweep.json").read_text())
+    manifest["objective"] = objective
+    (exp_dir / "ninsweep.json").write_text(json.dumps(manifest))
+    return analysis.load_experiment(exp_dir)
+
+
+def test_the_objective_ranks_configs_and_chooses_the_best(tmp_path):
+    from ninsweep import effects
+
+    by_loss = _loss_objective_experiment(tmp_path / "a", {"metric": "test_loss", "mode": "min"})
+    configs = analysis.config_table(by_loss)
+    assert list(configs["config"]) == ["ReLU", "ELU"]
+    assert configs["mean_objective"].tolist() == pytest.approx([0.51, 0.91])
+    sig = analysis.significance(by_loss)
+    assert sig.iloc[0]["config"] == "ReLU" and sig.iloc[0]["verdict"] == analysis.VERDICT_BEST
+    assert sig.iloc[1]["diff_vs_best_pct"] == pytest.approx(0.4)
+    main = effects.main_effects(analysis.trial_table(by_loss))
+    assert main.iloc[0]["level"] == "elu" and main.iloc[0]["effect_pct"] == pytest.approx(0.4)
+
+    by_acc = _loss_objective_experiment(tmp_path / "b", {"metric": "test_acc", "mode": "max"})
+    assert list(analysis.config_table(by_acc)["config"]) == ["ELU", "ReLU"]
+    main = effects.main_effects(analysis.trial_table(by_acc))
+    assert main.iloc[0]["effect_pct"] == pytest.approx(20.0)

@@ -499,3 +499,19 @@ def test_batchnorm_true_with_another_norm_is_one_line_naming_the_key(tmp_path):
     message = load_error(tmp_path, "grid:\n  - batchnorm: [true]\n    norm: [layer]\n")
     assert message == (f"{tmp_path / 'space.yaml'}: grid[0].norm: 'layer' contradicts "
                        "batchnorm: true (batchnorm: true means norm: batch; set one of them)")
+
+
+def test_objective_defaults_by_metric_and_rejects_what_cannot_be_ranked(tmp_path):
+    grid = "grid:\n  - activation: [relu]\n"
+    assert parse_space(grid, "a.yaml").objective == {"metric": "test_acc", "mode": "max"}
+    spec = parse_space(grid + "objective: {metric: test_loss}\n", "a.yaml")
+    assert spec.objective == {"metric": "test_loss", "mode": "min"}
+    assert SweepSpec.from_manifest(json.loads(json.dumps(spec.to_manifest()))).objective == \
+        spec.objective
+    assert load_error(tmp_path, grid + "objective: {metric: accuracy}\n").endswith(
+        "objective.metric: unknown metric 'accuracy' (choose from test_acc, test_loss, val_acc, "
+        "val_loss, train_acc, train_loss)")
+    assert load_error(tmp_path, grid + "objective: {metric: val_acc}\n").endswith(
+        "objective.metric: val_acc needs a validation split (data.val_size > 0 in every trial)")
+    assert load_error(tmp_path, grid + "objective: {mode: best}\n").endswith(
+        "objective.mode: unknown mode 'best' (max: higher is better, min: lower)")
