@@ -18,7 +18,6 @@ from .errors import ConfigError
 
 POOLS = ("max", "avg")
 POOL_PADDINGS = ("same", "symmetric")
-SOURCES = ("cifar10", "imagefolder", "synthetic")
 DECAY_SCOPES = ("spatial", "conv", "all")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -137,9 +136,28 @@ class DataConfig:
     augment: bool = True
     crop_padding: int = 4
     flip_probability: float = 0.5
+    # Your own data: "module:function" returning the train and test splits (ninsweep.data's
+    # _load_factory), called with factory_kwargs. Naming a factory makes source "factory".
+    factory: Optional[str] = None
+    factory_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.factory is not None and self.source == "cifar10":  # the default source
+            object.__setattr__(self, "source", "factory")
 
     def validate(self) -> None:
+        from .data import SOURCES  # the decoders' registry is the one list of sources
+
         _one_of("data.source", self.source, SOURCES)
+        if self.source == "factory":
+            from .factory import check_import_path
+
+            _check("data.factory", self.factory is not None, "is required for source factory")
+            check_import_path("data.factory", self.factory)
+        else:
+            _check("data.factory", self.factory is None,
+                   f"names a data factory but data.source is {self.source!r}")
+            _check("data.factory_kwargs", not self.factory_kwargs, "needs data.factory")
         if self.source == "imagefolder":
             _check("data.root", self.root is not None, "is required for source imagefolder")
         for key in ("train_subset", "test_subset"):

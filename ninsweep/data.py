@@ -109,6 +109,10 @@ def cache_path(cfg: DataConfig) -> Path:
             "image_size": cfg.synthetic_image_size, "seed": cfg.synthetic_seed}
     elif cfg.source == "imagefolder":
         identity = {"root": str(resolve_data_root(cfg))}
+    elif cfg.source == "factory":
+        # The call and the code that answers it: editing the module builds a new cache.
+        identity = {"factory": cfg.factory, "kwargs": cfg.factory_kwargs,
+                    "code": _module_digest(cfg.factory)}
     else:
         # CIFAR-10's content is pinned by torchvision's md5 sums, wherever it was downloaded.
         identity = {}
@@ -185,6 +189,8 @@ def hold_out_validation(data: ImageData, val_size: int) -> tuple[ImageData, Opti
 
 
 def _describe_source(cfg: DataConfig) -> str:
+    if cfg.source == "factory":
+        return f"data factory {cfg.factory}"
     if cfg.source == "synthetic":
         return (f"synthetic data (synthetic_train_size={cfg.synthetic_train_size}, "
                 f"synthetic_test_size={cfg.synthetic_test_size})")
@@ -555,11 +561,101 @@ def _seeded_generator(seed: int, stream: str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
+def _module_digest(path: str) -> str:
+    """A hash of the source file of ``module:function``'s module ("" when it has none)."""
+    import importlib
+
+    from .factory import check_import_path
+
+    module = importlib.import_module(check_import_path("data.factory", path).partition(":")[0])
+    origin = getattr(module, "__file__", None)
+    return hashlib.sha256(Path(origin).read_bytes()).hexdigest()[:16] if origin else ""
+
+
+def _load_factory(cfg: DataConfig, scan: None, log: Log) -> _Decoded:
+    """Your own data: ``data.factory`` (``module:function``) called with ``factory_kwargs``.
+
+    It returns ``(train, test)`` -- each a pair ``(images, labels)`` of tensors or a
+    torchvision-style dataset (``ds[i] == (image, label)``, PIL image or tensor, optional
+    ``.classes``) -- or a mapping with ``train`` and ``test`` (and optionally ``classes``).
+    Images become the cache's uint8 [N, 3, H, W]: NHWC is transposed, floats in [0, 1] are
+    scaled to 0..255, one channel is repeated to three.
+    """
+    from .factory import load_callable
+
+    function = load_callable("data.factory", cfg.factory)
+    try:
+        result = function(**cfg.factory_kwargs)
+    except DataError:
+        raise
+    except Exception as err:  # the user's code: say what it raised, in one line
+        raise DataError(f"data.factory: {cfg.factory} raised {type(err).__name__}: "
+                        f"{_one_line(err)}") from None
+    classes = None
+    if isinstance(result, dict):
+        classes = result.get("classes")
+        result = (result.get("train"), result.get("test"))
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise DataError(f"data.factory: {cfg.factory} returned {type(result).__name__}; "
+                        "expected (train, test) or {train, test}")
+    splits = [_split_tensors(part, name, cfg.factory) for part, name in zip(result, ("train", "test"))]
+    (train_images, train_labels, train_classes), (test_images, test_labels, _) = splits
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise DataError(f"data.factory: {cfg.factory}: train images {tuple(train_images.shape[1:])} "
+                        f"and test images {tuple(test_images.shape[1:])} differ in shape")
+    count = int(max(train_labels.max(), test_labels.max())) + 1
+    classes = tuple(str(c) for c in (classes or train_classes or range(count)))
+    if len(classes) < count or int(min(train_labels.min(), test_labels.min())) < 0:
+        raise DataError(f"data.factory: {cfg.factory}: labels must lie in 0..{len(classes) - 1}")
+    log(f"data: {cfg.factory} gave {len(train_labels)} + {len(test_labels)} images of "
+        f"{len(classes)} classes")
+    return _Decoded(train_images, train_labels, test_images, test_labels, classes)
+
+
+def _split_tensors(part: Any, split: str, path: str
+                   ) -> tuple[torch.Tensor, torch.Tensor, Optional[tuple[str, ...]]]:
+    """(uint8 [N, 3, H, W] images, int64 labels, class names or None) of one split."""
+    where = f"data.factory: {path}: {split} split"
+    if isinstance(part, (tuple, list)) and len(part) == 2 and torch.is_tensor(part[0]):
+        images, labels = part
+        classes = None
+    elif hasattr(part, "__getitem__") and hasattr(part, "__len__"):
+        import numpy as np
+
+        items = [part[i] for i in range(len(part))]  # torchvision-style: (image, label)
+        if not items:
+            raise DataError(f"{where} is empty")
+        images = torch.stack([torch.as_tensor(np.array(image)) for image, _ in items])
+        labels = torch.tensor([int(label) for _, label in items])
+        classes = tuple(part.classes) if getattr(part, "classes", None) else None
+    else:
+        raise DataError(f"{where}: expected (images, labels) tensors or a dataset, got "
+                        f"{type(part).__name__}")
+    labels = torch.as_tensor(labels).to(torch.int64).flatten()
+    if images.dim() == 3:
+        images = images[:, None]  # [N, H, W]: one channel
+    if images.dim() != 4 or len(images) != len(labels) or not len(labels):
+        raise DataError(f"{where}: expected N images [N, C, H, W] and N labels, got "
+                        f"{tuple(images.shape)} and {tuple(labels.shape)}")
+    if images.shape[1] not in (1, 3) and images.shape[-1] in (1, 3):
+        images = images.permute(0, 3, 1, 2)  # NHWC, as numpy and PIL give them
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.shape[1] != 3:
+        raise DataError(f"{where}: images need 1 or 3 channels, got shape {tuple(images.shape)}")
+    if images.is_floating_point():
+        images = (images.float() * 255).round().clamp(0, 255)  # [0, 1] floats, ToTensor's
+    return images.to(torch.uint8).contiguous(), labels, classes
+
+
+# The one list of data sources: config validates data.source against it.
 _DECODERS: dict[str, Callable[[DataConfig, Any, Log], _Decoded]] = {
     "cifar10": _decode_cifar10,
     "imagefolder": _decode_imagefolder,
     "synthetic": _generate_synthetic,
+    "factory": _load_factory,
 }
+SOURCES = tuple(_DECODERS)
 
 
 # ---------------------------------------------------------------------------------- batches

@@ -390,7 +390,7 @@ def _check_factories(fail: "_Failer", blocks: list["_Block"], trials: list[Trial
     and does not get) and a factory that returns no ``nn.Module`` each fail in one line
     naming the space key. Returns the user modules to ship to Ray workers.
     """
-    if not any(t.config.model.factory for t in trials):
+    if not any(t.config.model.factory or t.config.data.factory for t in trials):
         return ()
     from .factory import code_path, keyword_problem, load_callable
     from .model import build_factory_model
@@ -399,6 +399,17 @@ def _check_factories(fail: "_Failer", blocks: list["_Block"], trials: list[Trial
     code: list[str] = []
     built: set[str] = set()
     for trial in trials:
+        data = trial.config.data
+        if data.factory is not None:
+            # Checked, not called: loading data may take long; the first trial calls it.
+            function = load_callable(f"{fail.where}: data.factory", data.factory, dirs)
+            problem = keyword_problem(function, data.factory, data.factory_kwargs)
+            if problem is not None:
+                fail(f"data.factory_kwargs.{problem[0]}" if problem[0] in data.factory_kwargs
+                     else "data.factory", problem[1])
+            path = code_path(data.factory, dirs)
+            if path is not None and path not in code:
+                code.append(path)
         model = trial.config.model
         if model.factory is None:
             continue

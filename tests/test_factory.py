@@ -145,3 +145,90 @@ def test_a_factory_from_a_temporary_module_runs_a_two_trial_sweep_on_ray_workers
         ("tiny-width4-s0", "width=4", "finished"), ("tiny-width8-s0", "width=8", "finished")]
     # Built in the driver (checked before Ray) and in the workers: other processes.
     assert len(set(calls.read_text().split())) >= 2
+
+
+# ------------------------------------------------------------------ your own data
+
+DATA_MODULE = textwrap.dedent('''
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    def tensors(n_train: int = 40, size: int = 8):
+        """NHWC floats in [0, 1], as a numpy pipeline gives them."""
+        g = torch.Generator().manual_seed(0)
+        def split(n):
+            labels = torch.arange(n) % 4
+            return torch.rand(n, size, size, 3, generator=g), labels
+        return {"train": split(n_train), "test": split(12), "classes": ["a", "b", "c", "d"]}
+
+    class Folder:
+        """torchvision-style: ds[i] == (PIL image, label), .classes."""
+        classes = ["cat", "dog"]
+        def __init__(self, n):
+            self.n = n
+        def __len__(self):
+            return self.n
+        def __getitem__(self, i):
+            pixels = np.full((6, 6), 40 * i % 256, dtype=np.uint8)
+            return Image.fromarray(pixels, mode="L"), i % 2
+
+    def datasets():
+        return Folder(10), Folder(4)
+
+    def wrong():
+        return 42
+''')
+
+
+@pytest.fixture
+def data_module(tmp_path, monkeypatch):
+    module = f"data_{os.getpid()}_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(DATA_MODULE)
+    monkeypatch.setattr(sys, "path", [*sys.path, str(tmp_path)])
+    monkeypatch.setenv("NINSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    yield module
+    sys.modules.pop(module, None)
+
+
+def test_a_data_factory_of_tensors_is_converted_cached_and_augmented(data_module, tmp_path):
+    from ninsweep.data import cache_path, load_data
+
+    cfg = TrialConfig.from_dict({"data": {"factory": f"{data_module}:tensors",
+                                          "factory_kwargs": {"n_train": 40}}}).data
+    assert cfg.source == "factory"
+    data = load_data(cfg)
+    assert data.train_images.shape == (40, 3, 8, 8) and data.train_images.dtype == torch.uint8
+    assert data.classes == ("a", "b", "c", "d") and data.test_labels.tolist()[:5] == [0, 1, 2, 3, 0]
+    assert cache_path(cfg).is_file()
+    assert load_data(cfg).train_images.equal(data.train_images)  # from the cache
+    trial = TrialConfig.from_dict({
+        "model": {"num_classes": 4},
+        "data": {"factory": f"{data_module}:tensors", "crop_padding": 2, "flip_probability": 1.0},
+        "train": {"epochs": 1, "batch_size": 20}})
+    assert len(Trainer(trial).fit()) == 1
+
+
+def test_a_torchvision_style_dataset_factory_and_bad_returns(data_module):
+    from ninsweep.data import load_data
+    from ninsweep.errors import DataError
+
+    cfg = TrialConfig.from_dict({"data": {"factory": f"{data_module}:datasets"}}).data
+    data = load_data(cfg)
+    assert data.train_images.shape == (10, 3, 6, 6) and data.classes == ("cat", "dog")
+    assert data.train_images[3, :, 0, 0].tolist() == [120, 120, 120]  # grey to three channels
+    bad = TrialConfig.from_dict({"data": {"factory": f"{data_module}:wrong"}}).data
+    with pytest.raises(DataError, match=r"^data\.factory: .*:wrong returned int; expected"):
+        load_data(bad)
+    with pytest.raises(ConfigError, match=r"^data\.factory: names a data factory but data\.source"):
+        TrialConfig.from_dict({"data": {"source": "synthetic", "factory": f"{data_module}:wrong"}})
+
+
+def test_a_data_factory_keyword_is_checked_before_ray(data_module, tmp_path, capsys):
+    space = tmp_path / "d.yaml"
+    space.write_text(f"grid:\n  - activation: [relu]\n"
+                     f"data: {{factory: \"{data_module}:tensors\", factory_kwargs: {{n_trian: 4}}}}\n")
+    assert main(["run", str(space), "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"ninsweep: error: {space}: data.factory_kwargs.n_trian: not a keyword of "
+        f"{data_module}:tensors (its keywords: n_train, size)")
