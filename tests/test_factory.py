@@ -232,3 +232,45 @@ def test_a_data_factory_keyword_is_checked_before_ray(data_module, tmp_path, cap
     assert capsys.readouterr().err.strip() == (
         f"ninsweep: error: {space}: data.factory_kwargs.n_trian: not a keyword of "
         f"{data_module}:tensors (its keywords: n_train, size)")
+
+
+# ------------------------------------------------------------------ the example study
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "resnet"
+
+
+def test_the_example_resnet_study_expands_and_its_model_is_resnet20():
+    spec = load_space(EXAMPLE / "resnet-cifar10.yaml")
+    assert len(spec.trials) == 16 and spec.code == (str(EXAMPLE / "resnet.py"),)
+    from ninsweep.model import build_model, count_parameters
+
+    resnet20 = build_model(config=spec.trials[0].config.model)
+    assert count_parameters(resnet20) == 272_474  # ResNet-20 with 1x1 projection shortcuts
+
+
+@needs_netns
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_synthetic_example_runs_end_to_end_to_a_report(tmp_path):
+    from ninsweep import analysis
+
+    try:
+        from .analysis_fixtures import check_analysable
+    except ImportError:
+        from analysis_fixtures import check_analysable
+
+    env = cli_env(tmp_path)
+    result = ninsweep("run", EXAMPLE / "resnet-synthetic.yaml", "--storage", tmp_path / "results",
+                      env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    experiment = tmp_path / "results" / "resnet-synthetic"
+    exp = check_analysable(experiment, tmp_path, expect_trials=4, expect_finished=4)
+    assert exp.objective == {"metric": "test_loss", "mode": "min"}
+    report = ninsweep("report", experiment, "--output", tmp_path / "report", env=env, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    text = next((tmp_path / "report").glob("*.md")).read_text()
+    assert "Best by the objective, lowest mean final test_loss" in text
+    labels = set(analysis.trial_table(exp)["config"])
+    assert labels == {"norm=batch width=4", "norm=batch width=8", "norm=group width=4",
+                      "norm=group width=8"}
+    assert all(f"**{label}**" in text or f"| {label} |" in text for label in labels)
