@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 import shutil
 import socket
 import time
@@ -489,3 +490,20 @@ def test_autoscaling_reaches_run_and_resume_on_the_cluster(fake):
     assert jobs.cli_submit(_parse(["submit", "--resume", "/mnt/x/lab4", "--autoscaling"]),
                            out=[].append) == 0
     assert fake.submitted[-1]["entrypoint"].endswith("resume /mnt/x/lab4 --address auto --autoscaling")
+
+
+def test_a_model_factorys_module_ships_with_the_job(project, tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "jobnets_e2e12.py").write_text(
+        "from torch import nn\ndef net(width: int):\n    return nn.Linear(width, 10)\n")
+    (study / "s.yaml").write_text('model: {factory: "jobnets_e2e12:net"}\ngrid:\n'
+                                  "  - width: [4, 8]\n")
+    try:
+        with jobs.prepare_submission(str(study / "s.yaml"), storage="s3://bucket/ninsweep",
+                                     working_dir=project) as sub:
+            assert sub.runtime_env["py_modules"] == [str(Path(jobs.__file__).resolve().parent),
+                                                     str(study / "jobnets_e2e12.py")]
+            assert any("jobnets_e2e12.py" in note for note in sub.notes)
+    finally:
+        sys.modules.pop("jobnets_e2e12", None)
