@@ -208,7 +208,7 @@ def command_status(args: argparse.Namespace) -> int:
 def command_export(args: argparse.Namespace) -> int:
     from .analysis import load_experiment, write_csvs
 
-    written = write_csvs(load_experiment(args.experiment), args.output)
+    written = write_csvs(load_experiment(args.experiment), args.output, force=args.force)
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -218,11 +218,13 @@ def command_report(args: argparse.Namespace) -> int:
     from .analysis import load_experiment
     from .report import write_report
 
-    path = write_report(load_experiment(args.experiment), args.output)
+    path = write_report(load_experiment(args.experiment), args.output, force=args.force)
     print(f"wrote {path}")
     return 0
 
 
+FORCE_HELP = ("replace existing files at --output (the experiment's own files are always "
+              "refreshed; nothing else inside the experiment is ever written)")
 AUTOSCALING_HELP = ("the cluster adds nodes on demand: warn, instead of refusing, when no "
                     "node can run a trial yet")
 
@@ -265,11 +267,13 @@ def _add_sweep_parsers(commands) -> None:
     export.add_argument("experiment")
     export.add_argument("-o", "--output", help="CSV file for the per-trial table; the "
                                                "per-config table goes beside it")
+    export.add_argument("--force", action="store_true", help=FORCE_HELP)
     export.set_defaults(handler=command_export)
 
     report = commands.add_parser("report", help="Markdown report with figures")
     report.add_argument("experiment")
     report.add_argument("-o", "--output", help="output folder (default EXPERIMENT/report)")
+    report.add_argument("--force", action="store_true", help=FORCE_HELP)
     report.set_defaults(handler=command_report)
 
 

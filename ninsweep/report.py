@@ -37,9 +37,21 @@ DPI = 120
 
 
 def write_report(exp: A.Experiment, out_dir: Optional[os.PathLike | str] = None,
-                 alpha: float = A.ALPHA) -> Path:
-    """Write ``report.md`` and its figures into ``out_dir``; return the report's path."""
+                 alpha: float = A.ALPHA, force: bool = False) -> Path:
+    """Write ``report.md`` and its figures into ``out_dir``; return the report's path.
+
+    ``<exp>/report`` (the default) is derived and regenerated on every call; in any other
+    folder an existing report or figure is replaced only with ``force``, and no other place
+    inside the experiment is written (``outputs.check_outputs``).
+    """
+    from .outputs import check_outputs
+
     out = Path(out_dir).expanduser() if out_dir is not None else exp.path / REPORT_DIR
+    names = (REPORT_FILE, FIG_TEST_ACC, FIG_TRAIN_LOSS, FIG_TEST_LOSS, FIG_FINAL_ACC)
+    if out.exists() and not out.is_dir():
+        raise NinsweepError(f"{out}: not a directory (the report needs a folder)")
+    check_outputs([out / n for n in names], exp.path,
+                  [exp.path / REPORT_DIR / n for n in names], force=force, command="report")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

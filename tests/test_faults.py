@@ -1,0 +1,112 @@
+"""Bad input and outer faults: one line, exit 2, and nothing on disk lost or replaced.
+
+Every test here checks what is on disk afterwards (byte for byte where files must be left
+alone), besides the exit status and the one-line message. None of them starts Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from ninsweep.cli import main
+
+from analysis_fixtures import make_experiment
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NINSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def snapshot(*roots: Path) -> dict[str, str]:
+    """Every file under ``roots`` (or the file itself) -> sha256 of its bytes."""
+    files = {}
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in paths:
+            files[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ninsweep: error: ") and "\n" not in err, err
+    return err
+
+
+def experiment(tmp_path: Path) -> Path:
+    return make_experiment(tmp_path, [{"seed": 0}, {"seed": 1}, {"activation": "elu"}])
+
+
+# -- export / report: outputs ---------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["ninsweep.json", "relu-s0/result.json", "relu-s0/",
+                                    "mine.csv", "report/other.csv"])
+def test_export_refuses_any_path_inside_the_experiment_but_its_own(tmp_path, capsys, target):
+    exp = experiment(tmp_path)
+    before = snapshot(exp)
+    for force in ([], ["--force"]):
+        assert main(["export", str(exp), "-o", str(exp / target), *force]) == 2
+        assert "inside the experiment directory" in one_line_error(capsys)
+        assert snapshot(exp) == before
+
+
+def test_export_refuses_a_symlink_into_the_experiment(tmp_path, capsys):
+    exp = experiment(tmp_path)
+    link = tmp_path / "innocent.csv"
+    link.symlink_to(exp / "ninsweep.json")
+    before = snapshot(exp)
+    assert main(["export", str(exp), "-o", str(link), "--force"]) == 2
+    assert "inside the experiment directory" in one_line_error(capsys)
+    assert snapshot(exp) == before and link.is_symlink()
+
+
+def test_export_never_replaces_an_existing_file_without_force(tmp_path, capsys):
+    exp = experiment(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    # Only the per-config file exists: the refusal still comes before the per-trial file.
+    (out / "mine-configs.csv").write_text("precious\n")
+    assert main(["export", str(exp), "-o", str(out / "mine.csv")]) == 2
+    err = one_line_error(capsys)
+    assert "mine-configs.csv already exists; pass --force" in err
+    assert sorted(p.name for p in out.iterdir()) == ["mine-configs.csv"]
+    assert (out / "mine-configs.csv").read_text() == "precious\n"
+
+    assert main(["export", str(exp), "-o", str(out / "mine.csv"), "--force"]) == 0
+    assert (out / "mine-configs.csv").read_text() != "precious\n"
+    assert (out / "mine.csv").stat().st_size > 0
+
+
+def test_export_refreshes_its_own_files_in_the_experiment(tmp_path, capsys):
+    exp = experiment(tmp_path)
+    assert main(["export", str(exp)]) == 0
+    (exp / "results.csv").write_text("stale\n")
+    assert main(["export", str(exp)]) == 0  # derived, regenerated without --force
+    assert main(["export", str(exp), "-o", str(exp) + "/"]) == 0
+    assert (exp / "results.csv").read_text() != "stale\n"
+    assert (exp / "ninsweep.json").read_text().startswith("{")
+
+
+def test_report_refuses_the_experiment_root_and_existing_files(tmp_path, capsys):
+    exp = experiment(tmp_path)
+    before = snapshot(exp)
+    assert main(["report", str(exp), "-o", str(exp), "--force"]) == 2
+    assert "inside the experiment directory" in one_line_error(capsys)
+    assert snapshot(exp) == before
+
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "report.md").write_text("my notes\n")
+    assert main(["report", str(exp), "-o", str(out)]) == 2
+    assert "report.md already exists; pass --force" in one_line_error(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["report.md"]
+    assert (out / "report.md").read_text() == "my notes\n"
+    assert main(["report", str(exp), "-o", str(out), "--force"]) == 0
+    assert (out / "report.md").read_text().startswith("#")
+    # The default folder inside the experiment is its own: refreshed without --force.
+    assert main(["report", str(exp)]) == 0 and main(["report", str(exp)]) == 0
+    assert (exp / "report" / "report.md").is_file()
