@@ -181,7 +181,11 @@ def command_run(args: argparse.Namespace) -> int:
     from .space import format_dry_run
     from .sweep import run_sweep
 
+    from .space import check_experiment_name
+
     started_at = time.time()
+    if args.name is not None:
+        check_experiment_name(args.name)
     spec = _load_spec(args)
     if args.dry_run:
         print(format_dry_run(spec))

@@ -262,6 +262,10 @@ def prepare_submission(space: str, *, storage: Optional[str] = None,
     ``py_modules`` entry); it lives until the ``with`` block ends, i.e. past the upload.
     """
     _check_cluster_storage_arg(storage)
+    if name is not None:
+        from .space import check_experiment_name
+
+        check_experiment_name(name)
     extra = [str(arg) for arg in extra_args]
     for arg in extra:
         if arg == "--address" or arg.startswith("--address="):
@@ -482,6 +486,10 @@ def submit_sweep(address: Optional[str], space: str, *, storage: Optional[str] =
                  working_dir: Optional[os.PathLike] = None,
                  out: Optional[Callable[[str], None]] = print) -> str:
     """Submit ``ninsweep run SPACE --address auto ...`` as a Ray job; return its id."""
+    if name is not None:  # bad input before any network wait
+        from .space import check_experiment_name
+
+        check_experiment_name(name)
     client = connect(address)
     address = _address_of(client)
     with prepare_submission(space, storage=storage, name=name, extra_args=extra_args,

@@ -496,6 +496,12 @@ def _check_name(fail: _Failer, path: str, value: Any) -> str:
     return value
 
 
+def check_experiment_name(value: Any, where: str = "--name") -> str:
+    """The rule of the YAML ``name:`` key for a name given elsewhere (``--name``): one path
+    component, so the experiment stays inside ``--storage`` (no ``..``, no ``/``)."""
+    return _check_name(_flag_failer, where, value)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

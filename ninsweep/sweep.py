@@ -118,8 +118,10 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
               out: TextIO = sys.stdout, started_at: Optional[float] = None) -> SweepOutcome:
     started_at = started_at or time.time()
     log = _logger(out)
+    from .space import check_experiment_name
+
+    name = check_experiment_name(name) if name is not None else spec.name
     storage = resolve_storage(storage)
-    name = name or spec.name
     experiment = join(storage, name)
     if experiment_exists(experiment):
         raise NinsweepError(f"{experiment} already exists; resume it with `ninsweep resume "

@@ -110,3 +110,20 @@ def test_report_refuses_the_experiment_root_and_existing_files(tmp_path, capsys)
     # The default folder inside the experiment is its own: refreshed without --force.
     assert main(["report", str(exp)]) == 0 and main(["report", str(exp)]) == 0
     assert (exp / "report" / "report.md").is_file()
+
+
+# -- --name ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/elsewhere", "a/b", "..", ".hidden", ""])
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_name_obeys_the_rule_of_the_yaml_name_key(tmp_path, capsys, name, command):
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    args = ["--storage", str(storage), "--name", name]
+    if command == "submit":
+        args = ["--storage", "/mnt/ninsweep", "--name", name, "--address", "http://127.0.0.1:1"]
+    # Refused before anything starts (no Ray, no cluster): the name is checked first.
+    assert main([command, "smoke", *args]) == 2
+    err = one_line_error(capsys)
+    assert f"--name: {name!r} is not a usable experiment name" in err
+    assert list(storage.iterdir()) == [] and not (tmp_path / "x").exists()
