@@ -127,3 +127,51 @@ def test_name_obeys_the_rule_of_the_yaml_name_key(tmp_path, capsys, name, comman
     err = one_line_error(capsys)
     assert f"--name: {name!r} is not a usable experiment name" in err
     assert list(storage.iterdir()) == [] and not (tmp_path / "x").exists()
+
+
+# -- space size: caps instead of hangs --------------------------------------------------------
+
+def _space(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path, capsys):
+    lines = ["name: bomb", 'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, 10):  # 9^10 values once expanded
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * 9) + "]")
+    lines += ["grid:", "  - activation: [relu]"]
+    space = _space(tmp_path, "\n".join(lines) + "\n")
+    assert main(["run", str(space), "--dry-run", "--storage", str(tmp_path / "s")]) == 2
+    assert "expands to more than 1,000,000 values through aliases" in one_line_error(capsys)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_recursive_alias_and_deep_nesting_are_one_line(tmp_path, capsys):
+    space = _space(tmp_path, "name: rec\nx: &x [1, *x]\ngrid:\n  - activation: [relu]\n")
+    assert main(["run", str(space), "--dry-run"]) == 2
+    assert "inside its own anchor" in one_line_error(capsys)
+    space = _space(tmp_path, "name: deep\nx: " + "[" * 3000 + "]" * 3000 + "\ngrid: {activation: [relu]}\n")
+    assert main(["run", str(space), "--dry-run"]) == 2
+    assert "nested too deeply" in one_line_error(capsys)
+
+
+def test_a_million_trial_grid_is_refused_with_its_size(tmp_path, capsys):
+    values = ", ".join(str(round(0.001 * (i + 1), 3)) for i in range(100))
+    space = _space(tmp_path, f"name: huge\ngrid:\n  - train.lr: [{values}]\n"
+                             f"    train.weight_decay: [{values}]\n    train.lr_gamma: [{values}]\n")
+    assert main(["run", str(space), "--dry-run"]) == 2
+    err = one_line_error(capsys)
+    assert "grid: expands to 1,000,000 trials" in err and "at most 100,000" in err
+
+
+def test_a_large_grid_lists_every_trial(tmp_path, capsys):
+    # 2 x 2 x 2 x 1,250 = 10,000 trials: was ~30 s (type hints once per trial), now linear.
+    values = ", ".join(str(0.0001 * (i + 1)) for i in range(1250))
+    space = _space(tmp_path, "name: big\ntrain: {epochs: 1}\ngrid:\n  - activation: [relu, elu]\n"
+                             "    batchnorm: [true, false]\n    init: [keras, he]\n"
+                             f"    train.lr: [{values}]\n")
+    assert main(["run", str(space), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "total: 10000 trials" in out and len(out.splitlines()) == 10003
