@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import yaml
 
-from .errors import ConfigError, NinsweepError
+from .errors import CheckpointError, ConfigError, NinsweepError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -58,6 +59,22 @@ def trial_config_from_args(args: argparse.Namespace):
     return TrialConfig.from_dict(sections)
 
 
+def _checkpoint_dir(text: str) -> Path:
+    """The --checkpoint-dir, made and proven writable before any training time is spent."""
+    directory = Path(text).expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--checkpoint-dir {text}: is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe, probe_path = tempfile.mkstemp(dir=directory, prefix=".ninsweep-probe-")
+        os.close(probe)
+        os.unlink(probe_path)
+    except OSError as err:
+        raise ConfigError(f"--checkpoint-dir {text}: cannot write there "
+                          f"({err.strerror or err})") from None
+    return directory
+
+
 def _format_epoch(result: dict[str, float], epochs: int) -> str:
     from . import metrics as M
 
@@ -70,15 +87,28 @@ def _format_epoch(result: dict[str, float], epochs: int) -> str:
 
 def command_train(args: argparse.Namespace) -> int:
     from . import metrics as M
-    from .train import CHECKPOINT_FILE, Trainer, check_architecture, load_checkpoint, save_checkpoint
+    from .train import (CHECKPOINT_FILE, Trainer, check_architecture, check_recipe,
+                        load_checkpoint, save_checkpoint)
 
     cfg = trial_config_from_args(args)
-    checkpoint_path = Path(args.checkpoint_dir) / CHECKPOINT_FILE if args.checkpoint_dir else None
+    checkpoint_path = (_checkpoint_dir(args.checkpoint_dir) / CHECKPOINT_FILE
+                       if args.checkpoint_dir else None)
     state = None
     if checkpoint_path is not None and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         # Refuse before spending time on data and model.
         check_architecture(state, cfg.model)
+        check_recipe(state, cfg, where=f"checkpoint {checkpoint_path}")
+        done = int(state.get("epoch", 0))
+        if done > cfg.train.epochs:
+            raise CheckpointError(
+                f"checkpoint {checkpoint_path} is at epoch {done}, past --epochs "
+                f"{cfg.train.epochs}: that run already trained further; give --epochs {done} "
+                "or more to continue it, or another --checkpoint-dir")
+        if done == cfg.train.epochs:
+            print(f"already finished: checkpoint {checkpoint_path} is at epoch {done} of "
+                  f"{cfg.train.epochs}; nothing to train")
+            return 0
 
     trainer = Trainer(cfg, log=lambda message: print(message, flush=True))
     print(f"NIN {cfg.model.activation}, batchnorm {'on' if cfg.model.batchnorm else 'off'}, "
@@ -190,16 +220,26 @@ def command_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(format_dry_run(spec))
         return 0
-    outcome = run_sweep(spec, storage=args.storage, name=args.name, address=args.address,
-                        autoscaling=args.autoscaling, started_at=started_at)
+    from .storage import experiment_lock, join, resolve_storage
+
+    # Taken before Ray starts: a second run of this name at the same moment, or a storage
+    # that is a file, read-only or full, is refused here in one line.
+    with experiment_lock(join(resolve_storage(args.storage), args.name or spec.name)):
+        outcome = run_sweep(spec, storage=args.storage, name=args.name, address=args.address,
+                            autoscaling=args.autoscaling, started_at=started_at)
     return _finish_sweep(outcome)
 
 
 def command_resume(args: argparse.Namespace) -> int:
+    from .storage import experiment_lock, is_uri
     from .sweep import resume_sweep
 
-    return _finish_sweep(resume_sweep(args.experiment, address=args.address,
-                                      autoscaling=args.autoscaling))
+    experiment = args.experiment if is_uri(args.experiment) else str(
+        Path(args.experiment).expanduser().resolve())
+    with experiment_lock(experiment, create=False):
+        outcome = resume_sweep(args.experiment, address=args.address,
+                               autoscaling=args.autoscaling)
+    return _finish_sweep(outcome)
 
 
 def command_status(args: argparse.Namespace) -> int:

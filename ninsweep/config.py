@@ -262,6 +262,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
+        if not math.isfinite(value):  # --lr inf, .nan in YAML: would train NaN to the end
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

@@ -175,3 +175,252 @@ def test_a_large_grid_lists_every_trial(tmp_path, capsys):
     assert main(["run", str(space), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "total: 10000 trials" in out and len(out.splitlines()) == 10003
+
+
+# -- outer faults on real mounts: a full tmpfs, a read-only one -------------------------------
+#
+# Each scenario runs in its own mount namespace (`unshare -m`, as root): a small tmpfs is
+# mounted over an empty directory, seeded with files, filled to the last byte or remounted
+# read-only, and the ninsweep command runs on it. What the mount holds afterwards is copied
+# out (the mount vanishes with the namespace) and compared with what was seeded.
+
+def _can_mount() -> bool:
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    done = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    return done.returncode == 0
+
+
+needs_mounts = pytest.mark.skipif(not _can_mount(), reason="needs root and unshare -m")
+
+
+def on_mount(tmp_path: Path, args: list[str], *, seed: Path | None = None, size_kb: int = 256,
+             fill: bool = False, read_only: bool = False):
+    """Run ``ninsweep ARGS`` (``{mnt}`` stands for the mount) on a fresh tmpfs.
+
+    Returns (exit status, stderr, the directory holding a copy of the mount afterwards).
+    """
+    import shlex
+    import subprocess
+    import sys
+
+    from ray_support import ROOT, cli_env
+
+    mount, after = tmp_path / "mnt", tmp_path / "after"
+    mount.mkdir(parents=True)
+    after.mkdir()
+    command = shlex.join([sys.executable, "-m", "ninsweep",
+                          *(a.replace("{mnt}", str(mount)) for a in args)])
+    script = [f"mount -t tmpfs -o size={size_kb}k tmpfs {mount}"]
+    if seed is not None:
+        script.append(f"cp -a {seed}/. {mount}/")
+    if fill:
+        script.append(f"dd if=/dev/zero of={mount}/.filler bs=4k 2>/dev/null || true")
+    if read_only:
+        script.append(f"mount -o remount,ro {mount}")
+    script += [f"rc=0; {command} 2>{tmp_path}/stderr >{tmp_path}/stdout || rc=$?",
+               f"echo $rc >{tmp_path}/rc",
+               f"cp -a {mount}/. {after}/", f"rm -f {after}/.filler"]
+    done = subprocess.run(["unshare", "-m", "bash", "-ec", "\n".join(script)], cwd=ROOT,
+                          env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return (int((tmp_path / "rc").read_text()), (tmp_path / "stderr").read_text().strip(), after)
+
+
+def relative_snapshot(root: Path) -> dict[str, str]:
+    return {str(Path(k).relative_to(root)): v for k, v in snapshot(root).items()}
+
+
+def assert_one_line(stderr: str, *fragments: str) -> None:
+    assert stderr.startswith("ninsweep: error: ") and "\n" not in stderr, stderr
+    for fragment in fragments:
+        assert fragment in stderr, stderr
+
+
+@needs_mounts
+def test_export_on_a_full_disk_keeps_the_old_files(tmp_path):
+    seed = tmp_path / "seed"
+    make_experiment(seed, [{"seed": 0}, {"seed": 1}], name="exp")
+    (seed / "out.csv").write_text("old trials\n")
+    (seed / "out-configs.csv").write_text("old configs\n")
+    before = relative_snapshot(seed)
+    status, err, after = on_mount(tmp_path, ["export", "{mnt}/exp", "-o", "{mnt}/out.csv",
+                                             "--force"], seed=seed, fill=True)
+    assert status == 2
+    assert_one_line(err, "cannot write", "No space left on device")
+    assert relative_snapshot(after) == before  # no temporary files left either
+
+
+@needs_mounts
+def test_read_only_storage_refuses_run_export_and_report_in_one_line(tmp_path):
+    seed = tmp_path / "seed"
+    make_experiment(seed, [{"seed": 0}], name="exp")
+    before = relative_snapshot(seed)
+    for args in (["export", "{mnt}/exp"], ["report", "{mnt}/exp"],
+                 ["run", "smoke", "--storage", "{mnt}", "--name", "new"],
+                 ["resume", "{mnt}/exp"]):
+        status, err, after = on_mount(tmp_path / args[0], args, seed=seed, read_only=True)
+        assert status == 2, (args, err)
+        assert_one_line(err, "Read-only file system")
+        assert relative_snapshot(after) == before, args
+
+
+@needs_mounts
+def test_train_on_a_full_disk_keeps_the_last_checkpoint_and_says_so(tmp_path):
+    from ninsweep.train import CHECKPOINT_FILE
+
+    seed = tmp_path / "seed"
+    tiny = ["--data", "synthetic", "--set", "data.synthetic_train_size=64",
+            "--set", "data.synthetic_test_size=32", "--set", "data.synthetic_image_size=16",
+            "--batch-size", "32", "--threads", "1"]
+    assert main(["train", *tiny, "--epochs", "1", "--checkpoint-dir", str(seed / "ck")]) == 0
+    size_kb = (seed / "ck" / CHECKPOINT_FILE).stat().st_size // 1024 + 64
+    before = relative_snapshot(seed)
+    status, err, after = on_mount(tmp_path, ["train", *tiny, "--epochs", "2", "--checkpoint-dir",
+                                             "{mnt}/ck"], seed=seed, size_kb=size_kb, fill=True)
+    assert status == 2
+    assert_one_line(err, "cannot write the checkpoint", "the previous checkpoint is unchanged")
+    assert relative_snapshot(after) == before
+
+
+# -- outer faults without a mount -------------------------------------------------------------
+
+def test_storage_and_checkpoint_dir_that_are_files(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("mine\n")
+    assert main(["run", "smoke", "--storage", str(blocker)]) == 2
+    assert "is a file, not a directory" in one_line_error(capsys)
+    assert main(["train", "--data", "synthetic", "--epochs", "1",
+                 "--checkpoint-dir", str(blocker)]) == 2
+    assert "--checkpoint-dir" in one_line_error(capsys)
+    assert main(["train", "--data", "synthetic", "--epochs", "1",
+                 "--checkpoint-dir", str(blocker / "below")]) == 2
+    one_line_error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "file"] or \
+        sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    assert blocker.read_text() == "mine\n"
+
+
+def test_a_manifest_that_is_not_utf8_is_one_line_everywhere(tmp_path, capsys):
+    exp = experiment(tmp_path)
+    (exp / "ninsweep.json").write_bytes(b'{"format": 1, "space_name": "\xff\xfe"}')
+    before = snapshot(exp)
+    for command in (["status", str(exp)], ["export", str(exp), "-o", str(tmp_path / "x.csv")],
+                    ["report", str(exp)], ["resume", str(exp)]):
+        assert main(command) == 2, command
+        err = one_line_error(capsys)
+        assert "ninsweep.json" in err and ("UTF-8" in err or "utf-8" in err), err
+    assert snapshot(exp) == before
+
+
+def test_a_second_run_of_the_same_name_at_the_same_moment_is_refused(tmp_path, capsys):
+    from ninsweep.storage import experiment_lock
+
+    storage = tmp_path / "storage"
+    with experiment_lock(str(storage / "smoke")):  # the first run, still starting
+        (storage / "smoke" / "marker").write_text("first\n")
+        assert main(["run", "smoke", "--storage", str(storage)]) == 2
+        assert "another ninsweep run or resume is writing this experiment" in one_line_error(capsys)
+        assert main(["resume", str(storage / "smoke")]) == 2
+        assert "another ninsweep run or resume" in one_line_error(capsys)
+    # Released: the lock file goes, the first run's files stay.
+    assert sorted(p.name for p in (storage / "smoke").iterdir()) == ["marker"]
+
+
+def test_a_refused_run_leaves_no_empty_experiment_directory(tmp_path, capsys):
+    from ninsweep.storage import experiment_lock
+
+    storage = tmp_path / "storage"
+    with pytest.raises(RuntimeError):
+        with experiment_lock(str(storage / "smoke")):
+            raise RuntimeError("refused before anything was written")
+    assert list(storage.iterdir()) == []
+
+
+# -- train --checkpoint-dir: the recipe, finished runs, non-finite numbers --------------------
+
+TINY = ["--data", "synthetic", "--set", "data.synthetic_train_size=64",
+        "--set", "data.synthetic_test_size=32", "--set", "data.synthetic_image_size=16",
+        "--batch-size", "32", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint_at_epoch_2(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ck")
+    assert main(["train", *TINY, "--epochs", "2", "--checkpoint-dir", str(directory)]) == 0
+    return directory
+
+
+def test_a_checkpoint_of_another_recipe_is_refused_naming_the_keys(checkpoint_at_epoch_2, capsys):
+    before = snapshot(checkpoint_at_epoch_2)
+    assert main(["train", *TINY, "--epochs", "4", "--lr", "0.05",
+                 "--set", "data.synthetic_seed=3", "--checkpoint-dir",
+                 str(checkpoint_at_epoch_2)]) == 2
+    err = one_line_error(capsys)
+    assert "different recipe" in err
+    assert "train.lr (checkpoint 0.1, requested 0.05)" in err and "data.synthetic_seed" in err
+    assert snapshot(checkpoint_at_epoch_2) == before
+
+
+def test_runtime_settings_may_change_when_continuing(checkpoint_at_epoch_2):
+    from ninsweep.config import TrialConfig
+    from ninsweep.train import CHECKPOINT_FILE, load_checkpoint, recipe_differences
+
+    state = load_checkpoint(checkpoint_at_epoch_2 / CHECKPOINT_FILE)
+    cfg = TrialConfig.from_dict(state["config"]).replace(
+        train={"epochs": 9, "threads": 2, "device": "cpu", "eval_batch_size": 7,
+               "compile": True}, data={"root": "/elsewhere", "cache_dir": "/tmp/x"})
+    assert recipe_differences(state, cfg) == []
+    assert [d[0] for d in recipe_differences(state, cfg.replace(train={"seed": 5}))] == ["train.seed"]
+
+
+def test_a_finished_checkpoint_says_so(checkpoint_at_epoch_2, capsys):
+    before = snapshot(checkpoint_at_epoch_2)
+    assert main(["train", *TINY, "--epochs", "1", "--checkpoint-dir", str(checkpoint_at_epoch_2)]) == 2
+    err = one_line_error(capsys)
+    assert "is at epoch 2, past --epochs 1" in err and "epoch 2/1" not in err
+    assert main(["train", *TINY, "--epochs", "2", "--checkpoint-dir", str(checkpoint_at_epoch_2)]) == 0
+    out = capsys.readouterr().out
+    assert "already finished" in out and "epoch 2 of 2" in out
+    assert snapshot(checkpoint_at_epoch_2) == before
+
+
+@pytest.mark.parametrize("args,key", [
+    (["--lr", "inf"], "train.lr"), (["--lr", "nan"], "train.lr"),
+    (["--set", "train.momentum=.nan"], "train.momentum"),
+    (["--set", "model.dropout=-.inf"], "model.dropout"),
+])
+def test_non_finite_numbers_are_refused_at_validation(tmp_path, capsys, args, key):
+    assert main(["train", *TINY, "--epochs", "1", *args, "--checkpoint-dir", str(tmp_path / "ck")]) == 2
+    assert f"{key}: must be a finite number" in one_line_error(capsys)
+    assert not (tmp_path / "ck" / "checkpoint.pt").exists()
+
+
+def test_non_finite_numbers_in_a_manifest_are_refused():
+    from ninsweep.config import TrialConfig
+    from ninsweep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.lr: must be a finite number"):
+        TrialConfig.from_dict({"train": {"lr": float("inf")}})
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(tmp_path, capsys):
+    from ninsweep.train import CHECKPOINT_FILE, load_checkpoint
+
+    checkpoints = tmp_path / "ck"
+    # lr 0.1 for epoch 1, then x1e7 from epoch 2 on: the loss becomes NaN in epoch 2.
+    blow_up = ["--set", "train.lr_milestones=[1]", "--set", "train.lr_gamma=10000000.0"]
+    assert main(["train", *TINY, "--epochs", "1", *blow_up, "--checkpoint-dir", str(checkpoints)]) == 0
+    before = snapshot(checkpoints)
+    capsys.readouterr()
+    assert main(["train", *TINY, "--epochs", "4", *blow_up, "--checkpoint-dir", str(checkpoints)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("ninsweep: error: epoch 2: the training loss is nan") and "\n" not in err
+    assert "epoch   2/4" not in captured.out  # the diverged epoch is not reported as done
+    assert snapshot(checkpoints) == before
+    assert load_checkpoint(checkpoints / CHECKPOINT_FILE)["epoch"] == 1
