@@ -55,6 +55,8 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"  # the variable Ray's own `ray job` CLI reads
 CONNECT_TIMEOUT_ENV = "NINSWEEP_CONNECT_TIMEOUT"
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
+REQUEST_TIMEOUT_ENV = "NINSWEEP_REQUEST_TIMEOUT"
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
 TAG = "ninsweep"  # metadata key marking our jobs; value "1"
 SHARED_STORAGE_ENV = "NINSWEEP_SHARED_STORAGE"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -460,9 +462,23 @@ def connect(address: Optional[str] = None, *, timeout: Optional[float] = None):
     _preflight(address, timeout)
     headers = auth_headers()
     with _network_errors(address):
-        client = job_submission.JobSubmissionClient(address, headers=headers or None)
+        client = _bounded_client(job_submission, timeout)(address, headers=headers or None)
     client.ninsweep_address = address  # for messages
     return client
+
+
+def _bounded_client(job_submission, connect_timeout: float):
+    """``JobSubmissionClient`` whose HTTP requests end: Ray's sends them with no timeout, so a
+    dashboard port that accepts and never answers (a tunnel whose far end is gone) would
+    hang every command. Reads may take ``$NINSWEEP_REQUEST_TIMEOUT`` s (default 60)."""
+    read_timeout = float(os.environ.get(REQUEST_TIMEOUT_ENV) or DEFAULT_REQUEST_TIMEOUT_S)
+
+    class BoundedJobSubmissionClient(job_submission.JobSubmissionClient):
+        def _do_request(self, method, endpoint, **kwargs):
+            kwargs.setdefault("timeout", (connect_timeout, read_timeout))
+            return super()._do_request(method, endpoint, **kwargs)
+
+    return BoundedJobSubmissionClient
 
 
 def _address_of(client) -> str:

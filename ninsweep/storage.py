@@ -19,6 +19,8 @@ from .errors import NinsweepError
 
 MANIFEST_FILE = "ninsweep.json"
 LOCK_FILE = ".ninsweep.lock"  # held by the run or resume writing the experiment
+STORAGE_TIMEOUT_ENV = "NINSWEEP_STORAGE_TIMEOUT"
+DEFAULT_STORAGE_TIMEOUT_S = 30.0
 DEFAULT_STORAGE = "~/ninsweep-results"
 
 
@@ -36,11 +38,32 @@ def resolve_storage(storage: Optional[str]) -> str:
     return str(Path(storage).expanduser().resolve())
 
 
+def storage_timeout() -> float:
+    """Seconds a cloud storage call may keep retrying (``$NINSWEEP_STORAGE_TIMEOUT``, 30)."""
+    text = os.environ.get(STORAGE_TIMEOUT_ENV, "").strip()
+    try:
+        value = float(text) if text else DEFAULT_STORAGE_TIMEOUT_S
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise NinsweepError(f"{STORAGE_TIMEOUT_ENV}={text!r}: expected a positive number of seconds")
+    return value
+
+
 def filesystem(location: str):
     import pyarrow.fs  # Ray's own dependency; only needed here for URIs
 
     if is_uri(location):
         try:
+            scheme, _, rest = location.partition("://")
+            if scheme in ("gs", "gcs") and "?" not in rest:
+                # pyarrow's GCS client retries transient errors for 15 minutes by default
+                # (an unreachable endpoint looks transient): bound it. S3's client already
+                # gives up after a few seconds (AWS SDK connect/request timeouts, 3 tries).
+                import datetime
+
+                limit = datetime.timedelta(seconds=max(1.0, storage_timeout()))
+                return pyarrow.fs.GcsFileSystem(retry_time_limit=limit), rest
             return pyarrow.fs.FileSystem.from_uri(location)
         except (ValueError, OSError) as err:  # unknown scheme, no credentials, ...
             raise NinsweepError(f"{location}: cannot open ({str(err).splitlines()[0]})") from None

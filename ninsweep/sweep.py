@@ -57,6 +57,9 @@ def start_ray(address: Optional[str], log: Callable[[str], None]) -> None:
             # to merge another): ship this package so workers without ninsweep can run it.
             package = str(Path(__file__).resolve().parent)
             options["runtime_env"] = {"py_modules": [package], "excludes": ["__pycache__"]}
+        from .reach import check_ray_address
+
+        check_ray_address(address)  # Ray itself would retry a dead address for minutes
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=True, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:

@@ -424,3 +424,66 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
     assert "epoch   2/4" not in captured.out  # the diverged epoch is not reported as done
     assert snapshot(checkpoints) == before
     assert load_checkpoint(checkpoints / CHECKPOINT_FILE)["epoch"] == 1
+
+
+# -- waits on something outside have a bound ---------------------------------------------------
+
+def test_run_on_an_address_where_nothing_listens_is_one_line_at_once(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    storage = tmp_path / "storage"
+    assert main(["run", "smoke", "--storage", str(storage), "--address", f"127.0.0.1:{port}"]) == 2
+    err = one_line_error(capsys)
+    assert f"cannot reach Ray at 127.0.0.1:{port}" in err and "refused" in err
+    assert not storage.exists() or list(storage.iterdir()) == []
+
+
+def test_run_on_a_port_that_is_not_ray_is_one_line_within_the_bound(tmp_path, capsys, monkeypatch):
+    import socket
+
+    monkeypatch.setenv("NINSWEEP_CONNECT_TIMEOUT", "1")
+    with socket.socket() as server:  # accepts, never speaks: an SSH port, a stuck proxy
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        storage = tmp_path / "storage"
+        assert main(["run", "smoke", "--storage", str(storage), "--address",
+                     f"127.0.0.1:{port}"]) == 2
+    err = one_line_error(capsys)
+    assert "the port answers but not as a Ray cluster" in err
+    assert not storage.exists() or list(storage.iterdir()) == []
+
+
+def test_a_dashboard_that_accepts_and_never_answers_is_one_line(tmp_path, capsys, monkeypatch):
+    import socket
+
+    pytest.importorskip("requests")
+    monkeypatch.setenv("NINSWEEP_CONNECT_TIMEOUT", "1")
+    monkeypatch.setenv("NINSWEEP_REQUEST_TIMEOUT", "1")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        assert main(["jobs", "list", "--address", f"http://127.0.0.1:{port}"]) == 2
+    err = one_line_error(capsys)
+    assert f"cannot reach the Ray dashboard at http://127.0.0.1:{port}" in err
+    assert "timed out" in err.lower()
+
+
+@needs_mounts
+def test_unreachable_cloud_storage_gives_up_within_the_bound(tmp_path):
+    # No network at all (a fresh network namespace): gs:// used to retry for 15 minutes.
+    import subprocess
+    import sys
+
+    from ray_support import ROOT, cli_env
+
+    env = dict(cli_env(tmp_path), NINSWEEP_STORAGE_TIMEOUT="2", NINSWEEP_CACHE_DIR=str(tmp_path))
+    done = subprocess.run(["unshare", "-n", sys.executable, "-m", "ninsweep", "status",
+                           "gs://ninsweep-no-such-bucket/exp"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 2, done.stderr
+    assert_one_line(done.stderr.strip(), "gs://ninsweep-no-such-bucket/exp: cannot")
