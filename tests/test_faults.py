@@ -199,7 +199,7 @@ needs_mounts = pytest.mark.skipif(not _can_mount(), reason="needs root and unsha
 
 
 def on_mount(tmp_path: Path, args: list[str], *, seed: Path | None = None, size_kb: int = 256,
-             fill: bool = False, read_only: bool = False):
+             fill: bool = False, read_only: bool = False, python: tuple = ("-m", "ninsweep")):
     """Run ``ninsweep ARGS`` (``{mnt}`` stands for the mount) on a fresh tmpfs.
 
     Returns (exit status, stderr, the directory holding a copy of the mount afterwards).
@@ -213,7 +213,7 @@ def on_mount(tmp_path: Path, args: list[str], *, seed: Path | None = None, size_
     mount, after = tmp_path / "mnt", tmp_path / "after"
     mount.mkdir(parents=True)
     after.mkdir()
-    command = shlex.join([sys.executable, "-m", "ninsweep",
+    command = shlex.join([sys.executable, *python,
                           *(a.replace("{mnt}", str(mount)) for a in args)])
     script = [f"mount -t tmpfs -o size={size_kb}k tmpfs {mount}"]
     if seed is not None:
@@ -287,7 +287,62 @@ def test_train_on_a_full_disk_keeps_the_last_checkpoint_and_says_so(tmp_path):
     assert relative_snapshot(after) == before
 
 
+WRITE_MANIFEST = """
+import sys
+from ninsweep.errors import NinsweepError
+from ninsweep.storage import write_manifest
+try:
+    write_manifest(sys.argv[1], {"format": 1, "trials": ["x" * 100] * 2000})
+except NinsweepError as err:
+    sys.exit(f"ninsweep: error: {err}")
+"""
+
+
+@needs_mounts
+def test_the_manifest_on_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path):
+    seed = tmp_path / "seed"
+    (seed / "other").mkdir(parents=True)
+    (seed / "other" / "ninsweep.json").write_text('{"format": 1}')
+    before = relative_snapshot(seed)
+    status, err, after = on_mount(tmp_path, ["{mnt}/new"], seed=seed, fill=True,
+                                  python=("-c", WRITE_MANIFEST))
+    assert status == 1  # sys.exit(message)
+    assert_one_line(err, "cannot write the manifest", "No space left on device")
+    after_files = relative_snapshot(after)
+    assert after_files == before  # no ninsweep.json, no temporary file in new/
+
+
 # -- outer faults without a mount -------------------------------------------------------------
+
+def test_two_runs_of_one_name_at_the_same_moment_one_wins_one_refuses(tmp_path):
+    """Two real processes: the winner holds the lock while it waits on the address (a port
+    that never speaks gRPC, 15 s); the other is refused at once. Nothing is left behind."""
+    import socket
+    import subprocess
+    import sys
+
+    from ray_support import ROOT, cli_env
+
+    storage = tmp_path / "storage"
+    env = dict(cli_env(tmp_path), NINSWEEP_CONNECT_TIMEOUT="15")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        command = [sys.executable, "-m", "ninsweep", "run", "smoke", "--storage", str(storage),
+                   "--address", address]
+        runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        results = [run.communicate(timeout=120) for run in runs]
+    errors = sorted(err.strip() for _, err in results)
+    assert [run.returncode for run in runs] == [2, 2]
+    refused = [e for e in errors if "another ninsweep run or resume is writing" in e]
+    waited = [e for e in errors if "the port answers but not as a Ray cluster" in e]
+    assert len(refused) == 1 and len(waited) == 1, errors
+    for err in errors:
+        assert_one_line(err)
+    assert list(storage.iterdir()) == []  # no lock file, no empty experiment directory
+
 
 def test_storage_and_checkpoint_dir_that_are_files(tmp_path, capsys):
     blocker = tmp_path / "file"
