@@ -208,10 +208,8 @@ def _finish_sweep(outcome, out=sys.stdout) -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from .space import format_dry_run
+    from .space import check_experiment_name, format_dry_run
     from .sweep import run_sweep
-
-    from .space import check_experiment_name
 
     started_at = time.time()
     if args.name is not None:
