@@ -255,6 +255,7 @@ def test_export_on_a_full_disk_keeps_the_old_files(tmp_path):
     assert relative_snapshot(after) == before  # no temporary files left either
 
 
+@pytest.mark.slow
 @needs_mounts
 def test_read_only_storage_refuses_run_export_and_report_in_one_line(tmp_path):
     seed = tmp_path / "seed"
@@ -269,6 +270,7 @@ def test_read_only_storage_refuses_run_export_and_report_in_one_line(tmp_path):
         assert relative_snapshot(after) == before, args
 
 
+@pytest.mark.slow
 @needs_mounts
 def test_train_on_a_full_disk_keeps_the_last_checkpoint_and_says_so(tmp_path):
     from ninsweep.train import CHECKPOINT_FILE
@@ -314,6 +316,7 @@ def test_the_manifest_on_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_
 
 # -- outer faults without a mount -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_runs_of_one_name_at_the_same_moment_one_wins_one_refuses(tmp_path):
     """Two real processes: the winner holds the lock while it waits on the address (a port
     that never speaks gRPC, 15 s); the other is refused at once. Nothing is left behind."""
