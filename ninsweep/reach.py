@@ -33,18 +33,19 @@ def connect_timeout() -> float:
     return value
 
 
-def probe_tcp(host: str, port: int, timeout: float, what: str) -> None:
+def probe_tcp(host: str, port: int, timeout: float, what: str, hint: str = "") -> None:
     """Open and close a TCP connection to ``host:port``, or raise a one-line error."""
+    hint = f"; {hint}" if hint else ""
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except socket.gaierror:
-        raise NinsweepError(f"cannot reach {what}: unknown host {host}") from None
+        raise NinsweepError(f"cannot reach {what}: unknown host {host}{hint}") from None
     except socket.timeout:
         raise NinsweepError(f"cannot reach {what}: no answer in {timeout:g} s "
-                            f"({CONNECT_TIMEOUT_ENV} sets the wait)") from None
+                            f"({CONNECT_TIMEOUT_ENV} sets the wait){hint}") from None
     except OSError as err:
-        raise NinsweepError(f"cannot reach {what}: {err.strerror or err}") from None
+        raise NinsweepError(f"cannot reach {what}: {err.strerror or err}{hint}") from None
 
 
 def _split_host_port(address: str) -> tuple[str, int]:
@@ -76,10 +77,13 @@ def ray_bootstrap_address(address: str) -> str:
 def check_ray_address(address: str, timeout: Optional[float] = None) -> None:
     """Raise a one-line ``NinsweepError`` unless a Ray cluster may answer at ``address``."""
     timeout = connect_timeout() if timeout is None else timeout
+    if address == "local":
+        raise NinsweepError("--address local: leave --address out to start a local Ray "
+                            "instance (it listens on 127.0.0.1 only)")
     target = ray_bootstrap_address(address)
     host, port = _split_host_port(target)
     what = f"Ray at {address}" + (f" ({target})" if target != address else "")
-    probe_tcp(host, port, timeout, what + " (is the cluster up? `ray status` on its head)")
+    probe_tcp(host, port, timeout, what, "is the cluster up? (`ray status` on its head)")
     if os.environ.get("RAY_USE_TLS", "").strip().lower() in ("1", "true"):
         return  # a TLS channel needs Ray's certificates; the port answering must do
     try:
