@@ -545,3 +545,26 @@ def test_unreachable_cloud_storage_gives_up_within_the_bound(tmp_path):
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 2, done.stderr
     assert_one_line(done.stderr.strip(), "gs://ninsweep-no-such-bucket/exp: cannot")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@needs_mounts
+def test_run_on_a_full_storage_stops_in_one_line_and_leaves_nothing(tmp_path):
+    """The whole path with Ray: the lock (an empty file) still fits, Ray starts, the manifest
+    does not fit: one line, Ray shut down, no partial manifest, no empty experiment folder."""
+    from ray_support import needs_netns
+
+    if needs_netns.mark.args[0]:  # skipif condition: not inside tests/run.sh's namespace
+        pytest.skip(needs_netns.mark.kwargs["reason"])
+    seed = tmp_path / "seed"
+    make_experiment(seed, [{"seed": 0}], name="earlier")
+    before = relative_snapshot(seed)
+    status, err, after = on_mount(tmp_path, ["run", "smoke", "--max-epochs", "1", "--storage",
+                                             "{mnt}", "--name", "full"], seed=seed, fill=True)
+    assert status == 2
+    # Ray's own start-up warnings come first; ours is the one line that ends it.
+    assert "Traceback" not in err
+    assert_one_line(err.splitlines()[-1], "ninsweep.json: cannot write the manifest",
+                    "No space left on device")
+    assert relative_snapshot(after) == before and not (after / "full").exists()
