@@ -14,6 +14,7 @@ import pytest
 from ninsweep.cli import main
 
 from analysis_fixtures import make_experiment
+from ray_support import needs_netns
 
 
 @pytest.fixture(autouse=True)
@@ -549,14 +550,11 @@ def test_unreachable_cloud_storage_gives_up_within_the_bound(tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.slow
+@needs_netns
 @needs_mounts
 def test_run_on_a_full_storage_stops_in_one_line_and_leaves_nothing(tmp_path):
     """The whole path with Ray: the lock (an empty file) still fits, Ray starts, the manifest
     does not fit: one line, Ray shut down, no partial manifest, no empty experiment folder."""
-    from ray_support import needs_netns
-
-    if needs_netns.mark.args[0]:  # skipif condition: not inside tests/run.sh's namespace
-        pytest.skip(needs_netns.mark.kwargs["reason"])
     seed = tmp_path / "seed"
     make_experiment(seed, [{"seed": 0}], name="earlier")
     before = relative_snapshot(seed)
