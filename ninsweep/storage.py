@@ -38,6 +38,13 @@ def resolve_storage(storage: Optional[str]) -> str:
     return str(Path(storage).expanduser().resolve())
 
 
+def _reason(err: BaseException) -> str:
+    """The first line of a storage library's error, cut short: cloud SDKs write paragraphs."""
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else type(err).__name__
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
 def storage_timeout() -> float:
     """Seconds a cloud storage call may keep retrying (``$NINSWEEP_STORAGE_TIMEOUT``, 30)."""
     text = os.environ.get(STORAGE_TIMEOUT_ENV, "").strip()
@@ -66,7 +73,7 @@ def filesystem(location: str):
                 return pyarrow.fs.GcsFileSystem(retry_time_limit=limit), rest
             return pyarrow.fs.FileSystem.from_uri(location)
         except (ValueError, OSError) as err:  # unknown scheme, no credentials, ...
-            raise NinsweepError(f"{location}: cannot open ({str(err).splitlines()[0]})") from None
+            raise NinsweepError(f"{location}: cannot open ({_reason(err)})") from None
     return pyarrow.fs.LocalFileSystem(), location
 
 
@@ -100,7 +107,7 @@ def write_manifest(experiment: str, manifest: dict[str, Any]) -> None:
                 stream.write(text.encode())
         except OSError as err:
             raise NinsweepError(f"{target}: cannot write the manifest "
-                                f"({str(err).splitlines()[0]})") from None
+                                f"({_reason(err)})") from None
         return
     directory = Path(experiment)
     temporary = directory / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
@@ -213,7 +220,7 @@ def fetch_experiment(uri: str, destination: Optional[os.PathLike | str] = None) 
     except FileNotFoundError:
         raise NinsweepError(f"{uri}: no such experiment") from None
     except OSError as err:
-        raise NinsweepError(f"{uri}: cannot list ({str(err).splitlines()[0]})") from None
+        raise NinsweepError(f"{uri}: cannot list ({_reason(err)})") from None
     for entry in entries:
         relative = entry.path[len(root):].lstrip("/")
         # Checkpoints are large and the analysis never reads them.
