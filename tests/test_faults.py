@@ -349,19 +349,21 @@ def test_two_runs_of_one_name_at_the_same_moment_one_wins_one_refuses(tmp_path):
 
 
 def test_storage_and_checkpoint_dir_that_are_files(tmp_path, capsys):
-    blocker = tmp_path / "file"
+    place = tmp_path / "place"
+    place.mkdir()
+    blocker = place / "file"
     blocker.write_text("mine\n")
     assert main(["run", "smoke", "--storage", str(blocker)]) == 2
+    assert f"{blocker}: is a file, not a directory" in one_line_error(capsys)
+    assert main(["run", "smoke", "--storage", str(blocker / "below")]) == 2
     assert "is a file, not a directory" in one_line_error(capsys)
     assert main(["train", "--data", "synthetic", "--epochs", "1",
                  "--checkpoint-dir", str(blocker)]) == 2
-    assert "--checkpoint-dir" in one_line_error(capsys)
+    assert f"--checkpoint-dir {blocker}: is a file, not a directory" in one_line_error(capsys)
     assert main(["train", "--data", "synthetic", "--epochs", "1",
                  "--checkpoint-dir", str(blocker / "below")]) == 2
-    one_line_error(capsys)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "file"] or \
-        sorted(p.name for p in tmp_path.iterdir()) == ["file"]
-    assert blocker.read_text() == "mine\n"
+    assert "--checkpoint-dir" in one_line_error(capsys)
+    assert [p.name for p in place.iterdir()] == ["file"] and blocker.read_text() == "mine\n"
 
 
 def test_a_manifest_that_is_not_utf8_is_one_line_everywhere(tmp_path, capsys):
