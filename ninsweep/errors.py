@@ -20,3 +20,7 @@ class DataError(NinsweepError):
 
 class CheckpointError(NinsweepError):
     """A checkpoint is unreadable or belongs to a different architecture."""
+
+
+class TrainingDiverged(NinsweepError):
+    """The loss became NaN or infinite: the recipe (usually the learning rate) is unusable."""

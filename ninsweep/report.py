@@ -53,12 +53,24 @@ DPI = 120
 
 
 def write_report(exp: A.Experiment, out_dir: Optional[os.PathLike | str] = None,
-                 alpha: float = A.ALPHA, baseline: Optional[str] = None) -> Path:
+                 alpha: float = A.ALPHA, baseline: Optional[str] = None,
+                 force: bool = False) -> Path:
     """Write ``report.md`` and its figures into ``out_dir``; return the report's path.
 
     ``baseline``: a config label; the report then compares every config with it too.
+    ``<exp>/report`` (the default) is derived and regenerated on every call; in any other
+    folder an existing report or figure is replaced only with ``force``, and no other place
+    inside the experiment is written (``outputs.check_outputs``).
     """
+    from .outputs import check_outputs
+
     out = Path(out_dir).expanduser() if out_dir is not None else exp.path / REPORT_DIR
+    names = (REPORT_FILE, FIG_TEST_ACC, FIG_TRAIN_LOSS, FIG_TEST_LOSS, FIG_FINAL_ACC,
+             FIG_EFFECTS, FIG_INTERACTIONS)
+    if out.exists() and not out.is_dir():
+        raise NinsweepError(f"{out}: not a directory (the report needs a folder)")
+    check_outputs([out / n for n in names], exp.path,
+                  [exp.path / REPORT_DIR / n for n in names], force=force, command="report")
     trials, configs, sig = A.tables(exp, alpha)
     effects = E.effects_table(trials, baseline)  # an unknown baseline fails before any file
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import re
 import typing
@@ -46,6 +45,13 @@ DEFAULT_GPUS = 0.0
 DEFAULT_CHECKPOINT_EVERY = 1
 DEFAULT_CHECKPOINT_KEEP = 2
 DEFAULT_MAX_RETRIES = 3
+# More trials than this is a typo or a runaway grid, not a study: at a CIFAR-10 epoch of
+# minutes per trial it would outlast any cluster. Refused before expanding (a 10^6 grid
+# would otherwise take minutes and gigabytes to list).
+MAX_TRIALS = 100_000
+# The most values a YAML file may expand to through aliases (*anchor): a "billion laughs"
+# file is a few lines that expand to 10^9 values.
+MAX_YAML_NODES = 1_000_000
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -305,8 +311,11 @@ def load_space(path: Union[str, Path]) -> SweepSpec:
 
 def parse_space(text: str, where: str = "<space>") -> SweepSpec:
     """``load_space`` for YAML text already in memory; ``where`` names it in errors."""
-    raw = _parse_yaml(text, where)
-    return build_space(raw, where)
+    try:
+        raw = _parse_yaml(text, where)
+        return build_space(raw, where)
+    except RecursionError:  # PyYAML and the checks recurse once per level of nesting
+        raise ConfigError(f"{where}: nested too deeply to be a search space") from None
 
 
 def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
@@ -343,6 +352,7 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
         base[section] = dict(value)
 
     blocks = _parse_grid(fail, raw.get("grid"), base)
+    _check_size(fail, blocks, seeds)
     trials = _expand(fail, blocks, base, seeds)
     return SweepSpec(name=name, description=description.strip(), source=where, raw=raw,
                      trials=tuple(trials), resources=resources, checkpoint_every=every,
@@ -407,6 +417,45 @@ class _Loader(yaml.SafeLoader):
                     f"{seen[key].start_mark.line + 1})", key_node.start_mark)
             seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        # Measured on the node graph, where an alias is one shared node: the size of the
+        # data once every alias is expanded, without expanding it.
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expands to more than {MAX_YAML_NODES:,} values through "
+                "aliases (*anchor); refusing it", node.start_mark)
+        return super().construct_document(node)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values in ``node`` with aliases expanded; ``sizes`` memoises shared (aliased) nodes.
+
+    Iterative, so a deeply nested file cannot exhaust the recursion limit; counts stop at
+    ``MAX_YAML_NODES + 1``. A recursive alias (inside its own anchor) is refused.
+    """
+    visiting: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        current, children_done = stack.pop()
+        key = id(current)
+        if isinstance(current, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        children = ([n for pair in current.value for n in pair]
+                    if isinstance(current, yaml.MappingNode) else list(current.value))
+        if children_done:
+            visiting.discard(key)
+            sizes[key] = min(1 + sum(sizes.get(id(c), 0) for c in children), MAX_YAML_NODES + 1)
+        elif key in visiting:  # met again inside itself: an alias inside its own anchor
+            raise yaml.constructor.ConstructorError(
+                None, None, "an alias (*anchor) inside its own anchor: the value would be "
+                "infinite", current.start_mark)
+        elif key not in sizes:
+            visiting.add(key)
+            stack.append((current, True))
+            stack.extend((c, False) for c in children)
+    return sizes[id(node)]
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -494,6 +543,12 @@ def _check_name(fail: _Failer, path: str, value: Any) -> str:
         fail(path, f"{value!r} is not a usable experiment name (letters, digits, '.', '_', "
                    "'-'; starting with a letter or digit)")
     return value
+
+
+def check_experiment_name(value: Any, where: str = "--name") -> str:
+    """The rule of the YAML ``name:`` key for a name given elsewhere (``--name``): one path
+    component, so the experiment stays inside ``--storage`` (no ``..``, no ``/``)."""
+    return _check_name(_flag_failer, where, value)
 
 
 def _is_number(value: Any) -> bool:
@@ -615,7 +670,9 @@ class _Block:
 
 
 def _field_hint(section: str, name: str) -> Any:
-    return typing.get_type_hints(SECTIONS[section])[name]
+    from .config import _schema
+
+    return _schema(SECTIONS[section])[0][name]
 
 
 def _fields(section: str) -> tuple[str, ...]:
@@ -690,6 +747,15 @@ def _parse_grid(fail: _Failer, grid: Any, base: dict[str, dict]) -> list[_Block]
     return blocks
 
 
+def _check_size(fail: _Failer, blocks: list[_Block], seeds: tuple[int, ...]) -> None:
+    per_seed = sum(math.prod(len(values) for values in block.values) for block in blocks)
+    total = per_seed * len(seeds)
+    if total > MAX_TRIALS:
+        fail("grid", f"expands to {total:,} trials ({per_seed:,} per seed x {len(seeds)} "
+                     f"seeds); a sweep runs at most {MAX_TRIALS:,}: split it into several "
+                     "spaces or narrow the value lists")
+
+
 def _expand(fail: _Failer, blocks: list[_Block], base: dict[str, dict],
             seeds: tuple[int, ...]) -> list[TrialSpec]:
     # Grid keys beyond the three every name has: params by dotted name, names compactly.
@@ -701,7 +767,9 @@ def _expand(fail: _Failer, blocks: list[_Block], base: dict[str, dict],
 
     base_error = _validation_error(base)
     trials: list[TrialSpec] = []
-    by_config: dict[str, tuple[str, str]] = {}  # config JSON -> (name, block path)
+    # Frozen config -> (name, block path): the config itself is the key (hashable, fields
+    # already coerced), not its JSON, which cost more than building the config.
+    by_config: dict[TrialConfig, tuple[str, str]] = {}
     by_name: dict[str, str] = {}  # name -> block path
     # Seed-major: every configuration once before any repeats, so a sweep cut short
     # still holds one complete replicate.
@@ -719,7 +787,7 @@ def _expand(fail: _Failer, blocks: list[_Block], base: dict[str, dict],
                     _report_trial_error(fail, err, block, combo, base_error)
                 params = _params(config, extra)
                 tname = _trial_name(params, extra)
-                key = json.dumps(config.to_dict(), sort_keys=True)
+                key = config
                 if key in by_config:
                     other_name, other_block = by_config[key]
                     fail(block.path, f"duplicate configuration {tname} (also produced by "

@@ -57,6 +57,9 @@ def start_ray(address: Optional[str], log: Callable[[str], None]) -> None:
             # to merge another): ship this package so workers without ninsweep can run it.
             package = str(Path(__file__).resolve().parent)
             options["runtime_env"] = {"py_modules": [package], "excludes": ["__pycache__"]}
+        from .reach import check_ray_address
+
+        check_ray_address(address)  # Ray itself would retry a dead address for minutes
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=True, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
@@ -118,8 +121,10 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
               out: TextIO = sys.stdout, started_at: Optional[float] = None) -> SweepOutcome:
     started_at = started_at or time.time()
     log = _logger(out)
+    from .space import check_experiment_name
+
+    name = check_experiment_name(name) if name is not None else spec.name
     storage = resolve_storage(storage)
-    name = name or spec.name
     experiment = join(storage, name)
     if experiment_exists(experiment):
         raise NinsweepError(f"{experiment} already exists; resume it with `ninsweep resume "

@@ -9,6 +9,8 @@ the metrics and the state.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import random
 import time
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from . import metrics as M
 from .config import ModelConfig, TrialConfig, to_dict
 from .data import DeviceLoader, ImageData, hold_out_validation, load_data
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .model import NIN, count_parameters, decayed_parameters
 
 CHECKPOINT_FORMAT = 1
@@ -140,6 +142,12 @@ class Trainer:
             correct += (logits.detach().argmax(dim=1) == labels).sum()
             seen += labels.shape[0]
         train_loss, train_correct = loss_sum.item(), correct.item()  # syncs the device
+        if not math.isfinite(train_loss):
+            # Stop before this epoch counts: its NaN weights must not replace the last
+            # good checkpoint, and training on would only report NaN to the end.
+            raise TrainingDiverged(
+                f"epoch {self.epoch + 1}: the training loss is {train_loss} (training "
+                f"diverged); lower train.lr (now {lr:g}) or check the data")
         train_time = time.perf_counter() - started
         test_loss, test_acc = self.evaluate()
         self.epoch += 1
@@ -245,16 +253,59 @@ def check_architecture(state: dict[str, Any], model_cfg: ModelConfig) -> None:
                               "; ".join(differences) + ")")
 
 
+# Settings a run may change when it continues a checkpoint (train --checkpoint-dir): how
+# long, where and how fast it runs, and where the data lives. Every other key is the recipe
+# (model, data source and subsets, optimiser, schedule, seed), and must match the checkpoint.
+RUNTIME_KEYS = frozenset({
+    "train.epochs", "train.device", "train.threads", "train.amp", "train.compile",
+    "train.channels_last", "train.eval_batch_size", "data.root", "data.cache_dir",
+})
+
+
+def recipe_differences(state: dict[str, Any], cfg: TrialConfig) -> list[tuple[str, Any, Any]]:
+    """``(section.key, checkpoint's value, cfg's value)`` for every recipe setting that differs."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError("checkpoint has no configuration; not a ninsweep checkpoint")
+    differences = []
+    for section, values in cfg.to_dict().items():
+        stored = saved.get(section) if isinstance(saved.get(section), dict) else {}
+        for key, value in values.items():
+            name = f"{section}.{key}"
+            if name not in RUNTIME_KEYS and stored.get(key, "(unset)") != value:
+                differences.append((name, stored.get(key, "(unset)"), value))
+    return differences
+
+
+def check_recipe(state: dict[str, Any], cfg: TrialConfig, where: str = "checkpoint") -> None:
+    """Refuse to continue a checkpoint made with another recipe, naming the keys."""
+    differences = recipe_differences(state, cfg)
+    if differences:
+        shown = ", ".join(f"{name} (checkpoint {old!r}, requested {new!r})"
+                          for name, old, new in differences[:6])
+        more = f" and {len(differences) - 6} more" if len(differences) > 6 else ""
+        raise CheckpointError(f"{where} was made with a different recipe: {shown}{more}; "
+                              "use the checkpoint's settings or another --checkpoint-dir")
+
+
 def save_checkpoint(state: dict[str, Any], path: os.PathLike | str) -> Path:
-    """Write ``state`` atomically: a reader sees the old file or the new one, never half."""
+    """Write ``state`` atomically: a reader sees the old file or the new one, never half.
+
+    A failed write (disk full, read-only, quota) raises ``CheckpointError`` and leaves the
+    previous checkpoint as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, temporary)
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as err:  # torch reports a failed write as RuntimeError
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({_first_line(err)}); "
+                              "the previous checkpoint is unchanged") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
     return path
 
 

@@ -131,6 +131,12 @@ def test_train_loop_benchmark_prints_the_ratio(tmp_path):
     assert len(result["samples"]["trainer"]) == 2
 
 
+def test_space_benchmark_prints_the_ratio_and_per_size_rows():
+    done = run_bench(BENCH / "bench_space.py", "--sizes", "80,160")
+    assert "speed-up x" in done.stdout
+    assert [line.split()[0] for line in done.stdout.splitlines()[1:3]] == ["80", "160"]
+
+
 def test_checkpoint_benchmark_reports_size_time_and_memory(tmp_path):
     out = tmp_path / "ckpt.json"
     run_bench(BENCH / "bench_checkpoint.py", "--train-size", 128, "--repeats", 2,
