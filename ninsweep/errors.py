@@ -20,3 +20,7 @@ class DataError(NinsweepError):
 
 class CheckpointError(NinsweepError):
     """A checkpoint is unreadable or belongs to a different architecture."""
+
+
+class DeviceError(NinsweepError):
+    """The device a run must train on cannot be used (a granted GPU without working CUDA)."""

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from . import metrics as M
 from .config import ModelConfig, TrialConfig, to_dict
 from .data import DeviceLoader, ImageData, load_data
+from .devices import describe_device, prepare_device
 from .errors import CheckpointError, ConfigError
 from .model import NIN, count_parameters, decayed_parameters
 
@@ -63,10 +64,9 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.device = resolve_device(cfg.train.device)
         self.amp = cfg.train.amp and self.device.type == "cuda"
-        if self.device.type == "cuda":
-            # Fixed shapes every step: let cuDNN pick its fastest kernels. (GPU runs are
-            # therefore not bit-reproducible; CPU runs are.)
-            torch.backends.cudnn.benchmark = True
+        # Before anything lands on the device: a reused worker's earlier run must not leak in.
+        prepare_device(self.device, cfg.train.compile, cfg.train.cudnn_benchmark)
+        log(describe_device(self.device))
         seed_everything(cfg.train.seed)
 
         data = data if data is not None else load_data(cfg.data, log=log)
@@ -161,9 +161,11 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for images, labels in self.test_loader.epoch(None):
-            with self._autocast():
-                logits = self.step_model(images)
-            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+            # No bf16 autocast here: logits in bf16 (8 bits of mantissa) tie or flip the
+            # argmax of near-equal classes, moving accuracy by more than the gaps a sweep
+            # compares. fp32 costs only the test pass; training keeps bf16.
+            logits = self.step_model(images).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
             correct += (logits.argmax(dim=1) == labels).sum()
         count = self.test_loader.num_images
         return loss_sum.item() / count, correct.item() / count
