@@ -11,8 +11,10 @@ under test is Dynamo's, the same for every backend).
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +25,7 @@ from ninsweep.errors import ConfigError, DeviceError
 from ninsweep.space import load_space, parse_space
 from ninsweep.train import Trainer
 
-from ray_support import ROOT
+from ray_support import ROOT, needs_netns
 
 
 def tiny(tmp_path, model=None, **train):
@@ -265,3 +267,70 @@ def test_gpus_per_trial_zero_is_refused_for_a_cuda_space():
         spec.with_overrides(gpus_per_trial=0)
     # The lab4 spaces (device auto) run anywhere.
     load_space(ROOT / "search_spaces" / "lab4.yaml").with_overrides(gpus_per_trial=0)
+
+
+# -- the same through Ray: a node that advertises a GPU it does not have -------------------
+
+FAKE_GPU_SPACE = """
+name: fakegpu
+grid: [{activation: [relu]}]
+data: {source: synthetic, synthetic_train_size: 64, synthetic_test_size: 32,
+       synthetic_image_size: 16}
+train: {epochs: 1, batch_size: 32, eval_batch_size: 32, threads: 1}
+resources: {cpus: 1, gpus: 0.5}
+failure: {max_retries: 1}
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@needs_netns
+def test_ray_trials_on_a_node_whose_gpu_cannot_start_cuda(tmp_path):
+    # A real Ray node started with --num-gpus 1 on this CPU machine: Ray grants trials "GPU
+    # 0" and sets CUDA_VISIBLE_DEVICES, exactly as on a GPU node whose driver cannot run
+    # this torch; nothing is mocked. A 0.5-GPU trial must fail at once with the one line
+    # (and Tune's one retry fails the same way); with --gpus-per-trial 0 the same space
+    # trains on CPU with the GPUs hidden, although the node's CUDA_VISIBLE_DEVICES names one.
+    import secrets
+    import tempfile
+
+    from ray_support import RayNode, cli_env, free_port, ninsweep
+
+    tmp = Path(tempfile.mkdtemp(prefix="nsg-", dir="/tmp"))  # short: Ray's socket paths
+    token = tmp / "auth_token"
+    token.write_text(secrets.token_hex(24))
+    token.chmod(0o600)
+    env = cli_env(tmp_path)
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), CUDA_VISIBLE_DEVICES="0",
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
+    env.pop("RAY_ADDRESS", None)
+    space = tmp_path / "fakegpu.yaml"
+    space.write_text(FAKE_GPU_SPACE)
+    port = free_port()
+    head = RayNode("head", ["--head", "--port", str(port), "--include-dashboard=false",
+                            "--ray-client-server-port", str(free_port()), "--num-cpus", "2",
+                            "--num-gpus", "1", "--object-store-memory", "80000000",
+                            "--memory", "3000000000"], env, tmp)
+    try:
+        head.wait_started()
+        address = f"127.0.0.1:{port}"
+        storage = tmp_path / "runs"
+        done = ninsweep("run", space, "--address", address, "--storage", storage,
+                        "--name", "granted", env=env, timeout=600)
+        assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+        error = (storage / "granted" / "relu-nobn-keras-s0" / "error.txt").read_text()
+        assert "DeviceError: relu-nobn-keras-s0: Ray granted this trial a GPU but CUDA cannot start" in error
+        assert not list((storage / "granted" / "relu-nobn-keras-s0").glob("checkpoint_*"))  # no epoch
+        # The progress line names the problem, not just the error file.
+        assert "relu-nobn-keras-s0: ERROR: ninsweep.errors.DeviceError: relu-nobn-keras-s0: " \
+               "Ray granted this trial a GPU" in done.stdout
+
+        done = ninsweep("run", space, "--address", address, "--storage", storage,
+                        "--name", "zero", "--gpus-per-trial", "0", env=env, timeout=600)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output[-3000:]
+        assert "relu-nobn-keras-s0: Ray granted GPU ids []; training on cpu" in output
+        assert "relu-nobn-keras-s0: device cpu (1 threads)" in output
+    finally:
+        head.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
