@@ -288,6 +288,9 @@ class Worker:
         env = dict(os.environ, PYTHONUNBUFFERED="1",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                             os.environ.get("PYTHONPATH")])))
+        # All workers compile at once: Inductor's default pool (one process per core, per
+        # worker) would put 8 x cores compilers on the machine.
+        env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(spec.get("compile_threads", 1)))
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log_path, "w"),
@@ -503,7 +506,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for index in range(max_models):
             spec = {"index": index, "config": trial_settings(args, data_cfg, index),
                     "threads": threads_for(args, max_models), "scratch": str(scratch),
-                    "compile_backend": args.compile_backend}
+                    "compile_backend": args.compile_backend,
+                    "compile_threads": max(1, (os.cpu_count() or 1) // max_models)}
             workers.append(Worker(index, spec, scratch))
         ready = [w.expect("ready", max(30.0, deadline - time.monotonic())) for w in workers]
         print(f"{max_models} workers ready {time.monotonic() - began:.1f} s after start "
