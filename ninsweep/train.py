@@ -38,6 +38,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {name!r} requested but this process sees "
+                          f"{torch.cuda.device_count()} CUDA device(s), cuda:0 first")
     return torch.device(name)
 
 

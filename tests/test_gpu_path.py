@@ -228,6 +228,18 @@ def test_cudnn_benchmark_is_a_train_setting():
         TrialConfig.from_dict({"train": {"cudnn_benchmark": "no"}})
 
 
+def test_a_cuda_index_beyond_the_visible_devices_is_one_line(monkeypatch):
+    # Mocked: a process that sees one CUDA device.
+    from ninsweep.train import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", has_cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"^train.device: 'cuda:1' requested but this "
+                                          r"process sees 1 CUDA device\(s\)"):
+        resolve_device("cuda:1")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+
+
 @pytest.mark.parametrize("device", ["cuda:x", "cpu:0", "cuda:", "gpu"])
 def test_malformed_devices_are_refused(device):
     with pytest.raises(ConfigError, match="train.device"):
