@@ -21,6 +21,7 @@ from typing import Any, Optional
 GOALS = {"lab4_minutes": 10.0, "speedup_4_vs_1": 2.0, "trial_start_s": 5.0, "mfu": 0.25}
 PARTS = {"eager": "grid_eager.json", "compile": "grid_compile.json",
          "fidelity": "fidelity.json"}
+LOGS = {"eager": "grid_eager.log", "compile": "grid_compile.log", "fidelity": "fidelity.log"}
 
 
 def read_json(path: Path) -> Optional[dict[str, Any]]:
@@ -42,7 +43,17 @@ def read_statuses(out: Path) -> dict[str, str]:
     return statuses
 
 
-def describe_status(part: str, result: Optional[dict], status: Optional[str]) -> str:
+def last_line(path: Path) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [line for line in lines if line]
+    return lines[-1][:300] if lines else ""
+
+
+def describe_status(part: str, result: Optional[dict], status: Optional[str],
+                    log_line: str = "") -> str:
     if status is None:
         return "not run"
     if status.startswith("skipped"):
@@ -50,7 +61,8 @@ def describe_status(part: str, result: Optional[dict], status: Optional[str]) ->
     if status == "124":
         return "timed out (killed by its time limit)"
     if result is None:
-        return f"failed (exit {status}, no result written)"
+        return f"failed (exit {status}, no result written)" + (f": {log_line}" if log_line
+                                                                 else "")
     if "error" in result:
         return f"failed (exit {status}): {result['error'].strip().splitlines()[-1][:300]}"
     return "ok" if status == "0" else f"exit {status}"
@@ -94,7 +106,8 @@ def summarise(out: Path) -> dict[str, Any]:
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": (out / "versions.txt").read_text() if (out / "versions.txt").is_file()
         else None,
-        "parts": {part: describe_status(part, results[part], statuses.get(part))
+        "parts": {part: describe_status(part, results[part], statuses.get(part),
+                                        last_line(out / LOGS[part]))
                   for part in PARTS},
         "goals": GOALS,
     }
