@@ -127,6 +127,9 @@ class TrainConfig:
     eval_batch_size: int = 500
     # torch.compile the model (CUDA only pays off; off by default for quick start-up).
     compile: bool = False
+    # cuDNN autotuning on CUDA: every step has the same shapes, so it picks the fastest
+    # kernels (GPU runs are then not bit-reproducible; CPU runs are either way).
+    cudnn_benchmark: bool = True
     # CPU threads for this process; None leaves PyTorch's choice.
     threads: Optional[int] = None
 
@@ -144,7 +147,9 @@ class TrainConfig:
         _check("train.nesterov", not self.nesterov or self.momentum > 0,
                "needs momentum > 0")
         _one_of("train.weight_decay_on", self.weight_decay_on, DECAY_SCOPES)
-        _check("train.device", self.device.split(":")[0] in DEVICES,
+        kind, colon, index = self.device.partition(":")
+        _check("train.device", kind in DEVICES and (
+            not colon or (kind == "cuda" and index.isdigit())),
                f"must be one of {', '.join(DEVICES)} (cuda may name an index, cuda:1)")
         _check("train.threads", self.threads is None or self.threads > 0, "must be > 0")
 

@@ -24,3 +24,7 @@ class CheckpointError(NinsweepError):
 
 class TrainingDiverged(NinsweepError):
     """The loss became NaN or infinite: the recipe (usually the learning rate) is unusable."""
+
+
+class DeviceError(NinsweepError):
+    """The device a run must train on cannot be used (a granted GPU without working CUDA)."""

@@ -140,7 +140,7 @@ def render_markdown(exp: A.Experiment, trials: pd.DataFrame, configs: pd.DataFra
 
     if exp.is_lab4:
         md += ["## Against the lab report", ""]
-        md += _reference_markdown(configs, trials)
+        md += _reference_markdown(configs, trials) + _pooling_markdown(exp)
 
     md += ["## Figures", ""]
     captions = {
@@ -326,6 +326,24 @@ def _reference_markdown(configs: pd.DataFrame, trials: pd.DataFrame) -> list[str
         out.append(f"**Caution:** these trials run {', '.join(map(str, sorted(planned)))} epochs, "
                    f"the report {A.REFERENCE_EPOCHS}: the comparison is only indicative.")
     return [" ".join(out), ""]
+
+
+def _pooling_markdown(exp: A.Experiment) -> list[str]:
+    """Which pool 2 our trials ran, against the report's table (max) and its code (avg)."""
+    pools = sorted({((t.get("config") or {}).get("model") or {}).get("pool2", "max")
+                    for t in (exp.manifest or {}).get("trials", [])})
+    if not pools:
+        return []
+    text = (f"**Pool 2:** these trials ran {' and '.join(pools)} pooling after block 2. The "
+            "report's Table 1 says max pooling there, but the code that produced its numbers "
+            "(Lab4-NIN2 dlhw2_nin.py) used average pooling, as lab4.yaml does "
+            "(`model.pool2: avg`)")
+    if pools == ["avg"]:
+        text += ": the comparison is with the network that produced the report's numbers."
+    else:
+        text += (": trials with max pooling ran the table's network, not the one that "
+                 "produced the report's numbers.")
+    return [text, ""]
 
 
 def _trials_markdown(trials: pd.DataFrame) -> list[str]:

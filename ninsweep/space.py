@@ -154,6 +154,7 @@ class SweepSpec:
             resources = dataclasses.replace(
                 resources, gpus=_check_gpus("--gpus-per-trial", gpus_per_trial))
             applied["gpus_per_trial"] = resources.gpus
+            check_trial_devices(_flag_failer, trials, resources.gpus, "--gpus-per-trial")
         return dataclasses.replace(self, trials=trials, resources=resources, overrides=applied)
 
     def to_param_space(self) -> dict[str, Any]:
@@ -354,6 +355,7 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
     blocks = _parse_grid(fail, raw.get("grid"), base)
     _check_size(fail, blocks, seeds)
     trials = _expand(fail, blocks, base, seeds)
+    check_trial_devices(fail, trials, resources.gpus, "train.device")
     return SweepSpec(name=name, description=description.strip(), source=where, raw=raw,
                      trials=tuple(trials), resources=resources, checkpoint_every=every,
                      checkpoint_keep=keep, max_retries=max_retries, seeds=seeds)
@@ -585,6 +587,29 @@ def _check_gpus(path: str, value: Any, fail: Optional[_Failer] = None) -> float:
         fail(path, f"{value!r} GPUs: use a fraction up to 1 (0.25 shares a GPU four ways) "
                    "or a whole number of GPUs")
     return float(value)
+
+
+def check_trial_devices(fail: _Failer, trials, gpus: float, path: str) -> None:
+    """Refuse a ``train.device`` no trial of this space could train on, before Ray starts.
+
+    Ray shows a trial only the GPUs it granted, numbered from cuda:0 (a fraction counts as
+    one); a trial granted none must not use CUDA, and one holding a GPU must not leave it
+    idle on CPU.
+    """
+    visible = 0 if gpus == 0 else max(1, int(gpus))
+    for trial in trials:
+        device = trial.config.train.device
+        kind, _, index = device.partition(":")
+        if kind == "cuda" and visible == 0:
+            fail(path, f"{device!r} in trial {trial.name}, but each trial asks Ray for no GPU "
+                       "(resources.gpus 0); use auto or cpu, or ask for GPUs")
+        if kind == "cuda" and index and int(index) >= visible:
+            fail(path, f"{device!r} in trial {trial.name}, but each trial sees only the "
+                       f"{visible} GPU(s) Ray grants it, as cuda:0..cuda:{visible - 1} "
+                       f"(resources.gpus {gpus:g}); use auto or cuda")
+        if kind == "cpu" and visible:
+            fail(path, f"'cpu' in trial {trial.name}, but each trial holds {gpus:g} GPU it "
+                       "would leave idle; use auto, or --gpus-per-trial 0")
 
 
 class _FlagFailer(_Failer):

@@ -301,8 +301,8 @@ class SweepProgress(_TuneCallback):
                     "retrying from its latest checkpoint")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._print(f"{_trial_dirname(trial)}: ERROR (see {trial.path}/error.txt) | "
-                    f"{self._summary(trials)}")
+        self._print(f"{_trial_dirname(trial)}: ERROR{_error_line(trial)} (see "
+                    f"{trial.path}/error.txt) | {self._summary(trials)}")
 
     def on_step_end(self, iteration, trials, **info):
         if time.time() - self._last_table >= self.table_every_s:
@@ -343,6 +343,17 @@ class SweepProgress(_TuneCallback):
             eta = remaining_epochs * (sum(epoch_times) / len(epoch_times)) / running
             text += f", ETA {_duration(eta)}"
         return text
+
+
+def _error_line(trial) -> str:
+    """": <the exception's last line>" from the trial's error file (e.g. a DeviceError's
+    one line), or nothing when it cannot be read."""
+    try:
+        lines = [line.strip() for line in Path(trial.error_file).read_text().splitlines()]
+    except (OSError, TypeError):
+        return ""
+    lines = [line for line in lines if line]
+    return f": {lines[-1][:300]}" if lines else ""
 
 
 def _duration(seconds: float) -> str:

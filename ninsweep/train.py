@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from . import metrics as M
 from .config import ModelConfig, TrialConfig, to_dict
 from .data import DeviceLoader, ImageData, hold_out_validation, load_data
+from .devices import describe_device, prepare_device
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .model import NIN, count_parameters, decayed_parameters
 
@@ -39,6 +40,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {name!r} requested but this process sees "
+                          f"{torch.cuda.device_count()} CUDA device(s), cuda:0 first")
     return torch.device(name)
 
 
@@ -65,10 +69,9 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.device = resolve_device(cfg.train.device)
         self.amp = cfg.train.amp and self.device.type == "cuda"
-        if self.device.type == "cuda":
-            # Fixed shapes every step: let cuDNN pick its fastest kernels. (GPU runs are
-            # therefore not bit-reproducible; CPU runs are.)
-            torch.backends.cudnn.benchmark = True
+        # Before anything lands on the device: a reused worker's earlier run must not leak in.
+        prepare_device(self.device, cfg.train.compile, cfg.train.cudnn_benchmark)
+        log(describe_device(self.device))
         seed_everything(cfg.train.seed)
 
         data = data if data is not None else load_data(cfg.data, log=log)
@@ -177,9 +180,11 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for images, labels in loader.epoch(None):
-            with self._autocast():
-                logits = self.step_model(images)
-            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+            # No bf16 autocast here: logits in bf16 (8 bits of mantissa) tie or flip the
+            # argmax of near-equal classes, moving accuracy by more than the gaps a sweep
+            # compares. fp32 costs only the test pass; training keeps bf16.
+            logits = self.step_model(images).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
             correct += (logits.argmax(dim=1) == labels).sum()
         count = loader.num_images
         return loss_sum.item() / count, correct.item() / count

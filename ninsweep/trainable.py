@@ -17,6 +17,7 @@ from typing import Any
 from ray import tune
 
 from .config import TrialConfig
+from .devices import hide_gpus, trial_device
 from .train import CHECKPOINT_FILE, Trainer, load_checkpoint, save_checkpoint
 
 TRIAL_KEY = "trial"  # the one key of Tune's param space: {"trial": {name, params, config}}
@@ -28,7 +29,8 @@ def make_trainable(checkpoint_every: int):
     def train_trial(config: dict[str, Any]) -> None:
         trial = config[TRIAL_KEY]
         cfg = TrialConfig.from_dict(trial["config"], where=f"trial {trial['name']}")
-        trainer = Trainer(cfg, log=print)
+        cfg = placed(cfg, trial["name"])
+        trainer = Trainer(cfg, log=lambda message: print(f"{trial['name']}: {message}"))
 
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
@@ -49,3 +51,21 @@ def make_trainable(checkpoint_every: int):
 
     train_trial.__name__ = "ninsweep_trial"
     return train_trial
+
+
+def placed(cfg: TrialConfig, name: str) -> TrialConfig:
+    """``cfg`` with the device this trial may use, from the GPUs Ray granted its worker.
+
+    A zero-GPU trial hides the node's GPUs first (Ray 2.60 leaves them visible) and trains
+    on CPU; a trial granted a GPU that cannot start CUDA fails here, at once, with one line
+    (Tune retries it up to failure.max_retries times: on a cluster a retry may land on a
+    healthy node).
+    """
+    import ray
+
+    granted = ray.get_gpu_ids()
+    if not granted:
+        hide_gpus(log=lambda message: print(f"{name}: {message}"))
+    device = trial_device(cfg.train.device, len(granted), name)
+    print(f"{name}: Ray granted GPU ids {list(granted)}; training on {device}")
+    return cfg if device == cfg.train.device else cfg.replace(train={"device": device})
