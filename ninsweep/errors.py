@@ -20,3 +20,7 @@ class DataError(NinsweepError):
 
 class CheckpointError(NinsweepError):
     """A checkpoint is unreadable or belongs to a different architecture."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM stopped a sweep before it could stop gracefully (the CLI exits 143)."""

@@ -18,3 +18,7 @@ EPOCH_METRICS = (EPOCH, TRAIN_LOSS, TRAIN_ACC, TEST_LOSS, TEST_ACC, LR, EPOCH_TI
 # Only on CUDA: the most GPU memory the run's caching allocator has held so far, in MiB. It is
 # what several trials sharing one GPU (fractional resources) must fit into together.
 PEAK_GPU_MEM_MB = "peak_gpu_mem_mb"
+
+# Reported instead of epochs by a trial whose configuration cannot run (a batch larger than
+# its data, ...): the message, once. Such a trial is not retried.
+CONFIG_ERROR = "ninsweep_config_error"
