@@ -135,8 +135,8 @@ def load_newest(trial_dir: str, states: list[StoredState],
             apply(state)
         except CheckpointError as err:
             # The message starts with the (local) path; the label names the file already.
-            why = str(err)
-            skipped.append((stored, why.removeprefix(f"{local}: ")))
+            why = str(err).removeprefix(f"{local}: ")
+            skipped.append((stored, why if len(why) <= 100 else why[:97] + "..."))
             continue
         except OSError as err:  # deleted while we looked, a storage hiccup
             skipped.append((stored, f"cannot read ({err.strerror or err})"))

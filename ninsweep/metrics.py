@@ -22,3 +22,6 @@ PEAK_GPU_MEM_MB = "peak_gpu_mem_mb"
 # Reported instead of epochs by a trial whose configuration cannot run (a batch larger than
 # its data, ...): the message, once. Such a trial is not retried.
 CONFIG_ERROR = "ninsweep_config_error"
+# Set (to 1) on a record that a restored trial re-reports from its checkpoint's history
+# because the driver died before logging it: that epoch was not trained again.
+REPLAYED = "replayed_from_checkpoint"

@@ -272,11 +272,17 @@ def _prepare_restore(experiment: str, spec: SweepSpec, results, log) -> None:
             continue
         if result.checkpoint is None:
             continue  # Tune starts it afresh; the trial finds its checkpoints itself
-        registered = join(trial_dir, _basename(result.checkpoint.path))
-        if not path_exists(registered):
-            make_dirs(registered)
-            log(f"{name}: Tune's checkpoint {_basename(registered)} is gone from storage; "
-                "the trial continues from the newest one that loads")
+        # Tune also deletes its older registered checkpoints as newer ones come (num_to_keep)
+        # and logs a traceback for each that is already gone.
+        registered = [result.checkpoint] + [c for c, _ in result.best_checkpoints or ()]
+        for checkpoint in registered:
+            placeholder = join(trial_dir, _basename(checkpoint.path))
+            if path_exists(placeholder):
+                continue
+            make_dirs(placeholder)
+            if checkpoint is result.checkpoint:
+                log(f"{name}: Tune's checkpoint {_basename(placeholder)} is gone from storage; "
+                    "the trial continues from the newest one that loads")
     if lost:
         raise NinsweepError(
             f"{experiment}: finished trial(s) {', '.join(sorted(lost))} have no directory any "

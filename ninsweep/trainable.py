@@ -151,7 +151,7 @@ def _report_unlogged_epochs(trainer: Trainer, trial_dir: Optional[str]) -> None:
     if not missing and trainer.finished:
         missing = [trainer.history[-1]]
     for record in missing:
-        tune.report(dict(record))
+        tune.report({**record, M.REPLAYED: 1})
 
 
 def _record_config_error(trial_dir: Optional[str], name: str, err: NinsweepError) -> None:
