@@ -261,7 +261,7 @@ def _prepare_restore(experiment: str, spec: SweepSpec, results, log) -> None:
     planned = {trial.name: trial.config.train.epochs for trial in spec.trials}
     lost = []
     for result in results:
-        name = result.config["trial"]["name"]
+        name = _basename(result.path)  # the trial directory is named after the trial
         trial_dir = join(experiment, name)
         metrics = result.metrics or {}
         if metrics.get(M.CONFIG_ERROR):
@@ -419,7 +419,8 @@ class SweepProgress(_TuneCallback):
             epoch = f"{result.get(M.EPOCH, 0)}/{self._planned_epochs(trial)}"
             accuracy = f"{100 * result[M.TEST_ACC]:.2f}%" if M.TEST_ACC in result else "-"
             speed = f"{result[M.IMAGES_PER_S]:.0f}" if M.IMAGES_PER_S in result else "-"
-            rows.append(f"{_trial_dirname(trial):<24} {trial.status:<11} {epoch:>9} "
+            status = "ERROR" if result.get(M.CONFIG_ERROR) else trial.status
+            rows.append(f"{_trial_dirname(trial):<24} {status:<11} {epoch:>9} "
                         f"{accuracy:>9} {speed:>7}")
         return "\n".join(rows)
 

@@ -257,3 +257,187 @@ def test_staging_directories_of_killed_processes_are_removed(tmp_path):
     finally:
         del os.environ["TMPDIR"]
         tempfile.tempdir = None
+
+
+# -- with Ray: the driver killed, checkpoints damaged, SIGTERM, a trial that cannot run -------
+
+def _loadable(trial_dir: Path) -> list:
+    """The trial's states on storage that load, newest epoch first."""
+    found = []
+    for state in list_states(str(trial_dir)):
+        try:
+            load_checkpoint(state.path)
+        except Exception:
+            continue
+        found.append(state)
+    return found
+
+
+def _newest_epoch(trial_dir: Path) -> int:
+    return max((s.epoch for s in list_states(str(trial_dir))), default=0)
+
+
+def _epochs_trained_since(records: list[dict]) -> list[int]:
+    """The epochs these result records trained (a replayed record was not trained)."""
+    return [r[M.EPOCH] for r in records if not r.get(M.REPLAYED)]
+
+
+def _assert_finished_intact(experiment: Path, tmp_path: Path) -> None:
+    """Every trial has epochs 1..6 in its history and a newest state that loads at epoch 6."""
+    from ninsweep.analysis import load_history
+
+    for name in TRIALS:
+        assert list(load_history(experiment / name)[M.EPOCH]) == list(range(1, EPOCHS + 1)), name
+        newest = _loadable(experiment / name)[0]
+        assert newest.epoch == EPOCHS and load_checkpoint(newest.path)["epoch"] == EPOCHS
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@needs_netns
+def test_resume_continues_from_the_newest_checkpoint_past_damaged_ones(tmp_path):
+    """SIGKILL the driver once both trials have 3+ checkpoints, which Tune's snapshot lags
+    (it is forced only every `keep` checkpoints here); truncate one trial's newest state and
+    delete every checkpoint but the newest of the other (Tune's registered one with them).
+    Resume continues each from the newest state that loads and trains no epoch it covers."""
+    from ninsweep.analysis import load_history
+
+    env = cli_env(tmp_path)
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "100000"  # no timed snapshots during the run
+    experiment = tmp_path / "results" / "fault"
+    log = tmp_path / "run.log"
+    driver = start_ninsweep("run", FAULT_SPACE, "--storage", experiment.parent, env=env, log=log)
+    wait_until(lambda: all(_newest_epoch(experiment / t) >= 3 for t in TRIALS), 300,
+               "three checkpoints of each trial", driver, log)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+
+    elu, relu = (experiment / t for t in TRIALS)
+    elu_states, relu_states = _loadable(elu), _loadable(relu)
+    assert elu_states[0].epoch < EPOCHS and relu_states[0].epoch < EPOCHS, "finished too soon"
+    truncated = Path(elu_states[0].path)
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    elu_from = elu_states[1].epoch
+    relu_from = relu_states[0].epoch
+    for checkpoint in relu.glob("checkpoint_*"):
+        if checkpoint.name != relu_states[0].checkpoint_dir:
+            shutil.rmtree(checkpoint)
+    logged = {t: len(reported_records(experiment / t)) for t in TRIALS}
+
+    resumed = ninsweep("resume", experiment, env=env, timeout=500)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-4000:]
+    assert "2/2 trials finished, 0 errored" in resumed.stdout
+    assert "Traceback" not in output and "Could not recover" not in output
+    elu_line = next(line for line in output.splitlines() if "elu-bn-he-s0: resumed" in line)
+    assert f"resumed after epoch {elu_from} from {elu_states[1].label}" in elu_line
+    assert f"skipped damaged {elu_states[0].label}: unreadable or corrupt" in elu_line
+    assert f"relu-bn-he-s0: resumed after epoch {relu_from} from {relu_states[0].label}" in output
+
+    for name, start in (("elu-bn-he-s0", elu_from), ("relu-bn-he-s0", relu_from)):
+        after = reported_records(experiment / name)[logged[name]:]
+        assert _epochs_trained_since(after) == list(range(start + 1, EPOCHS + 1)), (name, after)
+        assert all(r[M.EPOCH] <= start for r in after if r.get(M.REPLAYED))
+    # Every epoch trained once overall, but the one whose only checkpoint was truncated.
+    assert sorted(r[M.EPOCH] for r in reported_records(relu)) == list(range(1, EPOCHS + 1))
+    _assert_finished_intact(experiment, tmp_path)
+
+    # Bit-identical to an uninterrupted run (CPU), though restored from an odd checkpoint.
+    reference = Trainer(load_space(FAULT_SPACE).trial("relu-bn-he-s0").config).fit()
+    for mine, theirs in zip(load_history(relu).to_dict("records"), reference):
+        for key in (M.TRAIN_LOSS, M.TEST_LOSS, M.TEST_ACC, M.LR):
+            assert mine[key] == theirs[key], (mine[M.EPOCH], key)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@needs_netns
+def test_kill_before_any_report_sigterm_and_deleted_trial_directories(tmp_path):
+    """SIGKILL before the first report, then a resume stopped by SIGTERM (exit 143, the
+    resume command), an unfinished trial's directory deleted (it runs again from epoch 1), a
+    finished trial's directory deleted (resume refuses: it cannot rerun a finished trial)."""
+    from ninsweep.analysis import load_history
+
+    env = cli_env(tmp_path)
+    experiment = tmp_path / "results" / "fault"
+    log = tmp_path / "run.log"
+    driver = start_ninsweep("run", FAULT_SPACE, "--storage", experiment.parent, env=env, log=log)
+    wait_until(lambda: any((experiment / t / "params.json").exists() for t in TRIALS), 300,
+               "a trial to start", driver, log)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    assert not any(list_states(str(experiment / t)) for t in TRIALS), "a checkpoint came first"
+
+    resume_log = tmp_path / "resume.log"
+    resuming = start_ninsweep("resume", experiment, env=env, log=resume_log)
+    wait_until(lambda: any(len(_epochs_trained_since(reported_records(experiment / t))) >= 2
+                           for t in TRIALS), 300, "two epochs after resume", resuming, resume_log)
+    resuming.send_signal(signal.SIGTERM)
+    assert resuming.wait(120) == 143, resume_log.read_text()[-3000:]
+    output = resume_log.read_text()
+    assert "stopped by SIGTERM" in output and f"ninsweep resume {experiment}" in output
+    assert "Traceback" not in output
+    for name in TRIALS:  # nothing retrained from epoch 1 after the SIGKILL
+        epochs = _epochs_trained_since(reported_records(experiment / name))
+        assert epochs == list(range(1, len(epochs) + 1)), (name, epochs)
+
+    progress = {t: _newest_epoch(experiment / t) for t in TRIALS}
+    assert all(epoch < EPOCHS for epoch in progress.values()), progress
+    victim, survivor = sorted(TRIALS, key=lambda t: progress[t])
+    shutil.rmtree(experiment / victim)
+    logged = len(reported_records(experiment / survivor))
+    resumed = ninsweep("resume", experiment, env=env, timeout=500)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+    assert "2/2 trials finished" in resumed.stdout
+    assert [r[M.EPOCH] for r in reported_records(experiment / victim)] == list(range(1, EPOCHS + 1))
+    trained = _epochs_trained_since(reported_records(experiment / survivor)[logged:])
+    assert trained == list(range(progress[survivor] + 1, EPOCHS + 1))
+    _assert_finished_intact(experiment, tmp_path)
+
+    shutil.rmtree(experiment / survivor)
+    refused = ninsweep("resume", experiment, env=env, timeout=300)
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert f"finished trial(s) {survivor} have no directory" in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("ninsweep: error:")]
+    assert len(errors) == 1 and "Traceback" not in refused.stderr
+    assert list(load_history(experiment / victim)[M.EPOCH]) == list(range(1, EPOCHS + 1))
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@needs_netns
+def test_a_trial_that_cannot_run_errors_once_without_retries(tmp_path):
+    """A corrupt image (no pre-flight check decodes images) fails each trial's data loading:
+    one line per trial, no retries, no traceback, counted as errored, fitting advice."""
+    root = tmp_path / "images"
+    _write_images(root, {"cat": 6, "dog": 6}, size=32)
+    (root / "train" / "cat" / "broken.png").write_bytes(b"not a png")
+    space = _space(tmp_path, f"""\
+        name: broken
+        grid:
+          - activation: [elu, relu]
+        data: {{source: imagefolder, root: {root}}}
+        model: {{num_classes: 2}}
+        train: {{epochs: 2, batch_size: 4, threads: 1}}
+        resources: {{cpus: 1, gpus: 0}}
+        failure: {{max_retries: 2}}
+        """)
+    experiment = tmp_path / "results" / "broken"
+    result = ninsweep("run", space, "--storage", experiment.parent, env=cli_env(tmp_path),
+                      timeout=400)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-4000:]
+    assert "0/2 trials finished, 2 errored" in result.stdout
+    # Once as it happens, once in the closing status table; nothing else names it.
+    error_lines = [line for line in output.splitlines() if "broken.png" in line]
+    assert len(error_lines) == 4, error_lines
+    assert sum("ERROR, not retried" in line for line in error_lines) == 2
+    assert sum(line.strip().startswith("error: ") for line in error_lines) == 2
+    assert "Traceback" not in output and "failed (attempt" not in output
+    assert "2 trials cannot run as configured" in result.stdout
+    assert "retry them with" not in result.stdout
+    for name in ("elu-nobn-keras-s0", "relu-nobn-keras-s0"):
+        text = (experiment / name / "error.txt").read_text()
+        assert text.count("\n") == 1 and "cannot decode image" in text
+    status = ninsweep("status", experiment, env=cli_env(tmp_path), timeout=60)
+    assert "2 error" in status.stdout and "cannot decode image" in status.stdout
