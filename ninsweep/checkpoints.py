@@ -117,7 +117,7 @@ class Restored:
         return f"{trial_name}: resumed after epoch {self.state['epoch']} from {self.source.label}{note}"
 
 
-def load_newest(trial_dir: str, states: list[StoredState],
+def load_newest(trial_dir: Optional[str], states: list[StoredState],
                 apply: Callable[[dict[str, Any]], None],
                 load: Callable[[str], dict[str, Any]], staging: Path) -> Restored:
     """Apply the newest of ``states`` (from :func:`list_states`) that loads and fits,
@@ -125,7 +125,8 @@ def load_newest(trial_dir: str, states: list[StoredState],
 
     ``load(local_path)`` reads a state file (``train.load_checkpoint``) and ``apply(state)``
     hands it to the trainer; both raise ``CheckpointError`` for a damaged or unfitting file.
-    Files on a remote filesystem are copied into ``staging`` first.
+    Files of a remote ``trial_dir`` are copied into ``staging`` first; None means the paths
+    are local.
     """
     skipped = []
     for stored in states:
@@ -145,8 +146,8 @@ def load_newest(trial_dir: str, states: list[StoredState],
     return Restored(None, None, skipped)
 
 
-def _local_copy(trial_dir: str, stored: StoredState, staging: Path) -> str:
-    if not is_uri(trial_dir):
+def _local_copy(trial_dir: Optional[str], stored: StoredState, staging: Path) -> str:
+    if trial_dir is None or not is_uri(trial_dir):
         return stored.path
     fs, _ = filesystem(trial_dir)
     target = staging / stored.path.rsplit("/", 1)[-1]

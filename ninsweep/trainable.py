@@ -78,14 +78,19 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
 
 def _restore(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[str],
              staging: Path) -> Trainer:
-    """Continue from the newest state on storage that loads; print one line if any exists."""
+    """Continue from the newest state on storage that loads; print one line if any exists.
+
+    Tune's registered checkpoint is the fallback when storage cannot be listed or lists
+    none (it is one of the listed ones otherwise).
+    """
     if trial_dir is not None:
         try:
             states = list_states(trial_dir)
         except (OSError, NinsweepError) as err:
             print(f"{name}: cannot list its checkpoints ({err}); trying Tune's latest")
         else:
-            return _apply_newest(trainer, cfg, name, trial_dir, states, staging)
+            if states:
+                return _apply_newest(trainer, cfg, name, trial_dir, states, staging)
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return trainer

@@ -12,7 +12,6 @@ Every check is on what is on disk afterwards: which epochs each trial trained, a
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -28,7 +27,6 @@ from ninsweep.checkpoints import (list_states, load_newest, remove_stale_staging
                                   staging_directory, state_file_name)
 from ninsweep.cli import main
 from ninsweep.config import TrialConfig
-from ninsweep.errors import ConfigError
 from ninsweep.space import load_space
 from ninsweep.train import Trainer, load_checkpoint, save_checkpoint
 
