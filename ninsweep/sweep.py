@@ -384,7 +384,9 @@ class SweepProgress(_TuneCallback):
         self._print(f"{name}: epoch {epoch}/{self._planned_epochs(trial)} "
                     f"test acc {100 * result.get(M.TEST_ACC, 0):.2f}% "
                     f"train loss {result.get(M.TRAIN_LOSS, float('nan')):.3f} "
-                    f"{result.get(M.IMAGES_PER_S, 0):.0f} img/s | {self._summary(trials)}")
+                    f"{result.get(M.IMAGES_PER_S, 0):.0f} img/s"
+                    f"{' (from its checkpoint)' if result.get(M.REPLAYED) else ''} | "
+                    f"{self._summary(trials)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         from . import metrics as M

@@ -439,3 +439,66 @@ def test_a_trial_that_cannot_run_errors_once_without_retries(tmp_path):
         assert text.count("\n") == 1 and "cannot decode image" in text
     status = ninsweep("status", experiment, env=cli_env(tmp_path), timeout=60)
     assert "2 error" in status.stdout and "cannot decode image" in status.stdout
+
+
+# -- SIGTERM, without Ray ---------------------------------------------------------------------
+
+def test_sigterm_acts_as_ctrl_c_and_exits_143(monkeypatch, capsys):
+    """While a sweep runs, SIGTERM calls Tune's SIGINT handler (a graceful stop); before
+    that, it raises ``Terminated``, which the command reports as exit status 143."""
+    from ninsweep import cli
+    from ninsweep.errors import Terminated
+    from ninsweep.sweep import SweepOutcome, _SigtermAsCtrlC
+
+    calls = []
+    previous_int = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        with _SigtermAsCtrlC() as sigterm:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert calls == [signal.SIGINT] and sigterm.received
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        with _SigtermAsCtrlC():
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) == before  # Ray's, in a real run
+
+    stopped = SweepOutcome("exp", total=2, finished=1, errored=0, wall_time_s=1.0, terminated=True)
+    assert stopped.exit_code == 143
+    assert cli._finish_sweep(stopped, out=sys.stdout) == 143
+    assert "stopped by SIGTERM: 1 trials unfinished; continue with: ninsweep resume exp" in \
+        capsys.readouterr().out
+
+    def terminated(args):
+        raise Terminated()
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_for(terminated))
+    assert cli.main(["status", "x"]) == 143
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+
+
+def _parser_for(handler):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command")
+    parser.add_argument("experiment")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def test_config_errors_get_their_own_closing_advice(capsys):
+    from ninsweep import cli
+    from ninsweep.sweep import SweepOutcome
+
+    outcome = SweepOutcome("exp", total=3, finished=1, errored=2, wall_time_s=1.0,
+                           config_errors=1)
+    assert cli._finish_sweep(outcome, out=sys.stdout) == 1
+    out = capsys.readouterr().out
+    assert "1 trials cannot run as configured" in out
+    assert "1 trials failed; retry them with: ninsweep resume exp" in out
+    only_config = SweepOutcome("exp", total=1, finished=0, errored=1, wall_time_s=1.0,
+                               config_errors=1)
+    cli._finish_sweep(only_config, out=sys.stdout)
+    assert "retry them" not in capsys.readouterr().out
