@@ -207,6 +207,37 @@ def test_damaged_newest_states_fall_back_to_an_older_intact_one(tmp_path, tiny_s
     assert nothing.state is None and nothing.describe("t").startswith("t: starting at epoch 1 (")
 
 
+def test_checkpoints_on_remote_storage_are_listed_and_fetched(tmp_path, tiny_states,
+                                                              monkeypatch):
+    """s3:// and gs:// trial directories: listed through pyarrow, states copied into the
+    staging directory to load (served here from a local folder, as in test_analysis)."""
+    import pyarrow.fs
+
+    from ninsweep import checkpoints
+
+    bucket = tmp_path / "bucket"
+    save_checkpoint(tiny_states[0], bucket / "trial" / "checkpoint_000000" / state_file_name(1))
+    save_checkpoint(tiny_states[1], bucket / "trial" / "checkpoint_000001" / state_file_name(2))
+    newest = bucket / "trial" / "checkpoint_000001" / state_file_name(2)
+    newest.write_bytes(newest.read_bytes()[:3000])
+
+    def filesystem(location):
+        assert location.startswith("s3://bucket")
+        return pyarrow.fs.LocalFileSystem(), str(bucket) + location[len("s3://bucket"):]
+
+    monkeypatch.setattr(checkpoints, "filesystem", filesystem)
+    states = list_states("s3://bucket/trial")
+    assert [s.epoch for s in states] == [2, 1]
+    trainer = Trainer(_tiny_config())
+    with staging_directory() as staging:
+        restored = load_newest("s3://bucket/trial", states, trainer.load_state_dict,
+                               load_checkpoint, staging)
+        assert sorted(p.name for p in staging.iterdir()) == [state_file_name(1), state_file_name(2)]
+    assert trainer.epoch == 1 and [s.epoch for s, _ in restored.skipped] == [2]
+    assert not staging.exists()
+    assert list_states("s3://bucket/missing") == []
+
+
 def test_status_shows_checkpointed_progress_beyond_result_json(tmp_path, tiny_states, capsys):
     exp = make_experiment(tmp_path, [{"activation": "elu", "epochs": 5, "done": 2},
                                      {"activation": "relu", "epochs": 5, "done": 2}])
