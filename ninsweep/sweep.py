@@ -261,7 +261,10 @@ def _prepare_restore(experiment: str, spec: SweepSpec, results, log) -> None:
     planned = {trial.name: trial.config.train.epochs for trial in spec.trials}
     lost = []
     for result in results:
-        name = _basename(result.path)  # the trial directory is named after the trial
+        try:
+            name = _basename(result.path)  # the trial directory is named after the trial
+        except RuntimeError:  # Ray: a trial that never started has no directory name yet
+            continue
         trial_dir = join(experiment, name)
         metrics = result.metrics or {}
         if metrics.get(M.CONFIG_ERROR):
