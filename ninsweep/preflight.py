@@ -37,7 +37,8 @@ def check_trials(spec, where: Optional[str] = None) -> None:
             problems.append((trial.name, problem))
     if problems:
         name, problem = problems[0]
-        more = f" (and {len(problems) - 1} more trials)" if len(problems) > 1 else ""
+        others = len(problems) - 1
+        more = f" (and {others} more trial{'s' if others > 1 else ''})" if others else ""
         raise ConfigError(f"{where}: trial {name}: {problem}{more}")
 
 

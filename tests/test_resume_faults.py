@@ -95,7 +95,7 @@ def test_preflight_refuses_trials_that_cannot_run_before_ray_starts(tmp_path, ca
     assert main(["run", str(space), "--storage", str(storage)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ninsweep: error: ") and "\n" not in err
-    assert problem in err and "trial elu-nobn-keras-s0" in err and "(and 1 more trials)" in err
+    assert problem in err and "trial elu-nobn-keras-s0" in err and "(and 1 more trial)" in err
     assert not ray.is_initialized() and not storage.exists()
     assert main(["run", str(space), "--dry-run"]) == 2  # the dry run checks the same
     assert problem in capsys.readouterr().err
@@ -418,6 +418,9 @@ def test_kill_before_any_report_sigterm_and_deleted_trial_directories(tmp_path):
     resumed = ninsweep("resume", experiment, env=env, timeout=500)
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
     assert "2/2 trials finished" in resumed.stdout
+    assert "Traceback" not in resumed.stdout + resumed.stderr
+    if progress[victim]:  # its registered checkpoint went with the directory
+        assert f"{victim}: Tune's checkpoint" in resumed.stdout
     assert [r[M.EPOCH] for r in reported_records(experiment / victim)] == list(range(1, EPOCHS + 1))
     trained = _epochs_trained_since(reported_records(experiment / survivor)[logged:])
     assert trained == list(range(progress[survivor] + 1, EPOCHS + 1))
