@@ -647,7 +647,23 @@ def format_status(exp: Experiment) -> str:
         lines.append(line)
         if row.error:
             lines.append(f"    error: {row.error}")
+        checkpointed = _checkpointed_beyond(exp, row.trial, row.epochs_done)
+        if checkpointed:
+            lines.append(f"    checkpointed through epoch {checkpointed}/{row.epochs_planned} "
+                         "(result.json is behind; resume continues from the checkpoint)")
     return "\n".join(lines)
+
+
+def _checkpointed_beyond(exp: Experiment, name: str, epochs_done: int) -> Optional[int]:
+    """The newest checkpointed epoch of a trial when its results stop earlier (a driver
+    killed between a checkpoint's upload and logging that epoch), else None."""
+    from .checkpoints import newest_checkpointed_epoch
+
+    trial = next((t for t in exp.trials if t.name == name), None)
+    if trial is None or trial.trial_dir is None:
+        return None
+    newest = newest_checkpointed_epoch(trial.trial_dir)
+    return newest if newest is not None and newest > epochs_done else None
 
 
 def _fmt_duration(seconds: float) -> str:

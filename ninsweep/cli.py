@@ -17,10 +17,11 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from .errors import CheckpointError, ConfigError, NinsweepError
+from .errors import CheckpointError, ConfigError, NinsweepError, Terminated
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 
 
 # -- train: one model, no Ray --------------------------------------------------------------
@@ -199,10 +200,16 @@ def _finish_sweep(outcome, out=sys.stdout) -> int:
     except NinsweepError as err:
         print(f"no results table: {err}", file=out)
     if outcome.interrupted:
-        print(f"interrupted: {outcome.total - outcome.finished - outcome.errored} trials "
+        how = "stopped by SIGTERM" if outcome.terminated else "interrupted"
+        print(f"{how}: {outcome.total - outcome.finished - outcome.errored} trials "
               f"unfinished; continue with: ninsweep resume {experiment_dir}", file=out)
-    elif outcome.errored:
-        print(f"{outcome.errored} trials failed; retry them with: ninsweep resume {experiment_dir}",
+    if outcome.config_errors:
+        # Resuming reruns the same configuration: it cannot help.
+        print(f"{outcome.config_errors} trials cannot run as configured (see their ERROR lines "
+              "above); fix the space and run it under a new --name", file=out)
+    retriable = outcome.errored - outcome.config_errors
+    if retriable and not outcome.interrupted:
+        print(f"{retriable} trials failed; retry them with: ninsweep resume {experiment_dir}",
               file=out)
     return outcome.exit_code
 
@@ -211,11 +218,14 @@ def command_run(args: argparse.Namespace) -> int:
     from .space import check_experiment_name, format_dry_run
     from .sweep import run_sweep
 
+    from .preflight import check_trials
+
     started_at = time.time()
     if args.name is not None:
         check_experiment_name(args.name)
     spec = _load_spec(args)
     if args.dry_run:
+        check_trials(spec)  # as run_sweep does before Ray starts
         print(format_dry_run(spec))
         return 0
     from .storage import experiment_lock, join, resolve_storage
@@ -351,7 +361,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         message = " ".join(str(err).split("\n"))
         print(f"ninsweep: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, Terminated):
+            print("\nstopped by SIGTERM", file=sys.stderr)
+            return EXIT_TERMINATED
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:

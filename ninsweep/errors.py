@@ -28,3 +28,7 @@ class TrainingDiverged(NinsweepError):
 
 class DeviceError(NinsweepError):
     """The device a run must train on cannot be used (a granted GPU without working CUDA)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM stopped a sweep before it could stop gracefully (the CLI exits 143)."""

@@ -235,3 +235,17 @@ def fetch_experiment(uri: str, destination: Optional[os.PathLike | str] = None) 
         temporary.write_bytes(data)
         os.replace(temporary, target)
     return destination
+
+
+def path_exists(location: str) -> bool:
+    """Whether a file or directory exists at a path or URI."""
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def make_dirs(location: str) -> None:
+    """Create a directory (and its parents) at a path or URI."""
+    fs, path = filesystem(location)
+    fs.create_dir(path, recursive=True)
