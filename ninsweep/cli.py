@@ -224,8 +224,8 @@ def command_run(args: argparse.Namespace) -> int:
     if args.name is not None:
         check_experiment_name(args.name)
     spec = _load_spec(args)
+    check_trials(spec)  # before the lock below touches the storage, as before Ray starts
     if args.dry_run:
-        check_trials(spec)  # as run_sweep does before Ray starts
         print(format_dry_run(spec))
         return 0
     from .storage import experiment_lock, join, resolve_storage

@@ -32,7 +32,7 @@ def check_trials(spec, where: Optional[str] = None) -> None:
     for trial in spec.trials:
         if trial.config.data not in shapes:
             shapes[trial.config.data] = data_shape(trial.config.data)
-        problem = trial_problem(trial.config, shapes[trial.config.data], spec.resources.gpus)
+        problem = trial_problem(trial.config, shapes[trial.config.data])
         if problem:
             problems.append((trial.name, problem))
     if problems:
@@ -61,12 +61,12 @@ def data_shape(data: DataConfig) -> Optional[tuple[int, int, int]]:
             len(scan.classes))
 
 
-def trial_problem(cfg: TrialConfig, shape: Optional[tuple[int, int, int]],
-                  gpus_per_trial: float) -> Optional[str]:
-    """The first reason ``cfg`` cannot run (one phrase, naming the key), or None."""
-    if cfg.train.device.startswith("cuda") and gpus_per_trial <= 0:
-        return (f"train.device: {cfg.train.device!r} but each trial gets no GPU "
-                "(resources.gpus 0); use device auto or cpu, or give trials a GPU")
+def trial_problem(cfg: TrialConfig, shape: Optional[tuple[int, int, int]]) -> Optional[str]:
+    """The first reason ``cfg`` cannot run on its data (one phrase, naming the key), or None.
+
+    Devices against the GPUs a trial gets are the space's rule (``space.check_trial_devices``,
+    applied when the space loads).
+    """
     if shape is None:
         return None
     train_size, test_size, classes = shape

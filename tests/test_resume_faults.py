@@ -84,7 +84,6 @@ def _write_images(root: Path, classes: dict[str, int], size: int = 16) -> None:
     ("data: {source: cifar10, test_subset: 20000}\n",
      "data.test_subset: 20000 but the test split of cifar10 has 10000 images"),
     ("model: {num_classes: 7}\n", "model.num_classes: 7 but the synthetic data has 10 classes"),
-    ("train: {epochs: 1, device: cuda}\n", "train.device: 'cuda' but each trial gets no GPU"),
 ])
 def test_preflight_refuses_trials_that_cannot_run_before_ray_starts(tmp_path, capsys, extra,
                                                                     problem):
@@ -99,6 +98,20 @@ def test_preflight_refuses_trials_that_cannot_run_before_ray_starts(tmp_path, ca
     assert not ray.is_initialized() and not storage.exists()
     assert main(["run", str(space), "--dry-run"]) == 2  # the dry run checks the same
     assert problem in capsys.readouterr().err
+
+
+def test_a_cuda_trial_without_gpus_is_refused_before_ray_starts(tmp_path, capsys):
+    import ray
+
+    space = _synthetic_space(tmp_path, "train: {epochs: 1, device: cuda}\n")
+    storage = tmp_path / "results"
+    assert main(["run", str(space), "--storage", str(storage)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ninsweep: error: ") and "\n" not in err
+    assert "train.device: 'cuda' in trial elu-nobn-keras-s0, but each trial asks Ray for no GPU" in err
+    assert not ray.is_initialized() and not storage.exists()
+    assert main(["run", str(space), "--dry-run"]) == 2
+    assert "asks Ray for no GPU" in capsys.readouterr().err
 
 
 def test_preflight_counts_an_image_folder_without_decoding_it(tmp_path, capsys):
@@ -128,11 +141,12 @@ def test_resume_runs_the_preflight_on_the_manifest_before_ray(tmp_path, capsys):
 
     from ninsweep.storage import write_manifest
 
-    spec = load_space(_synthetic_space(tmp_path, "train: {epochs: 1, device: cuda}\n"))
+    spec = load_space(_synthetic_space(tmp_path, "train: {epochs: 1, batch_size: 128}\n"))
     experiment = tmp_path / "results" / "preflight"
     write_manifest(str(experiment), spec.to_manifest())
     assert main(["resume", str(experiment)]) == 2
-    assert "train.device: 'cuda' but each trial gets no GPU" in capsys.readouterr().err
+    assert ("train.batch_size: 128 is larger than the training set (100 images)"
+            in capsys.readouterr().err)
     assert not ray.is_initialized()
     assert sorted(p.name for p in experiment.iterdir()) == ["ninsweep.json"]
 
