@@ -707,7 +707,23 @@ def format_status(exp: Experiment) -> str:
         lines.append(line)
         if row.error:
             lines.append(f"    error: {row.error}")
+        checkpointed = _checkpointed_beyond(exp, row.trial, row.epochs_done)
+        if checkpointed:
+            lines.append(f"    checkpointed through epoch {checkpointed}/{row.epochs_planned} "
+                         "(result.json is behind; resume continues from the checkpoint)")
     return "\n".join(lines)
+
+
+def _checkpointed_beyond(exp: Experiment, name: str, epochs_done: int) -> Optional[int]:
+    """The newest checkpointed epoch of a trial when its results stop earlier (a driver
+    killed between a checkpoint's upload and logging that epoch), else None."""
+    from .checkpoints import newest_checkpointed_epoch
+
+    trial = next((t for t in exp.trials if t.name == name), None)
+    if trial is None or trial.trial_dir is None:
+        return None
+    newest = newest_checkpointed_epoch(trial.trial_dir)
+    return newest if newest is not None and newest > epochs_done else None
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -1006,18 +1022,24 @@ def csv_paths(exp: Experiment, out: Optional[os.PathLike | str] = None) -> tuple
 
 
 def write_csvs(exp: Experiment, out: Optional[os.PathLike | str] = None,
-               alpha: float = ALPHA, baseline: Optional[str] = None) -> tuple[Path, Path, Path]:
+               alpha: float = ALPHA, baseline: Optional[str] = None,
+               force: bool = False) -> tuple[Path, Path, Path]:
     """Write the per-trial, per-config and effects CSVs (see ``csv_paths``); return their paths.
 
-    All are derived files, regenerated on every call: each is written to a temporary file
-    and renamed over the old one, so a reader never sees half a file. The per-config CSV
-    carries the significance columns too (p_value, p_holm, verdict); the effects CSV holds
-    the factor effects (``ninsweep.effects``) and, with ``baseline`` (a config label), every
-    config against that one.
+    The default files inside the experiment are derived and regenerated on every call; any
+    other existing file is replaced only with ``force``, and nothing else inside the
+    experiment is ever written (``outputs.check_outputs``). Each file is written to a
+    temporary file and renamed over the old one, so a reader never sees half a file. The
+    per-config CSV carries the significance columns too (p_value, p_holm, verdict); the
+    effects CSV holds the factor effects (``ninsweep.effects``) and, with ``baseline`` (a
+    config label), every config against that one.
     """
     from .effects import effects_table
+    from .outputs import check_outputs
 
     trials_path, configs_path, effects_path = csv_paths(exp, out)
+    check_outputs([trials_path, configs_path, effects_path], exp.path, csv_paths(exp),
+                  force=force, command="export")
     if not trials_path.parent.is_dir():
         raise NinsweepError(f"{trials_path.parent}: no such directory")
     trials, configs, sig = tables(exp, alpha)
@@ -1047,9 +1069,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(err, OSError):  # disk full, quota, read-only: the old file is intact
+            raise NinsweepError(f"{path}: cannot write: {err.strerror or err}") from None
         raise

@@ -10,16 +10,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import yaml
 
-from .errors import ConfigError, NinsweepError
+from .errors import CheckpointError, ConfigError, NinsweepError, Terminated
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 
 
 # -- train: one model, no Ray --------------------------------------------------------------
@@ -58,6 +60,22 @@ def trial_config_from_args(args: argparse.Namespace):
     return TrialConfig.from_dict(sections)
 
 
+def _checkpoint_dir(text: str) -> Path:
+    """The --checkpoint-dir, made and proven writable before any training time is spent."""
+    directory = Path(text).expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--checkpoint-dir {text}: is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe, probe_path = tempfile.mkstemp(dir=directory, prefix=".ninsweep-probe-")
+        os.close(probe)
+        os.unlink(probe_path)
+    except OSError as err:
+        raise ConfigError(f"--checkpoint-dir {text}: cannot write there "
+                          f"({err.strerror or err})") from None
+    return directory
+
+
 def _format_epoch(result: dict[str, float], epochs: int) -> str:
     from . import metrics as M
 
@@ -70,15 +88,28 @@ def _format_epoch(result: dict[str, float], epochs: int) -> str:
 
 def command_train(args: argparse.Namespace) -> int:
     from . import metrics as M
-    from .train import CHECKPOINT_FILE, Trainer, check_architecture, load_checkpoint, save_checkpoint
+    from .train import (CHECKPOINT_FILE, Trainer, check_architecture, check_recipe,
+                        load_checkpoint, save_checkpoint)
 
     cfg = trial_config_from_args(args)
-    checkpoint_path = Path(args.checkpoint_dir) / CHECKPOINT_FILE if args.checkpoint_dir else None
+    checkpoint_path = (_checkpoint_dir(args.checkpoint_dir) / CHECKPOINT_FILE
+                       if args.checkpoint_dir else None)
     state = None
     if checkpoint_path is not None and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         # Refuse before spending time on data and model.
         check_architecture(state, cfg.model)
+        check_recipe(state, cfg, where=f"checkpoint {checkpoint_path}")
+        done = int(state.get("epoch", 0))
+        if done > cfg.train.epochs:
+            raise CheckpointError(
+                f"checkpoint {checkpoint_path} is at epoch {done}, past --epochs "
+                f"{cfg.train.epochs}: that run already trained further; give --epochs {done} "
+                "or more to continue it, or another --checkpoint-dir")
+        if done == cfg.train.epochs:
+            print(f"already finished: checkpoint {checkpoint_path} is at epoch {done} of "
+                  f"{cfg.train.epochs}; nothing to train")
+            return 0
 
     trainer = Trainer(cfg, log=lambda message: print(message, flush=True))
     print(f"NIN {cfg.model.activation}, batchnorm {'on' if cfg.model.batchnorm else 'off'}, "
@@ -170,33 +201,54 @@ def _finish_sweep(outcome, out=sys.stdout) -> int:
     except NinsweepError as err:
         print(f"no results table: {err}", file=out)
     if outcome.interrupted:
-        print(f"interrupted: {outcome.total - outcome.finished - outcome.errored} trials "
+        how = "stopped by SIGTERM" if outcome.terminated else "interrupted"
+        print(f"{how}: {outcome.total - outcome.finished - outcome.errored} trials "
               f"unfinished; continue with: ninsweep resume {experiment_dir}", file=out)
-    elif outcome.errored:
-        print(f"{outcome.errored} trials failed; retry them with: ninsweep resume {experiment_dir}",
+    if outcome.config_errors:
+        # Resuming reruns the same configuration: it cannot help.
+        print(f"{outcome.config_errors} trials cannot run as configured (see their ERROR lines "
+              "above); fix the space and run it under a new --name", file=out)
+    retriable = outcome.errored - outcome.config_errors
+    if retriable and not outcome.interrupted:
+        print(f"{retriable} trials failed; retry them with: ninsweep resume {experiment_dir}",
               file=out)
     return outcome.exit_code
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from .space import format_dry_run
+    from .space import check_experiment_name, format_dry_run
     from .sweep import run_sweep
 
+    from .preflight import check_trials
+
     started_at = time.time()
+    if args.name is not None:
+        check_experiment_name(args.name)
     spec = _load_spec(args)
+    check_trials(spec)  # before the lock below touches the storage, as before Ray starts
     if args.dry_run:
         print(format_dry_run(spec))
         return 0
-    outcome = run_sweep(spec, storage=args.storage, name=args.name, address=args.address,
-                        autoscaling=args.autoscaling, started_at=started_at)
+    from .storage import experiment_lock, join, resolve_storage
+
+    # Taken before Ray starts: a second run of this name at the same moment, or a storage
+    # that is a file, read-only or full, is refused here in one line.
+    with experiment_lock(join(resolve_storage(args.storage), args.name or spec.name)):
+        outcome = run_sweep(spec, storage=args.storage, name=args.name, address=args.address,
+                            autoscaling=args.autoscaling, started_at=started_at)
     return _finish_sweep(outcome)
 
 
 def command_resume(args: argparse.Namespace) -> int:
+    from .storage import experiment_lock, is_uri
     from .sweep import resume_sweep
 
-    return _finish_sweep(resume_sweep(args.experiment, address=args.address,
-                                      autoscaling=args.autoscaling))
+    experiment = args.experiment if is_uri(args.experiment) else str(
+        Path(args.experiment).expanduser().resolve())
+    with experiment_lock(experiment, create=False):
+        outcome = resume_sweep(args.experiment, address=args.address,
+                               autoscaling=args.autoscaling)
+    return _finish_sweep(outcome)
 
 
 def command_status(args: argparse.Namespace) -> int:
@@ -209,7 +261,8 @@ def command_status(args: argparse.Namespace) -> int:
 def command_export(args: argparse.Namespace) -> int:
     from .analysis import load_experiment, write_csvs
 
-    written = write_csvs(load_experiment(args.experiment), args.output, baseline=args.baseline)
+    written = write_csvs(load_experiment(args.experiment), args.output, baseline=args.baseline,
+                         force=args.force)
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -219,13 +272,16 @@ def command_report(args: argparse.Namespace) -> int:
     from .analysis import load_experiment
     from .report import write_report
 
-    path = write_report(load_experiment(args.experiment), args.output, baseline=args.baseline)
+    path = write_report(load_experiment(args.experiment), args.output, baseline=args.baseline,
+                        force=args.force)
     print(f"wrote {path}")
     return 0
 
 
 BASELINE_HELP = ("compare every config with this one (a config label such as ReLU), "
                  "besides the best; rows 'config' in the effects table")
+FORCE_HELP = ("replace existing files at --output (the experiment's own files are always "
+              "refreshed; nothing else inside the experiment is ever written)")
 AUTOSCALING_HELP = ("the cluster adds nodes on demand: warn, instead of refusing, when no "
                     "node can run a trial yet")
 
@@ -269,12 +325,14 @@ def _add_sweep_parsers(commands) -> None:
     export.add_argument("-o", "--output", help="CSV file for the per-trial table; the "
                                                "per-config and effects tables go beside it")
     export.add_argument("--baseline", metavar="LABEL", help=BASELINE_HELP)
+    export.add_argument("--force", action="store_true", help=FORCE_HELP)
     export.set_defaults(handler=command_export)
 
     report = commands.add_parser("report", help="Markdown report with figures")
     report.add_argument("experiment")
     report.add_argument("-o", "--output", help="output folder (default EXPERIMENT/report)")
     report.add_argument("--baseline", metavar="LABEL", help=BASELINE_HELP)
+    report.add_argument("--force", action="store_true", help=FORCE_HELP)
     report.set_defaults(handler=command_report)
 
 
@@ -304,7 +362,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         message = " ".join(str(err).split("\n"))
         print(f"ninsweep: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, Terminated):
+            print("\nstopped by SIGTERM", file=sys.stderr)
+            return EXIT_TERMINATED
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:

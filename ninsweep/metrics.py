@@ -25,6 +25,12 @@ PEAK_GPU_MEM_MB = "peak_gpu_mem_mb"
 VAL_LOSS = "val_loss"
 VAL_ACC = "val_acc"  # fraction in [0, 1]
 VAL_METRICS = (VAL_LOSS, VAL_ACC)
+# Reported instead of epochs by a trial whose configuration cannot run (a batch larger than
+# its data, ...): the message, once. Such a trial is not retried.
+CONFIG_ERROR = "ninsweep_config_error"
+# Set (to 1) on a record that a restored trial re-reports from its checkpoint's history
+# because the driver died before logging it: that epoch was not trained again.
+REPLAYED = "replayed_from_checkpoint"
 
 # What a sweep ranks its configurations by (a space's `objective: {metric, mode}`): the final
 # value of one of these, higher ("max") or lower ("min") being better. The analysis, the

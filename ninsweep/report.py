@@ -53,12 +53,24 @@ DPI = 120
 
 
 def write_report(exp: A.Experiment, out_dir: Optional[os.PathLike | str] = None,
-                 alpha: float = A.ALPHA, baseline: Optional[str] = None) -> Path:
+                 alpha: float = A.ALPHA, baseline: Optional[str] = None,
+                 force: bool = False) -> Path:
     """Write ``report.md`` and its figures into ``out_dir``; return the report's path.
 
     ``baseline``: a config label; the report then compares every config with it too.
+    ``<exp>/report`` (the default) is derived and regenerated on every call; in any other
+    folder an existing report or figure is replaced only with ``force``, and no other place
+    inside the experiment is written (``outputs.check_outputs``).
     """
+    from .outputs import check_outputs
+
     out = Path(out_dir).expanduser() if out_dir is not None else exp.path / REPORT_DIR
+    names = (REPORT_FILE, FIG_TEST_ACC, FIG_TRAIN_LOSS, FIG_TEST_LOSS, FIG_FINAL_ACC,
+             FIG_EFFECTS, FIG_INTERACTIONS)
+    if out.exists() and not out.is_dir():
+        raise NinsweepError(f"{out}: not a directory (the report needs a folder)")
+    check_outputs([out / n for n in names], exp.path,
+                  [exp.path / REPORT_DIR / n for n in names], force=force, command="report")
     trials, configs, sig = A.tables(exp, alpha)
     effects = E.effects_table(trials, baseline)  # an unknown baseline fails before any file
     try:
@@ -128,7 +140,7 @@ def render_markdown(exp: A.Experiment, trials: pd.DataFrame, configs: pd.DataFra
 
     if exp.is_lab4:
         md += ["## Against the lab report", ""]
-        md += _reference_markdown(configs, trials)
+        md += _reference_markdown(configs, trials) + _pooling_markdown(exp)
 
     md += ["## Figures", ""]
     captions = {
@@ -321,6 +333,24 @@ def _reference_markdown(configs: pd.DataFrame, trials: pd.DataFrame) -> list[str
         out.append(f"**Caution:** these trials run {', '.join(map(str, sorted(planned)))} epochs, "
                    f"the report {A.REFERENCE_EPOCHS}: the comparison is only indicative.")
     return [" ".join(out), ""]
+
+
+def _pooling_markdown(exp: A.Experiment) -> list[str]:
+    """Which pool 2 our trials ran, against the report's table (max) and its code (avg)."""
+    pools = sorted({((t.get("config") or {}).get("model") or {}).get("pool2", "max")
+                    for t in (exp.manifest or {}).get("trials", [])})
+    if not pools:
+        return []
+    text = (f"**Pool 2:** these trials ran {' and '.join(pools)} pooling after block 2. The "
+            "report's Table 1 says max pooling there, but the code that produced its numbers "
+            "(Lab4-NIN2 dlhw2_nin.py) used average pooling, as lab4.yaml does "
+            "(`model.pool2: avg`)")
+    if pools == ["avg"]:
+        text += ": the comparison is with the network that produced the report's numbers."
+    else:
+        text += (": trials with max pooling ran the table's network, not the one that "
+                 "produced the report's numbers.")
+    return [text, ""]
 
 
 def _trials_markdown(trials: pd.DataFrame) -> list[str]:

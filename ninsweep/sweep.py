@@ -10,16 +10,18 @@ pending ones start.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TextIO
 
-from .errors import NinsweepError
+from .errors import NinsweepError, Terminated
 from .space import SweepSpec
-from .storage import (experiment_exists, is_uri, join, read_manifest, resolve_storage,
-                      write_manifest)
+from .preflight import check_trials
+from .storage import (experiment_exists, is_uri, join, make_dirs, path_exists, read_manifest,
+                      resolve_storage, write_manifest)
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class SweepOutcome:
     finished: int
     errored: int
     wall_time_s: float
+    config_errors: int = 0  # of the errored: a configuration that cannot run (not retried)
+    terminated: bool = False  # stopped by SIGTERM rather than Ctrl-C
 
     @property
     def interrupted(self) -> bool:
@@ -37,8 +41,37 @@ class SweepOutcome:
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
+            return 128 + signal.SIGTERM if self.terminated else 130
         return 1 if self.errored else 0
+
+
+class _SigtermAsCtrlC:
+    """While active, SIGTERM (what Kubernetes, Slurm and systemd send) does what Ctrl-C does.
+
+    Ray's driver installs a SIGTERM handler that kills everything and exits 1; this one,
+    installed after ``ray.init``, calls the SIGINT handler of the moment instead: Tune's
+    (which ends ``fit`` gracefully, saving its state) while a sweep runs, else raises
+    ``Terminated``.
+    """
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+
+    def __enter__(self) -> "_SigtermAsCtrlC":
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = True
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(signal.SIGINT, frame)
+        else:
+            raise Terminated()
 
 
 # -- Ray ------------------------------------------------------------------------------------
@@ -63,6 +96,9 @@ def start_ray(address: Optional[str], log: Callable[[str], None],
             # to merge another): ship this package so workers without ninsweep can run it.
             package = str(Path(__file__).resolve().parent)
             options["runtime_env"] = {"py_modules": [package, *code], "excludes": ["__pycache__"]}
+        from .reach import check_ray_address
+
+        check_ray_address(address)  # Ray itself would retry a dead address for minutes
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=True, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
@@ -116,13 +152,15 @@ def count_nodes() -> int:
     return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
-def tune_trainable(spec: SweepSpec):
-    """The trainable with the per-trial resources of ``spec`` attached."""
+def tune_trainable(spec: SweepSpec, experiment: Optional[str] = None):
+    """The trainable with the per-trial resources of ``spec`` attached; its trials look for
+    their checkpoints under ``experiment`` (a path or URI)."""
     from ray import tune
 
     from .trainable import make_trainable
 
-    return tune.with_resources(make_trainable(spec.checkpoint_every), spec.resources.to_ray())
+    return tune.with_resources(make_trainable(spec.checkpoint_every, experiment),
+                               spec.resources.to_ray())
 
 
 def _trial_dirname(trial) -> str:
@@ -134,21 +172,25 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
               out: TextIO = sys.stdout, started_at: Optional[float] = None) -> SweepOutcome:
     started_at = started_at or time.time()
     log = _logger(out)
+    from .space import check_experiment_name
+
+    name = check_experiment_name(name) if name is not None else spec.name
     storage = resolve_storage(storage)
-    name = name or spec.name
     experiment = join(storage, name)
     if experiment_exists(experiment):
         raise NinsweepError(f"{experiment} already exists; resume it with `ninsweep resume "
                             f"{experiment}` or choose another --name")
+    check_trials(spec)
     start_ray(address, log, code=spec.code)
     import ray
 
     try:
-        _check_cluster(spec, storage, autoscaling, log)
-        manifest = spec.to_manifest()
-        manifest.update(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), experiment_name=name)
-        write_manifest(experiment, manifest)
-        return _fit_new(spec, storage, name, out, started_at)
+        with _SigtermAsCtrlC() as sigterm:
+            _check_cluster(spec, storage, autoscaling, log)
+            manifest = spec.to_manifest()
+            manifest.update(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), experiment_name=name)
+            write_manifest(experiment, manifest)
+            return _fit_new(spec, storage, name, out, started_at, sigterm)
     finally:
         ray.shutdown()
 
@@ -162,14 +204,14 @@ def _check_cluster(spec: SweepSpec, storage: str, autoscaling: bool, log) -> Non
 
 
 def _fit_new(spec: SweepSpec, storage: str, name: str, out: TextIO,
-             started_at: float) -> SweepOutcome:
+             started_at: float, sigterm: _SigtermAsCtrlC) -> SweepOutcome:
     from ray import tune
 
     experiment = join(storage, name)
     _logger(out)(f"experiment {experiment}: {len(spec.trials)} trials, "
                  f"{spec.resources.cpus:g} CPU + {spec.resources.gpus:g} GPU each")
     tuner = tune.Tuner(
-        tune_trainable(spec),
+        tune_trainable(spec, experiment),
         param_space=spec.to_param_space(),
         # Every trial asks for the same resources, so a finished trial's worker process (torch
         # imported, data cache mapped) can take the next one: the smoke sweep went from 55 s
@@ -178,7 +220,7 @@ def _fit_new(spec: SweepSpec, storage: str, name: str, out: TextIO,
                                     trial_dirname_creator=_trial_dirname, reuse_actors=True),
         run_config=_run_config(spec, name, storage, SweepProgress(out=out, started_at=started_at)),
     )
-    return _outcome(experiment, spec, tuner.fit(), started_at)
+    return _outcome(experiment, spec, tuner.fit(), started_at, sigterm.received)
 
 
 def _run_config(spec: SweepSpec, name: str, storage: str, progress: "SweepProgress"):
@@ -202,40 +244,102 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
     log = _logger(out)
     experiment = experiment if is_uri(experiment) else str(Path(experiment).expanduser().resolve())
     spec = SweepSpec.from_manifest(read_manifest(experiment))
+    check_trials(spec, where=experiment)
     start_ray(address, log, code=spec.code)
     import ray
 
     try:
-        storage, _, name = experiment.rstrip("/").rpartition("/")
-        _check_cluster(spec, storage, autoscaling, log)
-        if not tune.Tuner.can_restore(experiment):
-            # The driver died between writing the manifest and Tune's first snapshot: nothing
-            # ran yet, so start the sweep the manifest describes.
-            log(f"{experiment}: no Tune state yet; starting the sweep from its manifest")
-            return _fit_new(spec, storage, name, out, started_at)
-        tuner = tune.Tuner.restore(experiment, trainable=tune_trainable(spec),
-                                   resume_unfinished=True, resume_errored=True)
-        log(f"resuming {experiment}")
-        return _outcome(experiment, spec, tuner.fit(), started_at)
+        with _SigtermAsCtrlC() as sigterm:
+            storage, _, name = experiment.rstrip("/").rpartition("/")
+            _check_cluster(spec, storage, autoscaling, log)
+            if not tune.Tuner.can_restore(experiment):
+                # The driver died between writing the manifest and Tune's first snapshot:
+                # nothing ran yet, so start the sweep the manifest describes.
+                log(f"{experiment}: no Tune state yet; starting the sweep from its manifest")
+                return _fit_new(spec, storage, name, out, started_at, sigterm)
+            tuner = tune.Tuner.restore(experiment, trainable=tune_trainable(spec, experiment),
+                                       resume_unfinished=True, resume_errored=True)
+            _prepare_restore(experiment, spec, tuner.get_results(), log)
+            log(f"resuming {experiment}")
+            return _outcome(experiment, spec, tuner.fit(), started_at, sigterm.received)
     finally:
         ray.shutdown()
 
 
-def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float) -> SweepOutcome:
-    """Count trials by what they reached, not by Tune's status: after Ctrl-C Tune marks
-    stopped trials TERMINATED although they never trained all their epochs."""
+def _prepare_restore(experiment: str, spec: SweepSpec, results, log) -> None:
+    """Make Tune's snapshot and storage agree before ``fit``, or refuse.
+
+    - A finished trial whose directory is gone would be reported finished from Tune's
+      snapshot alone, and Tune never reruns a finished trial: refuse, naming it.
+    - A trial Tune restores from a registered checkpoint that is gone (deleted, or with its
+      whole trial directory) would fail every retry with "Could not recover from checkpoint
+      as it does not exist on storage anymore". An empty directory in its place satisfies
+      that check; the trial then continues from the newest checkpoint that loads, or
+      starts again, and Tune removes the empty one with its other old checkpoints.
+    """
     from . import metrics as M
 
     planned = {trial.name: trial.config.train.epochs for trial in spec.trials}
-    finished = errored = 0
+    lost = []
+    for result in results:
+        try:
+            name = _basename(result.path)  # the trial directory is named after the trial
+        except RuntimeError:  # Ray: a trial that never started has no directory name yet
+            continue
+        trial_dir = join(experiment, name)
+        metrics = result.metrics or {}
+        if metrics.get(M.CONFIG_ERROR):
+            continue  # ended on purpose; Tune leaves it alone
+        if metrics.get(M.EPOCH, 0) >= planned.get(name, 0):
+            if not path_exists(trial_dir):
+                lost.append(name)
+            continue
+        if result.checkpoint is None:
+            continue  # Tune starts it afresh; the trial finds its checkpoints itself
+        # Tune also deletes its older registered checkpoints as newer ones come (num_to_keep)
+        # and logs a traceback for each that is already gone.
+        registered = [result.checkpoint] + [c for c, _ in result.best_checkpoints or ()]
+        for checkpoint in registered:
+            placeholder = join(trial_dir, _basename(checkpoint.path))
+            if path_exists(placeholder):
+                continue
+            make_dirs(placeholder)
+            if checkpoint is result.checkpoint:
+                log(f"{name}: Tune's checkpoint {_basename(placeholder)} is gone from storage; "
+                    "the trial continues from the newest one that loads")
+    if lost:
+        raise NinsweepError(
+            f"{experiment}: finished trial(s) {', '.join(sorted(lost))} have no directory any "
+            "more, so their results are lost and resume cannot rerun a finished trial; put "
+            "the directories back, or run the space again under a new --name")
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float,
+             terminated: bool = False) -> SweepOutcome:
+    """Count trials by what they reached, not by Tune's status: after Ctrl-C Tune marks
+    stopped trials TERMINATED although they never trained all their epochs, and a trial with
+    a configuration error ends TERMINATED on purpose (so that Tune does not retry it)."""
+    from . import metrics as M
+
+    planned = {trial.name: trial.config.train.epochs for trial in spec.trials}
+    finished = errored = config_errors = 0
     for result in grid:
         name = result.config["trial"]["name"]
-        if result.metrics and result.metrics.get(M.EPOCH, 0) >= planned[name]:
+        metrics = result.metrics or {}
+        if metrics.get(M.CONFIG_ERROR):
+            errored += 1
+            config_errors += 1
+        elif metrics.get(M.EPOCH, 0) >= planned[name]:
             finished += 1
         elif result.error is not None:
             errored += 1
     return SweepOutcome(experiment_dir=experiment, total=len(spec.trials), finished=finished,
-                        errored=errored, wall_time_s=time.time() - started_at)
+                        errored=errored, wall_time_s=time.time() - started_at,
+                        config_errors=config_errors, terminated=terminated)
 
 
 def _logger(out: TextIO) -> Callable[[str], None]:
@@ -297,13 +401,22 @@ class SweepProgress(_TuneCallback):
 
         name = _trial_dirname(trial)
         self._latest[name] = result
+        if result.get(M.CONFIG_ERROR):
+            self._print(f"{name}: ERROR, not retried: {result[M.CONFIG_ERROR]}")
+            return
         epoch = result.get(M.EPOCH, 0)
         self._print(f"{name}: epoch {epoch}/{self._planned_epochs(trial)} "
                     f"test acc {100 * result.get(M.TEST_ACC, 0):.2f}% "
                     f"train loss {result.get(M.TRAIN_LOSS, float('nan')):.3f} "
-                    f"{result.get(M.IMAGES_PER_S, 0):.0f} img/s | {self._summary(trials)}")
+                    f"{result.get(M.IMAGES_PER_S, 0):.0f} img/s"
+                    f"{' (from its checkpoint)' if result.get(M.REPLAYED) else ''} | "
+                    f"{self._summary(trials)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        from . import metrics as M
+
+        if (trial.last_result or {}).get(M.CONFIG_ERROR):
+            return  # said once, in on_trial_result
         self._print(f"{_trial_dirname(trial)}: finished | {self._summary(trials)}")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
@@ -312,8 +425,8 @@ class SweepProgress(_TuneCallback):
                     "retrying from its latest checkpoint")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._print(f"{_trial_dirname(trial)}: ERROR (see {trial.path}/error.txt) | "
-                    f"{self._summary(trials)}")
+        self._print(f"{_trial_dirname(trial)}: ERROR{_error_line(trial)} (see "
+                    f"{trial.path}/error.txt) | {self._summary(trials)}")
 
     def on_step_end(self, iteration, trials, **info):
         if time.time() - self._last_table >= self.table_every_s:
@@ -332,7 +445,8 @@ class SweepProgress(_TuneCallback):
             epoch = f"{result.get(M.EPOCH, 0)}/{self._planned_epochs(trial)}"
             accuracy = f"{100 * result[M.TEST_ACC]:.2f}%" if M.TEST_ACC in result else "-"
             speed = f"{result[M.IMAGES_PER_S]:.0f}" if M.IMAGES_PER_S in result else "-"
-            rows.append(f"{_trial_dirname(trial):<24} {trial.status:<11} {epoch:>9} "
+            status = "ERROR" if result.get(M.CONFIG_ERROR) else trial.status
+            rows.append(f"{_trial_dirname(trial):<24} {status:<11} {epoch:>9} "
                         f"{accuracy:>9} {speed:>7}")
         return "\n".join(rows)
 
@@ -354,6 +468,17 @@ class SweepProgress(_TuneCallback):
             eta = remaining_epochs * (sum(epoch_times) / len(epoch_times)) / running
             text += f", ETA {_duration(eta)}"
         return text
+
+
+def _error_line(trial) -> str:
+    """": <the exception's last line>" from the trial's error file (e.g. a DeviceError's
+    one line), or nothing when it cannot be read."""
+    try:
+        lines = [line.strip() for line in Path(trial.error_file).read_text().splitlines()]
+    except (OSError, TypeError):
+        return ""
+    lines = [line for line in lines if line]
+    return f": {lines[-1][:300]}" if lines else ""
 
 
 def _duration(seconds: float) -> str:

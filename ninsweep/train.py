@@ -9,6 +9,8 @@ the metrics and the state.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import random
 import time
@@ -20,9 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from . import metrics as M
-from .config import ModelConfig, TrialConfig, to_dict
+from .config import ModelConfig, TrialConfig, from_dict, to_dict
 from .data import DeviceLoader, ImageData, hold_out_validation, load_data
-from .errors import CheckpointError, ConfigError
+from .devices import describe_device, prepare_device
+from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .model import build_model, count_parameters, decayed_parameters
 
 CHECKPOINT_FORMAT = 1
@@ -37,6 +40,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {name!r} requested but this process sees "
+                          f"{torch.cuda.device_count()} CUDA device(s), cuda:0 first")
     return torch.device(name)
 
 
@@ -63,10 +69,9 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.device = resolve_device(cfg.train.device)
         self.amp = cfg.train.amp and self.device.type == "cuda"
-        if self.device.type == "cuda":
-            # Fixed shapes every step: let cuDNN pick its fastest kernels. (GPU runs are
-            # therefore not bit-reproducible; CPU runs are.)
-            torch.backends.cudnn.benchmark = True
+        # Before anything lands on the device: a reused worker's earlier run must not leak in.
+        prepare_device(self.device, cfg.train.compile, cfg.train.cudnn_benchmark)
+        log(describe_device(self.device))
         seed_everything(cfg.train.seed)
 
         data = data if data is not None else load_data(cfg.data, log=log)
@@ -140,6 +145,12 @@ class Trainer:
             correct += (logits.detach().argmax(dim=1) == labels).sum()
             seen += labels.shape[0]
         train_loss, train_correct = loss_sum.item(), correct.item()  # syncs the device
+        if not math.isfinite(train_loss):
+            # Stop before this epoch counts: its NaN weights must not replace the last
+            # good checkpoint, and training on would only report NaN to the end.
+            raise TrainingDiverged(
+                f"epoch {self.epoch + 1}: the training loss is {train_loss} (training "
+                f"diverged); lower train.lr (now {lr:g}) or check the data")
         train_time = time.perf_counter() - started
         test_loss, test_acc = self.evaluate()
         self.epoch += 1
@@ -169,9 +180,11 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for images, labels in loader.epoch(None):
-            with self._autocast():
-                logits = self.step_model(images)
-            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+            # No bf16 autocast here: logits in bf16 (8 bits of mantissa) tie or flip the
+            # argmax of near-equal classes, moving accuracy by more than the gaps a sweep
+            # compares. fp32 costs only the test pass; training keeps bf16.
+            logits = self.step_model(images).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
             correct += (logits.argmax(dim=1) == labels).sum()
         count = loader.num_images
         return loss_sum.item() / count, correct.item() / count
@@ -238,9 +251,7 @@ def check_architecture(state: dict[str, Any], model_cfg: ModelConfig) -> None:
     if not isinstance(saved, dict):
         raise CheckpointError("checkpoint has no model configuration; not a ninsweep checkpoint")
     wanted = to_dict(model_cfg)
-    # A field added after the checkpoint was written holds its default there (the model a
-    # default builds is the one the older ninsweep built).
-    saved = {**to_dict(ModelConfig()), **saved}
+    saved = _as_current(ModelConfig, saved)
     differences = [f"{key}: checkpoint {saved.get(key)!r}, requested {value!r}"
                    for key, value in wanted.items() if saved.get(key) != value]
     if differences:
@@ -248,16 +259,70 @@ def check_architecture(state: dict[str, Any], model_cfg: ModelConfig) -> None:
                               "; ".join(differences) + ")")
 
 
+# Settings a run may change when it continues a checkpoint (train --checkpoint-dir): how
+# long, where and how fast it runs, and where the data lives. Every other key is the recipe
+# (model, data source and subsets, optimiser, schedule, seed), and must match the checkpoint.
+RUNTIME_KEYS = frozenset({
+    "train.epochs", "train.device", "train.threads", "train.amp", "train.compile",
+    "train.channels_last", "train.eval_batch_size", "data.root", "data.cache_dir",
+})
+
+
+def recipe_differences(state: dict[str, Any], cfg: TrialConfig) -> list[tuple[str, Any, Any]]:
+    """``(section.key, checkpoint's value, cfg's value)`` for every recipe setting that differs."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError("checkpoint has no configuration; not a ninsweep checkpoint")
+    differences = []
+    for section, values in cfg.to_dict().items():
+        stored = saved.get(section) if isinstance(saved.get(section), dict) else {}
+        stored = _as_current(type(getattr(cfg, section)), stored)
+        for key, value in values.items():
+            name = f"{section}.{key}"
+            if name not in RUNTIME_KEYS and stored.get(key, "(unset)") != value:
+                differences.append((name, stored.get(key, "(unset)"), value))
+    return differences
+
+
+def check_recipe(state: dict[str, Any], cfg: TrialConfig, where: str = "checkpoint") -> None:
+    """Refuse to continue a checkpoint made with another recipe, naming the keys."""
+    differences = recipe_differences(state, cfg)
+    if differences:
+        shown = ", ".join(f"{name} (checkpoint {old!r}, requested {new!r})"
+                          for name, old, new in differences[:6])
+        more = f" and {len(differences) - 6} more" if len(differences) > 6 else ""
+        raise CheckpointError(f"{where} was made with a different recipe: {shown}{more}; "
+                              "use the checkpoint's settings or another --checkpoint-dir")
+
+
+def _as_current(cls: type, saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config section as this ninsweep writes it: fields added since hold their
+    defaults (what the older ninsweep built), ``batchnorm: true`` reads as ``norm: batch``.
+    A section this version cannot read is compared as it is."""
+    try:
+        return to_dict(from_dict(cls, saved))
+    except ConfigError:
+        return saved
+
+
 def save_checkpoint(state: dict[str, Any], path: os.PathLike | str) -> Path:
-    """Write ``state`` atomically: a reader sees the old file or the new one, never half."""
+    """Write ``state`` atomically: a reader sees the old file or the new one, never half.
+
+    A failed write (disk full, read-only, quota) raises ``CheckpointError`` and leaves the
+    previous checkpoint as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, temporary)
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as err:  # torch reports a failed write as RuntimeError
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({_first_line(err)}); "
+                              "the previous checkpoint is unchanged") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
     return path
 
 

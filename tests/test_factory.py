@@ -274,3 +274,18 @@ def test_the_synthetic_example_runs_end_to_end_to_a_report(tmp_path):
     assert labels == {"norm=batch width=4", "norm=batch width=8", "norm=group width=4",
                       "norm=group width=8"}
     assert all(f"**{label}**" in text or f"| {label} |" in text for label in labels)
+
+
+def test_a_checkpoint_written_before_the_new_model_fields_still_fits_its_model():
+    from ninsweep.config import ModelConfig
+    from ninsweep.train import check_architecture
+
+    # What a BatchNorm trial's checkpoint held before norm, norm_groups, prelu_init, factory.
+    old = {"activation": "elu", "batchnorm": True, "init": "he", "leaky_relu_slope": 0.01,
+           "elu_alpha": 1.0, "maxout_pieces": 2, "pool2": "max", "pool_padding": "same",
+           "dropout": 0.5, "bn_momentum": 0.01, "bn_eps": 1e-3, "num_classes": 10}
+    check_architecture({"config": {"model": old}}, ModelConfig(activation="elu", batchnorm=True,
+                                                               init="he"))
+    with pytest.raises(CheckpointError, match="norm: checkpoint 'batch', requested 'group'"):
+        check_architecture({"config": {"model": {**old, "batchnorm": False, "norm": "batch"}}},
+                           ModelConfig(activation="elu", norm="group", init="he"))
