@@ -409,7 +409,7 @@ def _check_factories(fail: "_Failer", blocks: list["_Block"], trials: list[Trial
 
     dirs = _space_dirs(where)
     code: list[str] = []
-    built: set[str] = set()
+    built: set[ModelConfig] = set()
     for trial in trials:
         data = trial.config.data
         if data.factory is not None:
@@ -427,17 +427,15 @@ def _check_factories(fail: "_Failer", blocks: list["_Block"], trials: list[Trial
             continue
         function = load_callable(f"{fail.where}: {_space_key(blocks, 'factory')}",
                                  model.factory, dirs)
-        kwargs = set(model.factory_kwargs) | {"num_classes"}
+        # num_classes is supplied by ninsweep when the function takes it.
         problem = keyword_problem(function, model.factory, model.factory_kwargs,
-                                  supplied=("num_classes",) if "num_classes" in kwargs else ())
+                                  supplied=("num_classes",))
         if problem is not None:
             keyword, text = problem
             fail(_space_key(blocks, keyword) if keyword in model.factory_kwargs
                  else "model.factory", text)
-        identity = json.dumps([model.factory, model.factory_kwargs, model.num_classes],
-                              sort_keys=True, default=str)
-        if identity not in built:
-            built.add(identity)
+        if model not in built:  # each distinct model once (configs hash, kwargs included)
+            built.add(model)
             try:
                 build_factory_model(model, tuple(dirs))
             except ConfigError as err:
