@@ -150,11 +150,12 @@ def test_the_trainer_prepares_its_device_from_its_config_before_building_the_mod
     import ninsweep.train as train_module
 
     seen = []
-    real_nin = train_module.NIN
+    real_build = train_module.build_model  # the NIN, or a model factory's module
     monkeypatch.setattr(train_module, "prepare_device",
                         lambda device, compile_model, cudnn_benchmark: seen.append(
                             ("prepare", device.type, compile_model, cudnn_benchmark)))
-    monkeypatch.setattr(train_module, "NIN", lambda cfg: seen.append("model") or real_nin(cfg))
+    monkeypatch.setattr(train_module, "build_model",
+                        lambda config: seen.append("model") or real_build(config=config))
     Trainer(tiny(tmp_path, cudnn_benchmark=False))
     assert seen == [("prepare", "cpu", False, False), "model"]
 
