@@ -13,6 +13,7 @@ Every check is on what is on disk afterwards: which epochs each trial trained, a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -372,7 +373,9 @@ def test_resume_continues_from_the_newest_checkpoint_past_damaged_ones(tmp_path)
     assert resumed.returncode == 0, output[-4000:]
     assert "2/2 trials finished, 0 errored" in resumed.stdout
     assert "Traceback" not in output and "Could not recover" not in output
-    elu_line = next(line for line in output.splitlines() if "elu-bn-he-s0: resumed" in line)
+    # "relu-bn-he-s0: resumed" contains "elu-bn-he-s0: resumed": match the whole name.
+    elu_line = next(line for line in output.splitlines()
+                    if re.search(r"(^|[\s)])elu-bn-he-s0: resumed", line))
     assert f"resumed after epoch {elu_from} from {elu_states[1].label}" in elu_line
     assert f"skipped damaged {elu_states[0].label}: unreadable or corrupt" in elu_line
     assert f"relu-bn-he-s0: resumed after epoch {relu_from} from {relu_states[0].label}" in output
