@@ -9,8 +9,8 @@ scattered through the code.
 from __future__ import annotations
 
 import dataclasses
-import json
 import functools
+import json
 import math
 import types
 import typing
@@ -95,13 +95,10 @@ class ModelConfig:
             _check("model.num_classes", self.num_classes >= 2, "must be >= 2")
             return
         _check("model.factory_kwargs", not self.factory_kwargs, "needs model.factory")
-        # The registries next to the code that builds each name are the one list of names.
-        from .layers import ACTIVATIONS, NORMS
-        from .model import INITS
-
-        _one_of("model.activation", self.activation, tuple(ACTIVATIONS))
-        _one_of("model.init", self.init, tuple(INITS))
-        _one_of("model.norm", self.norm, tuple(NORMS))
+        names = _registry_names()
+        _one_of("model.activation", self.activation, names["activation"])
+        _one_of("model.init", self.init, names["init"])
+        _one_of("model.norm", self.norm, names["norm"])
         _check("model.norm", not (self.batchnorm and self.norm != "batch"),
                f"{self.norm!r} contradicts batchnorm: true (batchnorm: true means norm: batch;"
                " set one of them)")
@@ -155,9 +152,7 @@ class DataConfig:
             object.__setattr__(self, "source", "factory")
 
     def validate(self) -> None:
-        from .data import SOURCES  # the decoders' registry is the one list of sources
-
-        _one_of("data.source", self.source, SOURCES)
+        _one_of("data.source", self.source, _registry_names()["source"])
         if self.source == "factory":
             from .factory import check_import_path
 
@@ -270,9 +265,31 @@ class TrialConfig:
 def _hash_fields(obj: Any) -> int:
     """A frozen config holding a mapping (factory_kwargs) stays hashable: equal configs,
     equal hashes (space expansion finds duplicate trials through a set of configs)."""
-    return hash(tuple(json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict)
-                      else value for value in (getattr(obj, f.name)
-                                               for f in dataclasses.fields(obj))))
+    cached = obj.__dict__.get("_hash")
+    if cached is None:  # computed once: a frozen config never changes
+        values = [getattr(obj, name) for name in _field_names(type(obj))]
+        cached = hash(tuple((json.dumps(value, sort_keys=True, default=str) if value else "")
+                            if isinstance(value, dict) else value for value in values))
+        object.__setattr__(obj, "_hash", cached)
+    return cached
+
+
+@functools.lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.lru_cache(maxsize=1)
+def _registry_names() -> dict[str, tuple[str, ...]]:
+    """The names of each registry, read once. The registries live next to the torch code
+    that builds each name (layers, model, data) and are the one list of them; imported
+    here lazily so that importing config stays cheap."""
+    from .data import SOURCES
+    from .layers import ACTIVATIONS, NORMS
+    from .model import INITS
+
+    return {"activation": tuple(ACTIVATIONS), "norm": tuple(NORMS), "init": tuple(INITS),
+            "source": SOURCES}
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
