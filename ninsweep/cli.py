@@ -112,8 +112,11 @@ def command_train(args: argparse.Namespace) -> int:
             return 0
 
     trainer = Trainer(cfg, log=lambda message: print(message, flush=True))
-    print(f"NIN {cfg.model.activation}, batchnorm {'on' if cfg.model.batchnorm else 'off'}, "
-          f"init {cfg.model.init}: {trainer.num_parameters:,} parameters on {trainer.device}; "
+    model = (f"{cfg.model.factory}({', '.join(f'{k}={v!r}' for k, v in cfg.model.factory_kwargs.items())})"
+             if cfg.model.factory else
+             f"NIN {cfg.model.activation}, batchnorm {'on' if cfg.model.batchnorm else 'off'}, "
+             f"init {cfg.model.init}")
+    print(f"{model}: {trainer.num_parameters:,} parameters on {trainer.device}; "
           f"data {cfg.data.source}: {trainer.train_loader.num_images} train / "
           f"{trainer.test_loader.num_images} test images", flush=True)
     if state is not None:
