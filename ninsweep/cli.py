@@ -153,31 +153,47 @@ def _load_spec(args: argparse.Namespace):
                                cpus_per_trial=args.cpus_per_trial)
 
 
-def _finish_sweep(outcome, out=sys.stdout) -> int:
+def _finish_sweep(outcome, console, driver_log=None) -> int:
     from .analysis import format_status, load_experiment, summary_table, write_csvs
 
     experiment_dir = outcome.experiment_dir
-    print(f"\n{outcome.finished}/{outcome.total} trials finished, {outcome.errored} errored, "
-          f"wall time {outcome.wall_time_s:.0f} s", file=out)
+    console.text(f"\n{outcome.finished}/{outcome.total} trials finished, {outcome.errored} "
+                 f"errored, wall time {outcome.wall_time_s:.0f} s")
     try:
         experiment = load_experiment(experiment_dir)
-        print(format_status(experiment), file=out)
-        print(file=out)
-        print(summary_table(experiment), file=out)
+        console.text(format_status(experiment))
+        console.text()
+        console.text(summary_table(experiment))
         written = write_csvs(experiment)
-        print("wrote " + ", ".join(str(p) for p in written), file=out)
+        console.text("wrote " + ", ".join(str(p) for p in written))
     except NinsweepError as err:
-        print(f"no results table: {err}", file=out)
+        console.error(f"no results table: {err}")
+    if outcome.interrupted or outcome.errored:
+        from .console import TRIAL_LOG
+
+        where = driver_log.path if driver_log is not None else "-"
+        console.error(f"logs: Ray's driver output in {where}; each trial's output in "
+                      f"{experiment_dir}/<trial>/{TRIAL_LOG} (tracebacks in error.txt)")
     if outcome.interrupted:
-        print(f"interrupted: {outcome.total - outcome.finished - outcome.errored} trials "
-              f"unfinished; continue with: ninsweep resume {experiment_dir}", file=out)
+        console.error(f"interrupted: {outcome.total - outcome.finished - outcome.errored} trials "
+                      f"unfinished; continue with: ninsweep resume {experiment_dir}")
     elif outcome.errored:
-        print(f"{outcome.errored} trials failed; retry them with: ninsweep resume {experiment_dir}",
-              file=out)
+        console.error(f"{outcome.errored} trials failed; retry them with: "
+                      f"ninsweep resume {experiment_dir}")
     return outcome.exit_code
 
 
+def _sweep_console(args: argparse.Namespace):
+    """The console of run/resume, and ninsweep's diagnostics routed to it."""
+    from .console import Console, route_logging
+
+    console = Console(quiet=getattr(args, "quiet", False))
+    route_logging(console)
+    return console
+
+
 def command_run(args: argparse.Namespace) -> int:
+    from .console import DriverLog
     from .space import format_dry_run
     from .sweep import run_sweep
 
@@ -186,16 +202,24 @@ def command_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(format_dry_run(spec))
         return 0
-    outcome = run_sweep(spec, storage=args.storage, name=args.name, address=args.address,
-                        autoscaling=args.autoscaling, started_at=started_at)
-    return _finish_sweep(outcome)
+    console = _sweep_console(args)
+    with DriverLog(f"ninsweep run {args.space}") as driver_log:
+        outcome = run_sweep(spec, storage=args.storage, name=args.name, address=args.address,
+                            autoscaling=args.autoscaling, started_at=started_at,
+                            console=console, driver_log=driver_log)
+    return _finish_sweep(outcome, console, driver_log)
 
 
 def command_resume(args: argparse.Namespace) -> int:
+    from .console import DriverLog
     from .sweep import resume_sweep
 
-    return _finish_sweep(resume_sweep(args.experiment, address=args.address,
-                                      autoscaling=args.autoscaling))
+    console = _sweep_console(args)
+    with DriverLog(f"ninsweep resume {args.experiment}") as driver_log:
+        outcome = resume_sweep(args.experiment, address=args.address,
+                               autoscaling=args.autoscaling, console=console,
+                               driver_log=driver_log)
+    return _finish_sweep(outcome, console, driver_log)
 
 
 def command_status(args: argparse.Namespace) -> int:
@@ -225,6 +249,8 @@ def command_report(args: argparse.Namespace) -> int:
 
 AUTOSCALING_HELP = ("the cluster adds nodes on demand: warn, instead of refusing, when no "
                     "node can run a trial yet")
+QUIET_HELP = ("print only errors and the final tables (no per-epoch lines, no progress bar); "
+              "Ray's output is always in the experiment's driver.log and trial.log files")
 
 
 def _add_sweep_parsers(commands) -> None:
@@ -247,6 +273,7 @@ def _add_sweep_parsers(commands) -> None:
     run.add_argument("--autoscaling", action="store_true", help=AUTOSCALING_HELP)
     run.add_argument("--dry-run", action="store_true",
                      help="list the trials and their resources; start nothing")
+    run.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     run.set_defaults(handler=command_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep",
@@ -255,6 +282,7 @@ def _add_sweep_parsers(commands) -> None:
     resume.add_argument("experiment", help="the experiment directory or URI")
     resume.add_argument("--address", help="an existing Ray cluster (default: local)")
     resume.add_argument("--autoscaling", action="store_true", help=AUTOSCALING_HELP)
+    resume.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     resume.set_defaults(handler=command_resume)
 
     status = commands.add_parser("status", help="each trial's state, read from disk")

@@ -1,22 +1,27 @@
-"""Run and resume a sweep on Ray Tune: the Tuner, its configs, progress, and the manifest.
+"""Run and resume a sweep on Ray Tune: the Tuner, its configs, and the manifest.
 
 ``run_sweep`` writes the experiment's manifest (``ninsweep.json``) before Ray starts, checks
 that the cluster can ever schedule a trial (a GPU space on a GPU-less machine would otherwise
 wait forever), and runs the Tuner. ``resume_sweep`` restores it with ``Tuner.restore``:
 finished trials stay, unfinished and errored trials continue from their latest checkpoint,
 pending ones start.
+
+The console is ``ninsweep.console`` (our lines; Ray's go to the driver and trial logs) and
+the progress callback is ``ninsweep.progress``.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Optional
 
+from . import portable
+from .console import Console, DriverLog, with_trial_log
 from .errors import NinsweepError
+from .progress import SweepProgress, activate
 from .space import SweepSpec
 from .storage import (experiment_exists, is_uri, join, read_manifest, resolve_storage,
                       write_manifest)
@@ -58,13 +63,13 @@ def start_ray(address: Optional[str], log: Callable[[str], None]) -> None:
             package = str(Path(__file__).resolve().parent)
             options["runtime_env"] = {"py_modules": [package], "excludes": ["__pycache__"]}
         try:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=True, **options)
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise NinsweepError(f"cannot connect to Ray at {address}: {str(err).splitlines()[0]}") from None
         log(f"connected to Ray at {address}")
     else:
         ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-                 logging_level="WARNING", log_to_driver=True)
+                 logging_level="WARNING", log_to_driver=False)
         log("started a local Ray instance on 127.0.0.1")
 
 
@@ -100,24 +105,29 @@ def count_nodes() -> int:
     return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
-def tune_trainable(spec: SweepSpec):
-    """The trainable with the per-trial resources of ``spec`` attached."""
+def tune_trainable(spec: SweepSpec, experiment: Optional[str] = None):
+    """The trainable with the per-trial resources of ``spec`` attached; with ``experiment``,
+    each trial's output goes to its ``trial.log`` there."""
     from ray import tune
 
     from .trainable import make_trainable
 
-    return tune.with_resources(make_trainable(spec.checkpoint_every), spec.resources.to_ray())
-
-
-def _trial_dirname(trial) -> str:
-    return trial.config["trial"]["name"]
+    # From here on the trial-name function pickles by value: the experiment state opens
+    # without ninsweep (ninsweep.portable).
+    portable.register()
+    trainable = make_trainable(spec.checkpoint_every)
+    if experiment is not None:
+        trainable = with_trial_log(trainable, experiment)
+    return tune.with_resources(trainable, spec.resources.to_ray())
 
 
 def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[str] = None,
               address: Optional[str] = None, autoscaling: bool = False,
-              out: TextIO = sys.stdout, started_at: Optional[float] = None) -> SweepOutcome:
+              console: Optional[Console] = None, started_at: Optional[float] = None,
+              driver_log: Optional[DriverLog] = None) -> SweepOutcome:
     started_at = started_at or time.time()
-    log = _logger(out)
+    console = console or Console()
+    log = console.line
     storage = resolve_storage(storage)
     name = name or spec.name
     experiment = join(storage, name)
@@ -132,7 +142,9 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
         manifest = spec.to_manifest()
         manifest.update(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), experiment_name=name)
         write_manifest(experiment, manifest)
-        return _fit_new(spec, storage, name, out, started_at)
+        if driver_log is not None:
+            driver_log.move_into(experiment)
+        return _fit_new(spec, storage, name, console, started_at)
     finally:
         ray.shutdown()
 
@@ -145,27 +157,43 @@ def _check_cluster(spec: SweepSpec, storage: str, autoscaling: bool, log) -> Non
         check_storage_for_cluster(storage, multi_node=True)
 
 
-def _fit_new(spec: SweepSpec, storage: str, name: str, out: TextIO,
+def _fit_new(spec: SweepSpec, storage: str, name: str, console: Console,
              started_at: float) -> SweepOutcome:
     from ray import tune
 
     experiment = join(storage, name)
-    _logger(out)(f"experiment {experiment}: {len(spec.trials)} trials, "
+    console.line(f"experiment {experiment}: {len(spec.trials)} trials, "
                  f"{spec.resources.cpus:g} CPU + {spec.resources.gpus:g} GPU each")
     tuner = tune.Tuner(
-        tune_trainable(spec),
+        tune_trainable(spec, experiment),
         param_space=spec.to_param_space(),
         # Every trial asks for the same resources, so a finished trial's worker process (torch
         # imported, data cache mapped) can take the next one: the smoke sweep went from 55 s
         # to 27 s on 2 cores.
-        tune_config=tune.TuneConfig(trial_name_creator=_trial_dirname,
-                                    trial_dirname_creator=_trial_dirname, reuse_actors=True),
-        run_config=_run_config(spec, name, storage, SweepProgress(out=out, started_at=started_at)),
+        tune_config=tune.TuneConfig(trial_name_creator=portable.trial_dirname,
+                                    trial_dirname_creator=portable.trial_dirname,
+                                    reuse_actors=True),
+        run_config=_run_config(spec, name, storage, _progress(spec, console, started_at)),
     )
-    return _outcome(experiment, spec, tuner.fit(), started_at)
+    return _fit(tuner, experiment, spec, started_at)
 
 
-def _run_config(spec: SweepSpec, name: str, storage: str, progress: "SweepProgress"):
+def _progress(spec: SweepSpec, console: Console, started_at: float) -> SweepProgress:
+    progress = SweepProgress(console, {t.name: t.config.train.epochs for t in spec.trials},
+                             started_at=started_at)
+    activate(progress)  # what the pickled callback resolves to when this run is restored
+    return progress
+
+
+def _fit(tuner, experiment: str, spec: SweepSpec, started_at: float) -> SweepOutcome:
+    try:
+        grid = tuner.fit()
+    finally:
+        activate(None)
+    return _outcome(experiment, spec, grid, started_at)
+
+
+def _run_config(spec: SweepSpec, name: str, storage: str, progress: SweepProgress):
     from ray import tune
 
     return tune.RunConfig(
@@ -173,19 +201,26 @@ def _run_config(spec: SweepSpec, name: str, storage: str, progress: "SweepProgre
         storage_path=storage,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint_keep),
         failure_config=tune.FailureConfig(max_failures=spec.max_retries),
+        # On remote storage the trials' logs are written in their working directories;
+        # uploading artifacts carries them into the trial directories.
+        sync_config=tune.SyncConfig(sync_artifacts=is_uri(storage)),
         callbacks=[progress],
         verbose=0,  # our own progress lines replace Tune's large tables
     )
 
 
 def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling: bool = False,
-                 out: TextIO = sys.stdout) -> SweepOutcome:
+                 console: Optional[Console] = None,
+                 driver_log: Optional[DriverLog] = None) -> SweepOutcome:
     from ray import tune
 
     started_at = time.time()
-    log = _logger(out)
+    console = console or Console()
+    log = console.line
     experiment = experiment if is_uri(experiment) else str(Path(experiment).expanduser().resolve())
     spec = SweepSpec.from_manifest(read_manifest(experiment))
+    if driver_log is not None:
+        driver_log.move_into(experiment)
     start_ray(address, log)
     import ray
 
@@ -196,11 +231,12 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
             # The driver died between writing the manifest and Tune's first snapshot: nothing
             # ran yet, so start the sweep the manifest describes.
             log(f"{experiment}: no Tune state yet; starting the sweep from its manifest")
-            return _fit_new(spec, storage, name, out, started_at)
-        tuner = tune.Tuner.restore(experiment, trainable=tune_trainable(spec),
+            return _fit_new(spec, storage, name, console, started_at)
+        _progress(spec, console, started_at)
+        tuner = tune.Tuner.restore(experiment, trainable=tune_trainable(spec, experiment),
                                    resume_unfinished=True, resume_errored=True)
         log(f"resuming {experiment}")
-        return _outcome(experiment, spec, tuner.fit(), started_at)
+        return _fit(tuner, experiment, spec, started_at)
     finally:
         ray.shutdown()
 
@@ -220,128 +256,3 @@ def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float) -> Sweep
             errored += 1
     return SweepOutcome(experiment_dir=experiment, total=len(spec.trials), finished=finished,
                         errored=errored, wall_time_s=time.time() - started_at)
-
-
-def _logger(out: TextIO) -> Callable[[str], None]:
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=out, flush=True)
-
-    return log
-
-
-# -- progress -------------------------------------------------------------------------------
-
-try:
-    from ray.tune import Callback as _TuneCallback
-except ImportError:  # pragma: no cover - Ray is a declared dependency
-    _TuneCallback = object
-
-
-class SweepProgress(_TuneCallback):
-    """One line per epoch, a status table every ``table_every_s``, and an ETA for the sweep."""
-
-    def __init__(self, out: TextIO = sys.stdout, started_at: Optional[float] = None,
-                 table_every_s: float = 60.0):
-        self.out = out
-        self.started_at = started_at or time.time()
-        self.table_every_s = table_every_s
-        self._last_table = time.time()
-        self._first_start: Optional[float] = None
-        self._latest: dict[str, dict[str, Any]] = {}
-
-    def __getstate__(self):
-        # Tune pickles the run config with the experiment; a stream cannot be pickled.
-        state = dict(self.__dict__)
-        state["out"] = None
-        return state
-
-    def __setstate__(self, state):
-        # Restored by Tuner.restore: a new driver, so timings start again.
-        self.__dict__.update(state)
-        self.out = sys.stdout
-        self.started_at = time.time()
-        self._first_start = None
-
-    def _print(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=self.out, flush=True)
-
-    @staticmethod
-    def _planned_epochs(trial) -> int:
-        return int(trial.config["trial"]["config"]["train"]["epochs"])
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        if self._first_start is None:
-            self._first_start = time.time()
-            self._print(f"first trial running {self._first_start - self.started_at:.1f} s "
-                        "after start")
-        self._print(f"{_trial_dirname(trial)}: started")
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        from . import metrics as M
-
-        name = _trial_dirname(trial)
-        self._latest[name] = result
-        epoch = result.get(M.EPOCH, 0)
-        self._print(f"{name}: epoch {epoch}/{self._planned_epochs(trial)} "
-                    f"test acc {100 * result.get(M.TEST_ACC, 0):.2f}% "
-                    f"train loss {result.get(M.TRAIN_LOSS, float('nan')):.3f} "
-                    f"{result.get(M.IMAGES_PER_S, 0):.0f} img/s | {self._summary(trials)}")
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._print(f"{_trial_dirname(trial)}: finished | {self._summary(trials)}")
-
-    def on_trial_recover(self, iteration, trials, trial, **info):
-        # A failed attempt Tune will retry (FailureConfig): a crash, or a lost node.
-        self._print(f"{_trial_dirname(trial)}: failed (attempt {trial.num_failures}); "
-                    "retrying from its latest checkpoint")
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._print(f"{_trial_dirname(trial)}: ERROR (see {trial.path}/error.txt) | "
-                    f"{self._summary(trials)}")
-
-    def on_step_end(self, iteration, trials, **info):
-        if time.time() - self._last_table >= self.table_every_s:
-            self._last_table = time.time()
-            self._print("status\n" + self.table(trials))
-
-    def on_experiment_end(self, trials, **info):
-        self._print("sweep ended\n" + self.table(trials))
-
-    def table(self, trials) -> str:
-        from . import metrics as M
-
-        rows = [f"{'trial':<24} {'status':<11} {'epoch':>9} {'test acc':>9} {'img/s':>7}"]
-        for trial in trials:
-            result = self._latest.get(_trial_dirname(trial), {})
-            epoch = f"{result.get(M.EPOCH, 0)}/{self._planned_epochs(trial)}"
-            accuracy = f"{100 * result[M.TEST_ACC]:.2f}%" if M.TEST_ACC in result else "-"
-            speed = f"{result[M.IMAGES_PER_S]:.0f}" if M.IMAGES_PER_S in result else "-"
-            rows.append(f"{_trial_dirname(trial):<24} {trial.status:<11} {epoch:>9} "
-                        f"{accuracy:>9} {speed:>7}")
-        return "\n".join(rows)
-
-    def _summary(self, trials) -> str:
-        from . import metrics as M
-
-        done = sum(1 for t in trials if t.status in ("TERMINATED", "ERROR"))
-        running = sum(1 for t in trials if t.status == "RUNNING")
-        remaining_epochs = 0
-        epoch_times = []
-        for trial in trials:
-            result = self._latest.get(_trial_dirname(trial), {})
-            if trial.status not in ("TERMINATED", "ERROR"):
-                remaining_epochs += self._planned_epochs(trial) - int(result.get(M.EPOCH, 0))
-            if M.EPOCH_TIME_S in result:
-                epoch_times.append(result[M.EPOCH_TIME_S])
-        text = f"{done}/{len(trials)} done, {running} running"
-        if epoch_times and running:
-            eta = remaining_epochs * (sum(epoch_times) / len(epoch_times)) / running
-            text += f", ETA {_duration(eta)}"
-        return text
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"

@@ -5,6 +5,7 @@ namespace of tests/run.sh; the others never start Ray.
 """
 
 import csv
+import re
 import signal
 import time
 
@@ -119,6 +120,49 @@ def test_smoke_sweep_runs_end_to_end(smoke_experiment, tmp_path):
             ["checkpoint_000000", "checkpoint_000001"]
     check_analysable(experiment, tmp_path, expect_trials=10, expect_finished=10)
     print(f"smoke sweep wall time {wall_time:.1f} s")
+
+
+# What Ray prints on its own, and must now find only in the log files.
+RAY_DRIVER_LINES = ("Configuration for experiment", "View detailed results here",
+                    "Token authentication")
+RAY_WORKER_LINES = ("Checkpoint successfully created", "data: ")
+RAY_CONSOLE_MARKS = RAY_DRIVER_LINES + RAY_WORKER_LINES + (
+    "(ninsweep_trial pid=", "repeated", "tensorboard --logdir", "WARNING", "ERROR")
+
+
+def check_console_is_ours(result) -> None:
+    """Only ninsweep's lines: no escape, nothing of Ray's; progress lines carry our time."""
+    assert "\x1b" not in result.stdout + result.stderr
+    for mark in RAY_CONSOLE_MARKS:
+        assert mark not in result.stdout + result.stderr, mark
+    progress_lines = result.stdout.split("\n\n")[0].splitlines()
+    assert progress_lines and all(re.match(r"\[\d\d:\d\d:\d\d\] ", line)
+                                  for line in progress_lines), progress_lines
+
+
+@needs_netns
+def test_smoke_sweep_console_has_only_our_lines_and_the_logs_hold_rays(smoke_experiment):
+    experiment, result, _ = smoke_experiment
+    assert result.returncode == 0
+    check_console_is_ours(result)
+    assert result.stdout.count("trial  ") == 1  # the trial table, printed once
+    assert "TERMINATED" not in result.stdout
+    driver_log = (experiment / "driver.log").read_text()
+    assert all(line in driver_log for line in RAY_DRIVER_LINES)
+    for trial_dir in (p for p in experiment.iterdir() if (p / "params.json").exists()):
+        trial_log = (trial_dir / "trial.log").read_text()
+        assert all(line in trial_log for line in RAY_WORKER_LINES), trial_dir.name
+
+
+@needs_netns
+def test_resuming_a_finished_sweep_keeps_the_console_clean(smoke_experiment, tmp_path):
+    experiment, result, _ = smoke_experiment
+    assert result.returncode == 0
+    resumed = ninsweep("resume", experiment, env=cli_env(tmp_path), timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    check_console_is_ours(resumed)
+    assert "10/10 trials finished" in resumed.stdout
+    assert (experiment / "driver.log").read_text().count("==== ") == 2  # run, then resume
 
 
 @needs_netns
