@@ -96,9 +96,13 @@ def command_train(args: argparse.Namespace) -> int:
         if checkpoint_path is not None:
             save_checkpoint(trainer.state_dict(), checkpoint_path)
 
+    from .console import Console, StepProgress
+
+    steps = StepProgress(Console(), epoch_of=lambda: trainer.epoch + 1)
     try:
-        history = trainer.fit(on_epoch_end)
+        history = trainer.fit(on_epoch_end, on_step=steps)
     except KeyboardInterrupt:
+        steps.close()
         where = f"; run the same command to resume from {checkpoint_path}" if checkpoint_path else ""
         print(f"\ninterrupted after epoch {trainer.epoch}{where}", file=sys.stderr)
         return EXIT_INTERRUPTED

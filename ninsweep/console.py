@@ -197,6 +197,49 @@ class DriverLog:
                             self._remote, first_line(err))
 
 
+class StepProgress:
+    """Progress within an epoch, for ``ninsweep train`` (a ``Trainer`` step callback): a bar
+    on a terminal, taken down when the epoch's training steps end; elsewhere a plain line
+    every ``every_s`` seconds."""
+
+    def __init__(self, console: Console, epoch_of, every_s: float = 30.0):
+        self.console = console
+        self.epoch_of = epoch_of  # () -> the epoch being trained, 1-based
+        self.every_s = every_s
+        self._bar = None
+        self._task = None
+        self._epoch_started = 0.0
+        self._last_line = 0.0
+
+    def __call__(self, step: int, steps: int) -> None:
+        now = time.monotonic()
+        if step == 1:
+            self._epoch_started = self._last_line = now
+            if self.console.rich is not None:
+                from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                           TimeElapsedColumn, TimeRemainingColumn)
+
+                self._bar = Progress(TextColumn(f"epoch {self.epoch_of()}"), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("steps"),
+                                     TimeElapsedColumn(), TimeRemainingColumn(),
+                                     console=self.console.rich, transient=True)
+                self._task = self._bar.add_task("epoch", total=steps)
+                self._bar.start()
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step)
+        elif now - self._last_line >= self.every_s and step < steps:
+            self._last_line = now
+            self.console.line(f"epoch {self.epoch_of()}: step {step}/{steps} "
+                              f"({100 * step / steps:.0f}%), {duration(now - self._epoch_started)}")
+        if step == steps:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
 def route_logging(console: Console, level: int = logging.WARNING) -> None:
     """Send ninsweep's diagnostics (``LOG``) at ``level`` and above to the console's stderr.
 

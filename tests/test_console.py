@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from ninsweep.console import (Console, DriverLog, duration, first_line, output_to_file,
-                              route_logging)
+from ninsweep.console import (Console, DriverLog, StepProgress, duration, first_line,
+                              output_to_file, route_logging)
 from ninsweep.progress import EtaEstimator, SweepProgress
 
 
@@ -140,3 +140,28 @@ def test_progress_counts_a_trial_done_at_its_last_epoch_in_ninsweeps_words():
     assert [line.split()[1] for line in table.splitlines()[1:]] == ["finished", "running",
                                                                     "pending"]
     assert "\x1b" not in out.getvalue()
+
+
+def test_train_progress_within_an_epoch_off_a_terminal_is_plain_periodic_lines():
+    out = io.StringIO()
+    steps = StepProgress(Console(out, io.StringIO()), epoch_of=lambda: 3, every_s=0.0)
+    for step in range(1, 5):
+        steps(step, 4)
+    lines = out.getvalue().splitlines()
+    # every step but the last (the epoch's own line follows it), as plain text
+    assert [line.split("] ", 1)[1].split(",")[0] for line in lines] == \
+        ["epoch 3: step 1/4 (25%)", "epoch 3: step 2/4 (50%)", "epoch 3: step 3/4 (75%)"]
+    assert "\x1b" not in out.getvalue()
+
+
+def test_trainer_calls_the_step_callback_after_every_training_step():
+    from ninsweep.config import TrialConfig
+    from ninsweep.train import Trainer
+
+    cfg = TrialConfig.from_dict({
+        "data": {"source": "synthetic", "synthetic_train_size": 96, "synthetic_test_size": 32,
+                 "synthetic_image_size": 8},
+        "train": {"epochs": 1, "batch_size": 32, "threads": 1}})
+    calls = []
+    Trainer(cfg).fit(on_step=lambda step, steps: calls.append((step, steps)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]

@@ -155,13 +155,16 @@ def test_smoke_sweep_console_has_only_our_lines_and_the_logs_hold_rays(smoke_exp
 
 
 @needs_netns
-def test_resuming_a_finished_sweep_keeps_the_console_clean(smoke_experiment, tmp_path):
+def test_quiet_resume_of_a_finished_sweep_prints_only_the_final_tables(smoke_experiment,
+                                                                        tmp_path):
     experiment, result, _ = smoke_experiment
     assert result.returncode == 0
-    resumed = ninsweep("resume", experiment, env=cli_env(tmp_path), timeout=300)
+    resumed = ninsweep("resume", experiment, "--quiet", env=cli_env(tmp_path), timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    check_console_is_ours(resumed)
-    assert "10/10 trials finished" in resumed.stdout
+    assert resumed.stderr == "" and "\x1b" not in resumed.stdout
+    assert resumed.stdout.lstrip().startswith("10/10 trials finished")
+    assert not re.search(r"^\[\d\d:\d\d:\d\d\] ", resumed.stdout, re.M)  # no progress line
+    assert all(mark not in resumed.stdout for mark in RAY_CONSOLE_MARKS)
     assert (experiment / "driver.log").read_text().count("==== ") == 2  # run, then resume
 
 
