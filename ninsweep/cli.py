@@ -188,12 +188,22 @@ def _finish_sweep(outcome, console, driver_log=None) -> int:
 
 
 def _sweep_console(args: argparse.Namespace):
-    """The console of run/resume, and ninsweep's diagnostics routed to it."""
-    from .console import Console, route_logging
+    """The console of run/resume (its streams outlive the driver log's redirection)."""
+    from .console import Console
 
     console = Console(quiet=getattr(args, "quiet", False))
-    route_logging(console)
+    _route_diagnostics(args, console)
     return console
+
+
+def _route_diagnostics(args: argparse.Namespace, console=None) -> None:
+    """ninsweep's `logging` diagnostics to stderr: warnings, and INFO with --verbose."""
+    import logging
+
+    from .console import route_logging
+
+    route_logging(console.err if console is not None else sys.stderr,
+                  logging.INFO if getattr(args, "verbose", False) else logging.WARNING)
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -313,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"ninsweep {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also print ninsweep's diagnostics at INFO level (the logging "
+                             "module's 'ninsweep' logger; warnings are always shown)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train_parser(commands)
     _add_sweep_parsers(commands)
@@ -325,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _route_diagnostics(args)
     try:
         return args.handler(args)
     except NinsweepError as err:

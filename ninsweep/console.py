@@ -240,14 +240,14 @@ class StepProgress:
             self._bar = None
 
 
-def route_logging(console: Console, level: int = logging.WARNING) -> None:
-    """Send ninsweep's diagnostics (``LOG``) at ``level`` and above to the console's stderr.
+def route_logging(stream: TextIO, level: int = logging.WARNING) -> None:
+    """Send ninsweep's diagnostics (``LOG``) at ``level`` and above to ``stream``.
 
     Only the CLI calls this: a library user configures logging as they like.
     """
-    if any(getattr(handler, "_ninsweep_console", False) for handler in LOG.handlers):
-        return
-    handler = logging.StreamHandler(console.err)
+    for handler in [h for h in LOG.handlers if getattr(h, "_ninsweep_console", False)]:
+        LOG.removeHandler(handler)  # the newest console wins (run/resume make their own)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("ninsweep: %(levelname)s: %(message)s"))
     handler._ninsweep_console = True  # type: ignore[attr-defined]
     LOG.addHandler(handler)

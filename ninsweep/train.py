@@ -9,6 +9,7 @@ the metrics and the state.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -59,8 +60,10 @@ class Trainer:
     """Trains the NIN of ``cfg`` on ``cfg.data`` with ``cfg.train``'s recipe."""
 
     def __init__(self, cfg: TrialConfig, data: Optional[ImageData] = None,
-                 log: Callable[[str], None] = lambda message: None):
+                 log: Optional[Callable[[str], None]] = None):
         self.cfg = cfg
+        # Progress notes (data loading, cache builds): the caller's, or the logging module's.
+        log = log or logging.getLogger("ninsweep.train").info
         self.log = log
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)

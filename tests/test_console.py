@@ -94,7 +94,7 @@ def test_diagnostics_go_through_logging_and_the_cli_routes_them_to_stderr():
     logger = logging.getLogger("ninsweep")
     saved = (list(logger.handlers), logger.level, logger.propagate)
     try:
-        route_logging(Console(io.StringIO(), err))
+        route_logging(err)
         logging.getLogger("ninsweep.test").warning("a diagnostic")
         logging.getLogger("ninsweep.test").info("not at the default level")
     finally:
@@ -165,3 +165,17 @@ def test_trainer_calls_the_step_callback_after_every_training_step():
     calls = []
     Trainer(cfg).fit(on_step=lambda step, steps: calls.append((step, steps)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_a_library_user_gets_the_trainers_notes_through_logging(caplog):
+    from ninsweep.config import TrialConfig
+    from ninsweep.train import Trainer
+
+    cfg = TrialConfig.from_dict({
+        "data": {"source": "synthetic", "synthetic_train_size": 64, "synthetic_test_size": 32,
+                 "synthetic_image_size": 8},
+        "train": {"epochs": 1, "batch_size": 32, "threads": 1}})
+    with caplog.at_level(logging.INFO, logger="ninsweep"):
+        Trainer(cfg)
+    assert any(record.name == "ninsweep.train" and record.getMessage().startswith("data: ")
+               for record in caplog.records)
