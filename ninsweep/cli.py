@@ -152,9 +152,18 @@ def _load_spec(args: argparse.Namespace):
     from .space import load_space, resolve_space_path
 
     spec = load_space(resolve_space_path(args.space))
-    return spec.with_overrides(max_epochs=args.max_epochs, data_dir=args.data_dir,
+    spec = spec.with_overrides(max_epochs=args.max_epochs, data_dir=args.data_dir,
                                gpus_per_trial=args.gpus_per_trial,
                                cpus_per_trial=args.cpus_per_trial)
+    if getattr(args, "tracker", None):
+        import dataclasses
+
+        from .tracking import tracker_names
+
+        # Recorded in the manifest with the space's own: a resume logs to them too.
+        spec = dataclasses.replace(spec, trackers=tuple(tracker_names(spec.trackers,
+                                                                      args.tracker)))
+    return spec
 
 
 def _finish_sweep(outcome, console, driver_log=None) -> int:
@@ -232,7 +241,7 @@ def command_resume(args: argparse.Namespace) -> int:
     with DriverLog(f"ninsweep resume {args.experiment}") as driver_log:
         outcome = resume_sweep(args.experiment, address=args.address,
                                autoscaling=args.autoscaling, console=console,
-                               driver_log=driver_log)
+                               driver_log=driver_log, trackers=args.tracker or ())
     return _finish_sweep(outcome, console, driver_log)
 
 
@@ -263,6 +272,8 @@ def command_report(args: argparse.Namespace) -> int:
 
 AUTOSCALING_HELP = ("the cluster adds nodes on demand: warn, instead of refusing, when no "
                     "node can run a trial yet")
+TRACKER_HELP = ("also log to this experiment tracker (mlflow, wandb; repeatable), besides "
+                "the space's `trackers:`; needs its extra, e.g. pip install 'ninsweep[mlflow]'")
 QUIET_HELP = ("print only errors and the final tables (no per-epoch lines, no progress bar); "
               "Ray's output is always in the experiment's driver.log and trial.log files")
 
@@ -288,6 +299,7 @@ def _add_sweep_parsers(commands) -> None:
     run.add_argument("--dry-run", action="store_true",
                      help="list the trials and their resources; start nothing")
     run.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    run.add_argument("--tracker", action="append", metavar="NAME", help=TRACKER_HELP)
     run.set_defaults(handler=command_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep",
@@ -297,6 +309,7 @@ def _add_sweep_parsers(commands) -> None:
     resume.add_argument("--address", help="an existing Ray cluster (default: local)")
     resume.add_argument("--autoscaling", action="store_true", help=AUTOSCALING_HELP)
     resume.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    resume.add_argument("--tracker", action="append", metavar="NAME", help=TRACKER_HELP)
     resume.set_defaults(handler=command_resume)
 
     status = commands.add_parser("status", help="each trial's state, read from disk")

@@ -20,16 +20,19 @@ def trial_dirname(trial) -> str:
     return trial.config["trial"]["name"]
 
 
-def load_or_fallback(module: str, factory: str, fallback_module: str, fallback: str):
+def load_or_fallback(module: str, factory: str, args: tuple, fallback_module: str,
+                     fallback: str):
     """What a ninsweep callback becomes when an experiment's tuner state is loaded.
 
-    With ninsweep importable: ``module.factory()``, the callback of the run being resumed.
-    Without it: ``fallback_module.fallback()``, a Ray class that does the same job or nothing.
+    With ninsweep importable: ``module.factory(*args)``, the callback of the run being
+    resumed. Without it: ``fallback_module.fallback()``, a Ray class that does the same job,
+    or nothing.
     """
     try:
-        return getattr(importlib.import_module(module), factory)()
+        target = importlib.import_module(module)
     except ImportError:
         return getattr(importlib.import_module(fallback_module), fallback)()
+    return getattr(target, factory)(*args)
 
 
 def register() -> None:

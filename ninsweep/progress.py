@@ -7,9 +7,9 @@ done / planned, trials running, ETA) stays below the epoch lines; elsewhere plai
 a status table every ``table_every_s``. ``--quiet`` drops both; errors still show.
 
 Tune pickles the run's callbacks into the experiment (``tuner.pkl``). A ``SweepProgress``
-pickles as "the progress callback of whoever restores the experiment": the one ``activate``
-installed when ninsweep resumes, a plain ``ray.tune.Callback`` for a colleague with Ray but
-without ninsweep (see ``ninsweep.portable``).
+pickles as "the progress callback of whoever restores the experiment": the one
+``tracking.activate`` installed when ninsweep resumes, a plain ``ray.tune.Callback`` for a
+colleague with Ray but without ninsweep (see ``ninsweep.portable``).
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ray.tune import Callback
+from ray.tune.callback import CallbackList
 
 from . import metrics as M
 from . import portable
 from .analysis import ERROR, FINISHED, INCOMPLETE, PENDING
 from .console import TRIAL_LOG, Console, duration, first_line
+from .tracking import portable_reduce
 
 RUNNING = "running"  # only while the sweep runs; on disk such a trial reads as incomplete
 LIVE_STATUSES = (FINISHED, RUNNING, PENDING, INCOMPLETE, ERROR)
@@ -67,22 +69,6 @@ class EtaEstimator:
         return (remaining_epochs * epoch + unstarted_trials * start) / self.capacity
 
 
-_ACTIVE: Optional["SweepProgress"] = None
-
-
-def activate(progress: Optional["SweepProgress"]) -> None:
-    """Make ``progress`` the callback that a restored experiment's pickled one resolves to."""
-    global _ACTIVE
-    if _ACTIVE is not None and _ACTIVE is not progress:
-        _ACTIVE.close()  # the sweep ended, perhaps by an exception: take the bar down
-    _ACTIVE = progress
-
-
-def active_progress():
-    """What a pickled ``SweepProgress`` becomes on load (see the module's docstring)."""
-    return _ACTIVE if _ACTIVE is not None else Callback()
-
-
 class SweepProgress(Callback):
     """One line per epoch, a bar or a periodic status table, and an ETA for the sweep."""
 
@@ -103,8 +89,7 @@ class SweepProgress(Callback):
         self._task = None
 
     def __reduce__(self):
-        return (portable.load_or_fallback,
-                ("ninsweep.progress", "active_progress", "ray.tune", "Callback"))
+        return portable_reduce("progress", "ray.tune", "Callback")
 
     # -- the state of the sweep -------------------------------------------------------------
 
@@ -268,3 +253,21 @@ def _error_line(trial) -> str:
         return "see its error.txt"
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return first_line(lines[-1]) if lines else "see its error.txt"
+
+
+class LegacySweepProgress(CallbackList):
+    """What the progress callback pickled by earlier versions (``ninsweep.sweep.SweepProgress``)
+    loads as: a stand-in for this run's progress and trackers. (Tune adds its own TensorBoard
+    logger to such an experiment, so ours is left out.)"""
+
+    def __init__(self):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    @property
+    def _callbacks(self):
+        from .tracking import active
+
+        return [active("progress"), active("trackers")]

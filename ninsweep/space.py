@@ -40,7 +40,15 @@ _BASE_KEYS = {"model.activation": "activation", "model.batchnorm": "batchnorm",
               "model.init": "init"}
 
 TOP_LEVEL_KEYS = ("name", "description", "seeds", "grid", "model", "data", "train",
-                  "resources", "checkpoint", "failure")
+                  "resources", "checkpoint", "failure", "trackers")
+
+# Experiment trackers a space may name (``trackers: [mlflow]``): name -> (the Python module
+# it needs, the ninsweep extra that installs it). ninsweep.tracking maps each to Ray Tune's
+# logger callback.
+TRACKERS = {
+    "mlflow": ("mlflow", "mlflow"),
+    "wandb": ("wandb", "wandb"),
+}
 DEFAULT_CPUS = 1.0
 DEFAULT_GPUS = 0.0
 DEFAULT_CHECKPOINT_EVERY = 1
@@ -95,6 +103,7 @@ class SweepSpec:
     checkpoint_keep: int = DEFAULT_CHECKPOINT_KEEP  # latest checkpoints kept per trial
     max_retries: int = DEFAULT_MAX_RETRIES  # restarts of a failed trial (from its checkpoint)
     seeds: tuple[int, ...] = (0,)
+    trackers: tuple[str, ...] = ()  # names from TRACKERS
     # Command-line overrides applied after loading (with_overrides), for the manifest.
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -178,6 +187,7 @@ class SweepSpec:
             "resources": self.resources.to_dict(),
             "checkpoint": {"every": self.checkpoint_every, "keep": self.checkpoint_keep},
             "failure": {"max_retries": self.max_retries},
+            "trackers": list(self.trackers),
             "overrides": dict(self.overrides),
         }
 
@@ -239,6 +249,7 @@ class SweepSpec:
             checkpoint_keep=keep,
             max_retries=_parse_failure(fail, manifest.get("failure")),
             seeds=_parse_seeds(fail, seeds),
+            trackers=_parse_trackers(fail, manifest.get("trackers")),
             overrides=dict(overrides),
         )
 
@@ -330,6 +341,7 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
     resources = _parse_resources(fail, raw.get("resources"))
     every, keep = _parse_checkpoint(fail, raw.get("checkpoint"))
     max_retries = _parse_failure(fail, raw.get("failure"))
+    trackers = _parse_trackers(fail, raw.get("trackers"))
 
     base: dict[str, Any] = {}
     for section in SECTIONS:
@@ -346,7 +358,8 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
     trials = _expand(fail, blocks, base, seeds)
     return SweepSpec(name=name, description=description.strip(), source=where, raw=raw,
                      trials=tuple(trials), resources=resources, checkpoint_every=every,
-                     checkpoint_keep=keep, max_retries=max_retries, seeds=seeds)
+                     checkpoint_keep=keep, max_retries=max_retries, seeds=seeds,
+                     trackers=trackers)
 
 
 # --------------------------------------------------------------------------------------
@@ -580,6 +593,17 @@ def _parse_failure(fail: _Failer, value: Any) -> int:
     section = _section(fail, "failure", value, ("max_retries",))
     return _check_int("failure.max_retries", section.get("max_retries", DEFAULT_MAX_RETRIES),
                       0, fail)
+
+
+def _parse_trackers(fail: _Failer, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        fail("trackers", f"expected a list such as [mlflow], got {_yaml_type(value)}")
+    for i, name in enumerate(value):
+        if name not in TRACKERS:
+            fail(f"trackers[{i}]", f"unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
+    return tuple(dict.fromkeys(value))
 
 
 def _parse_seeds(fail: _Failer, value: Any) -> tuple[int, ...]:

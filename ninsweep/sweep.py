@@ -16,12 +16,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from . import portable
 from .console import LOG, Console, DriverLog, with_trial_log
 from .errors import NinsweepError
-from .progress import SweepProgress, activate
+from .progress import LegacySweepProgress, SweepProgress as LiveProgress
 from .space import SweepSpec
 from .storage import (experiment_exists, is_uri, join, read_manifest, resolve_storage,
                       write_manifest)
@@ -134,6 +134,7 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
     if experiment_exists(experiment):
         raise NinsweepError(f"{experiment} already exists; resume it with `ninsweep resume "
                             f"{experiment}` or choose another --name")
+    callbacks = _callbacks(spec, experiment, name, console, started_at)
     start_ray(address, log)
     import ray
 
@@ -144,7 +145,7 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
         write_manifest(experiment, manifest)
         if driver_log is not None:
             driver_log.move_into(experiment)
-        return _fit_new(spec, storage, name, console, started_at)
+        return _fit_new(spec, storage, name, console, started_at, callbacks)
     finally:
         ray.shutdown()
 
@@ -158,7 +159,7 @@ def _check_cluster(spec: SweepSpec, storage: str, autoscaling: bool, log) -> Non
 
 
 def _fit_new(spec: SweepSpec, storage: str, name: str, console: Console,
-             started_at: float) -> SweepOutcome:
+             started_at: float, callbacks: list) -> SweepOutcome:
     from ray import tune
 
     experiment = join(storage, name)
@@ -173,27 +174,39 @@ def _fit_new(spec: SweepSpec, storage: str, name: str, console: Console,
         tune_config=tune.TuneConfig(trial_name_creator=portable.trial_dirname,
                                     trial_dirname_creator=portable.trial_dirname,
                                     reuse_actors=True),
-        run_config=_run_config(spec, name, storage, _progress(spec, console, started_at)),
+        run_config=_run_config(spec, name, storage, callbacks),
     )
     return _fit(tuner, experiment, spec, started_at)
 
 
-def _progress(spec: SweepSpec, console: Console, started_at: float) -> SweepProgress:
-    progress = SweepProgress(console, {t.name: t.config.train.epochs for t in spec.trials},
-                             started_at=started_at)
-    activate(progress)  # what the pickled callback resolves to when this run is restored
-    return progress
+def _callbacks(spec: SweepSpec, experiment: str, name: str, console: Console,
+               started_at: float, more_trackers: Sequence[str] = ()) -> list:
+    """Progress, TensorBoard and the trackers, built (and checked) before Ray starts; also
+    what the pickled callbacks resolve to when this run restores the experiment."""
+    from .tracking import TensorBoardLogger, activate, factors, make_trackers, tracker_names
+
+    progress = LiveProgress(console, {t.name: t.config.train.epochs for t in spec.trials},
+                            started_at=started_at)
+    tensorboard = TensorBoardLogger(factors(t.params for t in spec.trials))
+    trackers = make_trackers(tracker_names(spec.trackers, more_trackers), experiment, name)
+    activate(progress=progress, tensorboard=tensorboard, trackers=trackers)
+    return [progress, tensorboard, trackers]
 
 
 def _fit(tuner, experiment: str, spec: SweepSpec, started_at: float) -> SweepOutcome:
+    from .tracking import active, activate
+
     try:
         grid = tuner.fit()
     finally:
-        activate(None)
+        progress = active("progress")
+        if isinstance(progress, LiveProgress):
+            progress.close()  # the bar, if the sweep ended by an exception
+        activate()
     return _outcome(experiment, spec, grid, started_at)
 
 
-def _run_config(spec: SweepSpec, name: str, storage: str, progress: SweepProgress):
+def _run_config(spec: SweepSpec, name: str, storage: str, callbacks: list):
     from ray import tune
 
     return tune.RunConfig(
@@ -204,14 +217,14 @@ def _run_config(spec: SweepSpec, name: str, storage: str, progress: SweepProgres
         # On remote storage the trials' logs are written in their working directories;
         # uploading artifacts carries them into the trial directories.
         sync_config=tune.SyncConfig(sync_artifacts=is_uri(storage)),
-        callbacks=[progress],
+        callbacks=callbacks,
         verbose=0,  # our own progress lines replace Tune's large tables
     )
 
 
 def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling: bool = False,
-                 console: Optional[Console] = None,
-                 driver_log: Optional[DriverLog] = None) -> SweepOutcome:
+                 console: Optional[Console] = None, driver_log: Optional[DriverLog] = None,
+                 trackers: Sequence[str] = ()) -> SweepOutcome:
     from ray import tune
 
     started_at = time.time()
@@ -221,18 +234,18 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
     spec = SweepSpec.from_manifest(read_manifest(experiment))
     if driver_log is not None:
         driver_log.move_into(experiment)
+    storage, _, name = experiment.rstrip("/").rpartition("/")
+    callbacks = _callbacks(spec, experiment, name, console, started_at, trackers)
     start_ray(address, log)
     import ray
 
     try:
-        storage, _, name = experiment.rstrip("/").rpartition("/")
         _check_cluster(spec, storage, autoscaling, log)
         if not tune.Tuner.can_restore(experiment):
             # The driver died between writing the manifest and Tune's first snapshot: nothing
             # ran yet, so start the sweep the manifest describes.
             log(f"{experiment}: no Tune state yet; starting the sweep from its manifest")
-            return _fit_new(spec, storage, name, console, started_at)
-        _progress(spec, console, started_at)
+            return _fit_new(spec, storage, name, console, started_at, callbacks)
         tuner = tune.Tuner.restore(experiment, trainable=tune_trainable(spec, experiment),
                                    resume_unfinished=True, resume_errored=True)
         log(f"resuming {experiment}")
@@ -256,3 +269,9 @@ def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float) -> Sweep
             errored += 1
     return SweepOutcome(experiment_dir=experiment, total=len(spec.trials), finished=finished,
                         errored=errored, wall_time_s=time.time() - started_at)
+
+
+# Names that experiments written by earlier versions pickled by reference (their tuner.pkl and
+# experiment state): kept so that `ninsweep resume` still opens them.
+_trial_dirname = portable.trial_dirname
+SweepProgress = LegacySweepProgress
