@@ -163,7 +163,12 @@ def make_trackers(names: Iterable[str], experiment: str, experiment_name: str) -
         if name == "mlflow":
             from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-            uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_default_uri(experiment)
+            uri = os.environ.get("MLFLOW_TRACKING_URI")
+            if not uri:
+                uri = mlflow_default_uri(experiment)
+                # MLflow 3 keeps its file store only on request ("maintenance mode"); it is
+                # the store that needs no server and lives with the experiment.
+                os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             callbacks.append(MLflowLoggerCallback(tracking_uri=uri,
                                                   experiment_name=experiment_name,
                                                   save_artifact=False))

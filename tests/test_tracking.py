@@ -1,0 +1,73 @@
+"""Trackers and TensorBoard: Ray Tune's own logger callbacks, chosen by name."""
+
+import importlib.util
+
+import pytest
+
+from ninsweep.cli import main
+from ninsweep.tracking import factors, tracker_names
+
+from ray_support import SPACES, cli_env, needs_netns, ninsweep, reported_records
+
+
+def test_factors_are_the_params_that_vary_across_the_trials():
+    trials = [{"activation": "relu", "batchnorm": True, "seed": 0, "train.lr": 0.1},
+              {"activation": "elu", "batchnorm": True, "seed": 0, "train.lr": 0.05},
+              {"activation": "elu", "batchnorm": True, "seed": 0, "train.lr": 0.1}]
+    assert factors(trials) == ["activation", "train.lr"]
+
+
+def test_unknown_or_uninstalled_trackers_are_one_line_errors_before_ray_starts(tmp_path, capsys):
+    assert main(["run", "smoke", "--tracker", "tensorboardz", "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tensorboardz" in err and "mlflow" in err
+    missing = next((name for name in ("wandb", "mlflow") if importlib.util.find_spec(name) is None),
+                   None)
+    if missing is None:
+        pytest.skip("both tracker packages are installed here")
+    assert main(["run", "smoke", "--tracker", missing, "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"pip install 'ninsweep[{missing}]'" in err
+    assert list(tmp_path.iterdir()) == []  # nothing written, no Ray started
+
+
+def test_a_space_names_its_trackers_and_the_manifest_keeps_them(tmp_path):
+    from ninsweep.space import SweepSpec, parse_space
+
+    spec = parse_space("grid:\n  - activation: [relu]\ntrackers: [mlflow, mlflow]\n")
+    assert spec.trackers == ("mlflow",)
+    assert SweepSpec.from_manifest(spec.to_manifest()).trackers == ("mlflow",)
+    with pytest.raises(Exception, match="trackers\\[0\\].*comet"):
+        parse_space("grid:\n  - activation: [relu]\ntrackers: [comet]\n")
+    assert tracker_names((), ()) == []
+
+
+@needs_netns
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow not installed")
+def test_mlflow_gets_one_run_per_trial_with_its_epochs(tmp_path):
+    env = cli_env(tmp_path)
+    env.pop("MLFLOW_TRACKING_URI", None)  # the default: a file store inside the experiment
+    result = ninsweep("run", SPACES / "resume.yaml", "--max-epochs", "2", "--tracker", "mlflow",
+                      "--storage", tmp_path / "results", env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    experiment = tmp_path / "results" / "resume"
+    assert (experiment / "mlruns").is_dir()
+
+    import os
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"file://{experiment / 'mlruns'}")
+    (mlflow_experiment,) = [e for e in client.search_experiments() if e.name == "resume"]
+    runs = client.search_runs([mlflow_experiment.experiment_id])
+    assert sorted(run.data.tags["trial_name"] for run in runs) == ["elu-bn-he-s0",
+                                                                   "relu-bn-he-s0"]
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, "test_acc")
+        recorded = {r["epoch"]: r["test_acc"] for r in
+                    reported_records(experiment / run.data.tags["trial_name"])}
+        assert sorted(m.step for m in history) == [1, 2]
+        assert {m.step: m.value for m in history} == pytest.approx(recorded)
