@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import yaml
 
 from .errors import ConfigError, NinsweepError
 
@@ -25,13 +24,9 @@ EXIT_INTERRUPTED = 130
 # -- train: one model, no Ray --------------------------------------------------------------
 
 def _parse_assignment(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or "." not in key:
-        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. train.lr=0.05")
-    try:
-        return key, yaml.safe_load(value)
-    except yaml.YAMLError:
-        return key, value
+    from .space import parse_assignment  # the space file's YAML rules: 1e-4 is a float
+
+    return parse_assignment(text)
 
 
 def trial_config_from_args(args: argparse.Namespace):
@@ -119,7 +114,8 @@ def _add_train_parser(commands) -> None:
     parser = commands.add_parser(
         "train", help="train one model of the study, without Ray",
         description="Train one NIN with the reference recipe. Flags override the recipe; "
-                    "--set SECTION.KEY=VALUE reaches every setting (see ninsweep/config.py).")
+                    "--set SECTION.KEY=VALUE reaches every setting (see ninsweep/config.py).",
+        epilog=TRAIN_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
     parser.add_argument("--activation", help="relu, leaky_relu, elu or maxout (default relu)")
     parser.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                         help="BatchNorm after every conv (default off)")
@@ -152,9 +148,10 @@ def _load_spec(args: argparse.Namespace):
     from .space import load_space, resolve_space_path
 
     spec = load_space(resolve_space_path(args.space))
+    settings = dict(_parse_assignment(text) for text in getattr(args, "set", None) or ())
     spec = spec.with_overrides(max_epochs=args.max_epochs, data_dir=args.data_dir,
                                gpus_per_trial=args.gpus_per_trial,
-                               cpus_per_trial=args.cpus_per_trial)
+                               cpus_per_trial=args.cpus_per_trial, settings=settings)
     if getattr(args, "tracker", None):
         import dataclasses
 
@@ -248,14 +245,27 @@ def command_resume(args: argparse.Namespace) -> int:
 def command_status(args: argparse.Namespace) -> int:
     from .analysis import format_status, load_experiment
 
-    print(format_status(load_experiment(args.experiment)))
+    experiment = load_experiment(args.experiment)
+    if getattr(args, "json", False):
+        import json
+
+        from .records import status_json
+
+        print(json.dumps(status_json(experiment), indent=2))
+        return 0
+    print(format_status(experiment))
     return 0
 
 
 def command_export(args: argparse.Namespace) -> int:
     from .analysis import load_experiment, write_csvs
 
-    written = write_csvs(load_experiment(args.experiment), args.output)
+    experiment = load_experiment(args.experiment)
+    written = list(write_csvs(experiment, args.output))
+    if getattr(args, "per_epoch", False):
+        from .records import write_epoch_csv
+
+        written.append(write_epoch_csv(experiment, args.output))
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -272,6 +282,28 @@ def command_report(args: argparse.Namespace) -> int:
 
 AUTOSCALING_HELP = ("the cluster adds nodes on demand: warn, instead of refusing, when no "
                     "node can run a trial yet")
+EXPERIMENT_HELP = ("an experiment directory (STORAGE/NAME, e.g. ~/ninsweep-results/smoke) or "
+                   "an s3:// or gs:// URI")
+EXAMPLES_FORMAT = argparse.RawDescriptionHelpFormatter
+RUN_EXAMPLES = """examples:
+  ninsweep run smoke                         # the 1-minute check, results in ~/ninsweep-results/smoke
+  ninsweep run lab4 --gpus-per-trial 0 --cpus-per-trial 2   # the study on CPUs only
+  ninsweep run lab4 --max-epochs 20 --set train.lr=0.05 --name lab4-lr005
+  ninsweep run lab4 --tracker mlflow --quiet # also log to MLflow; only errors and the tables
+  ninsweep run lab4 --dry-run                # list the trials, start nothing"""
+RESUME_EXAMPLES = """examples:
+  ninsweep resume ~/ninsweep-results/lab4
+  ninsweep resume s3://bucket/experiments/lab4 --address auto"""
+STATUS_EXAMPLES = """examples:
+  ninsweep status ~/ninsweep-results/lab4
+  ninsweep status ~/ninsweep-results/lab4 --json | jq '.counts'"""
+EXPORT_EXAMPLES = """examples:
+  ninsweep export ~/ninsweep-results/lab4                   # results.csv, results-configs.csv
+  ninsweep export ~/ninsweep-results/lab4 --per-epoch -o out/lab4.csv   # + out/lab4-epochs.csv"""
+TRAIN_EXAMPLES = """examples:
+  ninsweep train --activation elu --batchnorm --init he --epochs 164
+  ninsweep train --data synthetic --epochs 2 --set train.weight_decay=1e-4
+  ninsweep train --checkpoint-dir runs/elu   # run again to resume after Ctrl-C"""
 TRACKER_HELP = ("also log to this experiment tracker (mlflow, wandb; repeatable), besides "
                 "the space's `trackers:`; needs its extra, e.g. pip install 'ninsweep[mlflow]'")
 QUIET_HELP = ("print only errors and the final tables (no per-epoch lines, no progress bar); "
@@ -282,7 +314,8 @@ def _add_sweep_parsers(commands) -> None:
     run = commands.add_parser(
         "run", help="run a sweep on Ray Tune",
         description="Run every trial of a search space (a YAML file, or the name of one in "
-                    "search_spaces/) on Ray Tune, then print and save the results table.")
+                    "search_spaces/) on Ray Tune, then print and save the results table.",
+        epilog=RUN_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
     run.add_argument("space", help="a YAML file, or a name such as smoke, lab4, lab4-3seeds")
     run.add_argument("--storage", help="where experiments live: a path (shared on a cluster) or "
                                         "s3://, gs:// URI (default $NINSWEEP_STORAGE or "
@@ -296,6 +329,9 @@ def _add_sweep_parsers(commands) -> None:
                      help="GPU fraction per trial; 0 runs a GPU space on CPUs")
     run.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
     run.add_argument("--autoscaling", action="store_true", help=AUTOSCALING_HELP)
+    run.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                     help="change a setting of every trial (repeatable; values read as in the "
+                          "space's YAML), e.g. --set train.lr=0.05 --set train.weight_decay=1e-4")
     run.add_argument("--dry-run", action="store_true",
                      help="list the trials and their resources; start nothing")
     run.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
@@ -304,26 +340,35 @@ def _add_sweep_parsers(commands) -> None:
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep",
                                  description="Finished trials stay; unfinished and failed ones "
-                                             "continue from their latest checkpoint.")
-    resume.add_argument("experiment", help="the experiment directory or URI")
+                                             "continue from their latest checkpoint.",
+                                 epilog=RESUME_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
+    resume.add_argument("experiment", help=EXPERIMENT_HELP)
     resume.add_argument("--address", help="an existing Ray cluster (default: local)")
     resume.add_argument("--autoscaling", action="store_true", help=AUTOSCALING_HELP)
     resume.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     resume.add_argument("--tracker", action="append", metavar="NAME", help=TRACKER_HELP)
     resume.set_defaults(handler=command_resume)
 
-    status = commands.add_parser("status", help="each trial's state, read from disk")
-    status.add_argument("experiment")
+    status = commands.add_parser("status", help="each trial's state, read from disk",
+                                 epilog=STATUS_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
+    status.add_argument("experiment", help=EXPERIMENT_HELP)
+    status.add_argument("--json", action="store_true",
+                        help="print the experiment's state as JSON (counts, and per trial its "
+                             "status, epochs, params and latest metrics)")
     status.set_defaults(handler=command_status)
 
-    export = commands.add_parser("export", help="write the per-trial and per-config CSVs")
-    export.add_argument("experiment")
+    export = commands.add_parser("export", help="write the per-trial and per-config CSVs",
+                                 epilog=EXPORT_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
+    export.add_argument("experiment", help=EXPERIMENT_HELP)
     export.add_argument("-o", "--output", help="CSV file for the per-trial table; the "
                                                "per-config table goes beside it")
+    export.add_argument("--per-epoch", action="store_true",
+                        help="also write the long table, one row per trial and epoch (trial, "
+                             "params, epoch, metrics), beside the others as *-epochs.csv")
     export.set_defaults(handler=command_export)
 
     report = commands.add_parser("report", help="Markdown report with figures")
-    report.add_argument("experiment")
+    report.add_argument("experiment", help=EXPERIMENT_HELP)
     report.add_argument("-o", "--output", help="output folder (default EXPERIMENT/report)")
     report.set_defaults(handler=command_report)
 

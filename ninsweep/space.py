@@ -124,16 +124,30 @@ class SweepSpec:
 
     def with_overrides(self, max_epochs: Optional[int] = None, data_dir: Optional[str] = None,
                        gpus_per_trial: Optional[float] = None,
-                       cpus_per_trial: Optional[float] = None) -> "SweepSpec":
+                       cpus_per_trial: Optional[float] = None,
+                       settings: Optional[dict[str, Any]] = None) -> "SweepSpec":
         """A copy with the command line's overrides applied and validated again.
 
         ``max_epochs`` caps every trial's ``train.epochs`` (LR milestones past the cap are
         kept: they are simply never reached); ``data_dir`` sets ``data.root``;
         ``gpus_per_trial`` / ``cpus_per_trial`` replace the per-trial resources. Trial names
         and params stay those of the space: they name the grid point, not the run length.
+        ``settings`` (``run --set``) maps ``SECTION.KEY`` to a value for every trial; a grid
+        parameter is refused (it names the trials: change the grid instead).
         """
         applied = dict(self.overrides)
         trials = self.trials
+        for key, value in (settings or {}).items():
+            section, _, name = key.partition(".")
+            if key in _BASE_KEYS or key == "train.seed" or any(key in t.params for t in trials):
+                raise ConfigError(f"--set {key}: a grid parameter of {self.name} (it names the "
+                                  "trials); change the space's grid or seeds instead")
+            if section not in SECTIONS:
+                raise ConfigError(f"--set {key}: unknown section {section!r} "
+                                  f"({', '.join(SECTIONS)})")
+            trials = tuple(_replace_config(t, where=f"--set {key}", **{section: {name: value}})
+                           for t in trials)
+            applied.setdefault("set", {})[key] = value
         if max_epochs is not None:
             max_epochs = _check_int("--max-epochs", max_epochs, minimum=1)
             trials = tuple(
@@ -431,6 +445,22 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value, read by the same YAML rules as a space file (so 1e-4 is a float)."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``SECTION.KEY=VALUE`` (``--set`` of ``train`` and ``run``) -> (``SECTION.KEY``, value)."""
+    key, sep, value = text.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. train.lr=0.05")
+    return key.strip(), parse_value(value)
 
 
 def _parse_yaml(text: str, where: str) -> Any:
