@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from . import portable
-from .console import LOG, Console, DriverLog, with_trial_log
+from .console import Console, DriverLog, with_trial_log
 from .errors import NinsweepError
 from .progress import LegacySweepProgress, SweepProgress as LiveProgress
 from .space import SweepSpec
@@ -94,7 +94,7 @@ def check_schedulable(spec: SweepSpec, autoscaling: bool = False,
                    f"trial (largest node: {best_cpu:g} CPU); lower --cpus-per-trial / "
                    "--gpus-per-trial")
     if problem and autoscaling:
-        LOG.warning("%s -- waiting for the autoscaler to add such nodes", problem)
+        log(f"warning: {problem} -- waiting for the autoscaler to add such nodes")
     elif problem:
         raise NinsweepError(problem)
 
