@@ -247,10 +247,16 @@ class SweepProgress(Callback):
 
 def _error_line(trial) -> str:
     """The exception line of the trial's latest error.txt (its last line), or Tune's note."""
-    try:
-        text = (Path(trial.path) / "error.txt").read_text(errors="replace")
-    except OSError:
-        return "see its error.txt"
+    # Tune writes the error into the trial's local staging directory (error_file) first and
+    # copies it into the experiment later.
+    text = ""
+    for path in (getattr(trial, "error_file", None), Path(trial.path) / "error.txt"):
+        try:
+            text = Path(path).read_text(errors="replace") if path else ""
+        except OSError:
+            continue
+        if text.strip():
+            break
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return first_line(lines[-1]) if lines else "see its error.txt"
 

@@ -179,3 +179,19 @@ def test_a_library_user_gets_the_trainers_notes_through_logging(caplog):
         Trainer(cfg)
     assert any(record.name == "ninsweep.train" and record.getMessage().startswith("data: ")
                for record in caplog.records)
+
+
+def test_a_failed_trial_is_named_on_stderr_with_its_exception_and_log_files(tmp_path):
+    out, err = io.StringIO(), io.StringIO()
+    progress = SweepProgress(Console(out, err, quiet=True), {"a": 2})
+    trial = FakeTrial("a", "ERROR")
+    trial.path = str(tmp_path / "a")
+    trial.error_file = str(tmp_path / "staging-error.txt")
+    (tmp_path / "staging-error.txt").write_text(
+        "Failure # 1\nTraceback (most recent call last):\n  ...\nValueError: bad batch\n")
+    progress.on_trial_error(0, [trial], trial)
+    line = err.getvalue()
+    assert "a: error: ValueError: bad batch" in line
+    assert str(tmp_path / "a" / "trial.log") in line and "\x1b" not in line
+    assert out.getvalue() == ""  # --quiet: errors only
+    assert progress.counts()["error"] == 1
