@@ -50,7 +50,8 @@ def first_line(text: object, limit: int = 200) -> str:
 
 
 def is_terminal(stream: TextIO) -> bool:
-    """An interactive terminal that takes escape sequences (``NO_COLOR``/``TERM=dumb`` off)."""
+    """An interactive terminal that takes escape sequences (not ``TERM=dumb``). ``NO_COLOR``
+    keeps the bar but drops colours."""
     try:
         tty = stream.isatty()
     except (AttributeError, ValueError):
@@ -98,7 +99,8 @@ class Console:
 
     def error(self, message: str) -> None:
         """A problem the user must see, even under ``--quiet``."""
-        if self.rich is not None and self.err is self.out:
+        if self.rich is not None and is_terminal(self.err):
+            # Both on the terminal: through rich, so a live progress bar stays whole.
             self.rich.print(message)
             return
         print(message, file=self.err, flush=True)
@@ -182,6 +184,15 @@ class DriverLog:
 
     def __exit__(self, *exc_info) -> None:
         self._redirect.__exit__(None, None, None)
+        if self._remote is None and self._temporary is not None:
+            # Stopped before the experiment existed (bad input, no cluster): keep the log
+            # only if Ray wrote something into it.
+            with contextlib.suppress(OSError):
+                if self._temporary.read_text(errors="replace").count("\n") <= 1:
+                    self._temporary.unlink()
+                else:
+                    LOG.warning("Ray's output before the failure is in %s", self._temporary)
+            return
         if self._remote is not None and self._temporary is not None:
             try:
                 from .storage import filesystem, join

@@ -195,3 +195,9 @@ def test_a_failed_trial_is_named_on_stderr_with_its_exception_and_log_files(tmp_
     assert str(tmp_path / "a" / "trial.log") in line and "\x1b" not in line
     assert out.getvalue() == ""  # --quiet: errors only
     assert progress.counts()["error"] == 1
+
+
+def test_a_driver_log_that_never_reached_an_experiment_leaves_nothing_behind():
+    with DriverLog("ninsweep run refused") as log:
+        pass  # e.g. the experiment already exists: refused before Ray starts
+    assert not os.path.exists(log.path)
