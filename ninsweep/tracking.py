@@ -175,7 +175,9 @@ def make_trackers(names: Iterable[str], experiment: str, experiment_name: str) -
         elif name == "wandb":
             from ray.air.integrations.wandb import WandbLoggerCallback
 
-            callbacks.append(WandbLoggerCallback(project=experiment_name))
+            # Offline runs (WANDB_MODE=offline) land inside a local experiment, not in the cwd.
+            local = {} if "://" in experiment else {"dir": experiment}
+            callbacks.append(WandbLoggerCallback(project=experiment_name, **local))
     return Trackers(names, callbacks)
 
 

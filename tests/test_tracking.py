@@ -93,3 +93,17 @@ def test_submit_passes_trackers_and_settings_to_the_clusters_run(monkeypatch):
     with pytest.raises(Exception, match="--set"):
         jobs.cli_submit(parser.parse_args(["--resume", "/mnt/x/lab4", "--set", "train.lr=1"]),
                         out=lambda line: None)
+
+
+@needs_netns
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb not installed")
+def test_wandb_offline_writes_one_run_per_trial_inside_the_experiment(tmp_path):
+    env = {**cli_env(tmp_path), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    result = ninsweep("run", SPACES / "resume.yaml", "--max-epochs", "1", "--tracker", "wandb",
+                      "--storage", tmp_path / "results", env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "wandb" not in result.stdout.split("trials finished")[0].lower()  # its chatter: logs
+    runs = sorted((tmp_path / "results" / "resume" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(list(run.glob("*.wandb")) for run in runs)
