@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from ninsweep.console import (Console, DriverLog, StepProgress, duration, first_line,
-                              output_to_file, route_logging)
+                              route_logging)
 from ninsweep.progress import EtaEstimator, SweepProgress
 
 
