@@ -10,15 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 
-from .errors import ConfigError, NinsweepError
+from .errors import CheckpointError, ConfigError, NinsweepError, Terminated
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 
 
 # -- train: one model, no Ray --------------------------------------------------------------
@@ -53,6 +55,22 @@ def trial_config_from_args(args: argparse.Namespace):
     return TrialConfig.from_dict(sections)
 
 
+def _checkpoint_dir(text: str) -> Path:
+    """The --checkpoint-dir, made and proven writable before any training time is spent."""
+    directory = Path(text).expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--checkpoint-dir {text}: is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe, probe_path = tempfile.mkstemp(dir=directory, prefix=".ninsweep-probe-")
+        os.close(probe)
+        os.unlink(probe_path)
+    except OSError as err:
+        raise ConfigError(f"--checkpoint-dir {text}: cannot write there "
+                          f"({err.strerror or err})") from None
+    return directory
+
+
 def _format_epoch(result: dict[str, float], epochs: int) -> str:
     from . import metrics as M
 
@@ -65,15 +83,28 @@ def _format_epoch(result: dict[str, float], epochs: int) -> str:
 
 def command_train(args: argparse.Namespace) -> int:
     from . import metrics as M
-    from .train import CHECKPOINT_FILE, Trainer, check_architecture, load_checkpoint, save_checkpoint
+    from .train import (CHECKPOINT_FILE, Trainer, check_architecture, check_recipe,
+                        load_checkpoint, save_checkpoint)
 
     cfg = trial_config_from_args(args)
-    checkpoint_path = Path(args.checkpoint_dir) / CHECKPOINT_FILE if args.checkpoint_dir else None
+    checkpoint_path = (_checkpoint_dir(args.checkpoint_dir) / CHECKPOINT_FILE
+                       if args.checkpoint_dir else None)
     state = None
     if checkpoint_path is not None and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         # Refuse before spending time on data and model.
         check_architecture(state, cfg.model)
+        check_recipe(state, cfg, where=f"checkpoint {checkpoint_path}")
+        done = int(state.get("epoch", 0))
+        if done > cfg.train.epochs:
+            raise CheckpointError(
+                f"checkpoint {checkpoint_path} is at epoch {done}, past --epochs "
+                f"{cfg.train.epochs}: that run already trained further; give --epochs {done} "
+                "or more to continue it, or another --checkpoint-dir")
+        if done == cfg.train.epochs:
+            print(f"already finished: checkpoint {checkpoint_path} is at epoch {done} of "
+                  f"{cfg.train.epochs}; nothing to train")
+            return 0
 
     trainer = Trainer(cfg, log=lambda message: print(message, flush=True))
     print(f"NIN {cfg.model.activation}, batchnorm {'on' if cfg.model.batchnorm else 'off'}, "
@@ -163,9 +194,12 @@ def _load_spec(args: argparse.Namespace):
     return spec
 
 
-def _finish_sweep(outcome, console, driver_log=None) -> int:
+def _finish_sweep(outcome, console=None, driver_log=None, out=None) -> int:
+    """The closing summary, tables and advice (on stdout: shown under --quiet too)."""
     from .analysis import format_status, load_experiment, summary_table, write_csvs
+    from .console import TRIAL_LOG, Console
 
+    console = console or Console(out or sys.stdout)
     experiment_dir = outcome.experiment_dir
     console.text(f"\n{outcome.finished}/{outcome.total} trials finished, {outcome.errored} "
                  f"errored, wall time {outcome.wall_time_s:.0f} s")
@@ -178,18 +212,21 @@ def _finish_sweep(outcome, console, driver_log=None) -> int:
         console.text("wrote " + ", ".join(str(p) for p in written))
     except NinsweepError as err:
         console.error(f"no results table: {err}")
-    if outcome.interrupted or outcome.errored:
-        from .console import TRIAL_LOG
-
-        where = driver_log.path if driver_log is not None else "-"
-        console.error(f"logs: Ray's driver output in {where}; each trial's output in "
-                      f"{experiment_dir}/<trial>/{TRIAL_LOG} (tracebacks in error.txt)")
+    if (outcome.interrupted or outcome.errored) and driver_log is not None:
+        console.text(f"logs: Ray's driver output in {driver_log.path}; each trial's output in "
+                     f"{experiment_dir}/<trial>/{TRIAL_LOG} (tracebacks in error.txt)")
     if outcome.interrupted:
-        console.error(f"interrupted: {outcome.total - outcome.finished - outcome.errored} trials "
-                      f"unfinished; continue with: ninsweep resume {experiment_dir}")
-    elif outcome.errored:
-        console.error(f"{outcome.errored} trials failed; retry them with: "
-                      f"ninsweep resume {experiment_dir}")
+        how = "stopped by SIGTERM" if outcome.terminated else "interrupted"
+        console.text(f"{how}: {outcome.total - outcome.finished - outcome.errored} trials "
+                     f"unfinished; continue with: ninsweep resume {experiment_dir}")
+    if outcome.config_errors:
+        # Resuming reruns the same configuration: it cannot help.
+        console.text(f"{outcome.config_errors} trials cannot run as configured (see their "
+                     "error lines above); fix the space and run it under a new --name")
+    retriable = outcome.errored - outcome.config_errors
+    if retriable and not outcome.interrupted:
+        console.text(f"{retriable} trials failed; retry them with: "
+                     f"ninsweep resume {experiment_dir}")
     return outcome.exit_code
 
 
@@ -214,46 +251,59 @@ def _route_diagnostics(args: argparse.Namespace, console=None) -> None:
 
 def command_run(args: argparse.Namespace) -> int:
     from .console import DriverLog
-    from .space import format_dry_run
+    from .space import check_experiment_name, format_dry_run
     from .sweep import run_sweep
 
+    from .preflight import check_trials
+
     started_at = time.time()
+    if args.name is not None:
+        check_experiment_name(args.name)
     spec = _load_spec(args)
+    check_trials(spec)  # before the lock below touches the storage, as before Ray starts
     if args.dry_run:
         print(format_dry_run(spec))
         return 0
+    from .storage import experiment_lock, join, resolve_storage
+
     console = _sweep_console(args)
-    with DriverLog(f"ninsweep run {args.space}") as driver_log:
-        outcome = run_sweep(spec, storage=args.storage, name=args.name, address=args.address,
-                            autoscaling=args.autoscaling, started_at=started_at,
-                            console=console, driver_log=driver_log)
+    # Taken before Ray starts: a second run of this name at the same moment, or a storage
+    # that is a file, read-only or full, is refused here in one line.
+    with experiment_lock(join(resolve_storage(args.storage), args.name or spec.name)):
+        with DriverLog(f"ninsweep run {args.space}") as driver_log:
+            outcome = run_sweep(spec, storage=args.storage, name=args.name,
+                                address=args.address, autoscaling=args.autoscaling,
+                                started_at=started_at, console=console, driver_log=driver_log)
     return _finish_sweep(outcome, console, driver_log)
 
 
 def command_resume(args: argparse.Namespace) -> int:
     from .console import DriverLog
+    from .storage import experiment_lock, is_uri
     from .sweep import resume_sweep
 
+    experiment = args.experiment if is_uri(args.experiment) else str(
+        Path(args.experiment).expanduser().resolve())
     console = _sweep_console(args)
-    with DriverLog(f"ninsweep resume {args.experiment}") as driver_log:
-        outcome = resume_sweep(args.experiment, address=args.address,
-                               autoscaling=args.autoscaling, console=console,
-                               driver_log=driver_log, trackers=args.tracker or ())
+    with experiment_lock(experiment, create=False):
+        with DriverLog(f"ninsweep resume {args.experiment}") as driver_log:
+            outcome = resume_sweep(args.experiment, address=args.address,
+                                   autoscaling=args.autoscaling, console=console,
+                                   driver_log=driver_log, trackers=args.tracker or ())
     return _finish_sweep(outcome, console, driver_log)
 
 
 def command_status(args: argparse.Namespace) -> int:
-    from .analysis import format_status, load_experiment
+    from .analysis import STATUS_COLUMNS, format_status, load_experiment
 
-    experiment = load_experiment(args.experiment)
     if getattr(args, "json", False):
         import json
 
         from .records import status_json
 
-        print(json.dumps(status_json(experiment), indent=2))
+        print(json.dumps(status_json(load_experiment(args.experiment)), indent=2))
         return 0
-    print(format_status(experiment))
+    print(format_status(load_experiment(args.experiment, columns=STATUS_COLUMNS)))
     return 0
 
 
@@ -261,11 +311,17 @@ def command_export(args: argparse.Namespace) -> int:
     from .analysis import load_experiment, write_csvs
 
     experiment = load_experiment(args.experiment)
-    written = list(write_csvs(experiment, args.output))
+    epochs_path = None
     if getattr(args, "per_epoch", False):
+        from .records import check_epoch_csv
+
+        epochs_path = check_epoch_csv(experiment, args.output, force=args.force)
+    written = list(write_csvs(experiment, args.output, baseline=args.baseline,
+                              force=args.force))
+    if epochs_path is not None:
         from .records import write_epoch_csv
 
-        written.append(write_epoch_csv(experiment, args.output))
+        written.append(write_epoch_csv(experiment, epochs_path))
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -275,11 +331,16 @@ def command_report(args: argparse.Namespace) -> int:
     from .analysis import load_experiment
     from .report import write_report
 
-    path = write_report(load_experiment(args.experiment), args.output)
+    path = write_report(load_experiment(args.experiment), args.output, baseline=args.baseline,
+                        force=args.force)
     print(f"wrote {path}")
     return 0
 
 
+BASELINE_HELP = ("compare every config with this one (a config label such as ReLU), "
+                 "besides the best; rows 'config' in the effects table")
+FORCE_HELP = ("replace existing files at --output (the experiment's own files are always "
+              "refreshed; nothing else inside the experiment is ever written)")
 AUTOSCALING_HELP = ("the cluster adds nodes on demand: warn, instead of refusing, when no "
                     "node can run a trial yet")
 EXPERIMENT_HELP = ("an experiment directory (STORAGE/NAME, e.g. ~/ninsweep-results/smoke) or "
@@ -357,11 +418,13 @@ def _add_sweep_parsers(commands) -> None:
                              "status, epochs, params and latest metrics)")
     status.set_defaults(handler=command_status)
 
-    export = commands.add_parser("export", help="write the per-trial and per-config CSVs",
+    export = commands.add_parser("export", help="write the per-trial, per-config and effects CSVs",
                                  epilog=EXPORT_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
     export.add_argument("experiment", help=EXPERIMENT_HELP)
     export.add_argument("-o", "--output", help="CSV file for the per-trial table; the "
-                                               "per-config table goes beside it")
+                                               "per-config and effects tables go beside it")
+    export.add_argument("--baseline", metavar="LABEL", help=BASELINE_HELP)
+    export.add_argument("--force", action="store_true", help=FORCE_HELP)
     export.add_argument("--per-epoch", action="store_true",
                         help="also write the long table, one row per trial and epoch (trial, "
                              "params, epoch, metrics), beside the others as *-epochs.csv")
@@ -370,6 +433,8 @@ def _add_sweep_parsers(commands) -> None:
     report = commands.add_parser("report", help="Markdown report with figures")
     report.add_argument("experiment", help=EXPERIMENT_HELP)
     report.add_argument("-o", "--output", help="output folder (default EXPERIMENT/report)")
+    report.add_argument("--baseline", metavar="LABEL", help=BASELINE_HELP)
+    report.add_argument("--force", action="store_true", help=FORCE_HELP)
     report.set_defaults(handler=command_report)
 
 
@@ -403,7 +468,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         message = " ".join(str(err).split("\n"))
         print(f"ninsweep: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, Terminated):
+            print("\nstopped by SIGTERM", file=sys.stderr)
+            return EXIT_TERMINATED
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:

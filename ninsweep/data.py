@@ -18,6 +18,7 @@ No Ray here: this module runs alone in a test or a notebook.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -159,6 +160,28 @@ def load_data(cfg: DataConfig, log: Optional[Log] = None) -> ImageData:
 
 def _ignore(message: str) -> None:
     pass
+
+
+def hold_out_validation(data: ImageData, val_size: int) -> tuple[ImageData, Optional[tuple[torch.Tensor, torch.Tensor]]]:
+    """Split the last ``val_size`` training images off as a validation set.
+
+    Returns the data with the shorter training split and (images, labels) of the held-out
+    part, or None for ``val_size`` 0. The same images for every trial of a sweep (the split
+    order is fixed), so configs are chosen on the same validation set. ``mean`` / ``std``
+    stay those of the full training split, as for subsets.
+    """
+    if not val_size:
+        return data, None
+    count = len(data.train_labels)
+    if val_size >= count:
+        raise DataError(f"data.val_size={val_size}: the training split has only {count} images "
+                        f"(some must be left to train on)")
+    keep = count - val_size
+    # Copies: neither part keeps the other alive, nor the whole memory-mapped split.
+    held_out = (data.train_images[keep:].clone(), data.train_labels[keep:].clone())
+    train = dataclasses.replace(data, train_images=data.train_images[:keep].clone(),
+                                train_labels=data.train_labels[:keep].clone())
+    return train, held_out
 
 
 def _describe_source(cfg: DataConfig) -> str:

@@ -20,3 +20,15 @@ class DataError(NinsweepError):
 
 class CheckpointError(NinsweepError):
     """A checkpoint is unreadable or belongs to a different architecture."""
+
+
+class TrainingDiverged(NinsweepError):
+    """The loss became NaN or infinite: the recipe (usually the learning rate) is unusable."""
+
+
+class DeviceError(NinsweepError):
+    """The device a run must train on cannot be used (a granted GPU without working CUDA)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM stopped a sweep before it could stop gracefully (the CLI exits 143)."""

@@ -1,9 +1,11 @@
 """Submit sweeps to a Ray cluster through the Ray Jobs API, and look after them there.
 
-``ninsweep submit SPACE --address http://HEAD:8265`` ships this project (the directory that
-holds ``ninsweep/`` and ``search_spaces/``) and the space file to the cluster as the job's
-``working_dir`` and runs ``python -m ninsweep run SPACE --address auto`` there, on the head
-node, as a Ray job: the sweep keeps running when the laptop that submitted it goes to sleep.
+``ninsweep submit SPACE --address http://HEAD:8265`` ships the ``ninsweep`` package (as a
+``py_modules`` entry) and the space file (alone in the job's ``working_dir``) to the cluster,
+never the rest of the checkout, and runs ``python -m ninsweep run SPACE --address auto``
+there, on the head node, as a Ray job: the sweep keeps running when the laptop that
+submitted it goes to sleep. ``SECRET_EXCLUDES`` keeps keys and credentials out of both
+uploads besides.
 Jobs carry the metadata tag ``{"ninsweep": "1"}``; ``ninsweep jobs list`` shows only those.
 
 The address is the Ray dashboard's HTTP address. Clusters built from ``cluster/`` never
@@ -53,18 +55,30 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"  # the variable Ray's own `ray job` CLI reads
 CONNECT_TIMEOUT_ENV = "NINSWEEP_CONNECT_TIMEOUT"
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
+REQUEST_TIMEOUT_ENV = "NINSWEEP_REQUEST_TIMEOUT"
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
 TAG = "ninsweep"  # metadata key marking our jobs; value "1"
 SHARED_STORAGE_ENV = "NINSWEEP_SHARED_STORAGE"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
-# Never shipped: environments, VCS data, run output, caches, datasets, build output.
+# Never shipped, wherever they appear: credentials and keys. The one list of secrets; a
+# submission ships only the ninsweep package and the space file, and this list is applied
+# to both uploads besides (tests/test_jobs.py packs them with Ray's own packer).
+SECRET_EXCLUDES = (
+    ".env", ".env.*", "*.env", ".envrc", ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc",
+    ".aws", ".ssh", ".gnupg", ".kube", ".docker", ".azure", ".config/gcloud",
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "id_rsa*", "id_ed25519*",
+    "id_ecdsa*", "id_dsa*", "credentials", "credentials.json", "*credentials*.json",
+    "*service-account*.json", "*.secret", "*.secrets", ".git-credentials", "auth_token",
+)
+# Never shipped either: environments, VCS data, run output, caches, datasets, build output.
 # Gitignore-style patterns relative to the shipped directory (Ray also reads .gitignore).
 EXCLUDES = (
     ".git", ".venv", "venv", "env", "__pycache__", "*.pyc", "*.egg-info",
     ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints", ".tox",
     "/runs", "/.data", "/data", "/shared", "/build", "/dist", "/.gl",
     "*.ckpt", "*.pt", "*.pth", "*.tar.gz", "*.zip",
-)
+) + SECRET_EXCLUDES
 # Filesystem types whose files every node of a cluster sees (checked in /proc/mounts).
 SHARED_FS_TYPES = frozenset({
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "ceph", "glusterfs",
@@ -198,6 +212,11 @@ def project_root() -> Optional[Path]:
     return None
 
 
+def package_dir() -> Path:
+    """The ``ninsweep`` package directory: the code a job ships."""
+    return Path(__file__).resolve().parent
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "space"
 
@@ -231,25 +250,6 @@ def _load_space(space: str) -> tuple[Path, Any]:
     return path, load_space(path)
 
 
-def _ships_with(root: Path, path: Path) -> bool:
-    """Whether Ray packs ``path`` when ``root`` ships as working_dir: inside it and not
-    excluded by ``EXCLUDES``, ``.gitignore`` or ``.rayignore`` (top-level files)."""
-    if not path.is_relative_to(root):
-        return False
-    try:
-        from ray._private.thirdparty.pathspec import PathSpec
-    except ImportError:
-        return False  # cannot tell: stage the space, which always works
-    lines = list(EXCLUDES)
-    for ignore_file in (".gitignore", ".rayignore"):
-        with contextlib.suppress(OSError):
-            lines += (root / ignore_file).read_text(encoding="utf-8").splitlines()
-    spec = PathSpec.from_lines("gitwildmatch", lines)
-    rel = path.relative_to(root)
-    candidates = [rel.as_posix()] + [p.as_posix() + "/" for p in rel.parents if p != Path(".")]
-    return not any(spec.match_file(c) for c in candidates)
-
-
 @contextlib.contextmanager
 def prepare_submission(space: str, *, storage: Optional[str] = None,
                        name: Optional[str] = None, extra_args: Sequence[str] = (),
@@ -257,11 +257,17 @@ def prepare_submission(space: str, *, storage: Optional[str] = None,
                        submission_id: Optional[str] = None) -> Iterator[Submission]:
     """Validate the space here, then describe the job that runs it on a cluster.
 
-    A context manager: a space outside ``working_dir`` is copied into a temporary staging
-    directory that ships as the job's working_dir (with the ninsweep package as a
-    ``py_modules`` entry); it lives until the ``with`` block ends, i.e. past the upload.
+    A context manager: the space file is copied into a temporary staging directory that
+    ships as the job's working_dir, with the ninsweep package as a ``py_modules`` entry;
+    nothing else of the checkout travels. The staging directory lives until the ``with``
+    block ends, i.e. past the upload. ``working_dir``: the project the space is judged
+    against for the "outside the project" note (default: this checkout).
     """
     _check_cluster_storage_arg(storage)
+    if name is not None:
+        from .space import check_experiment_name
+
+        check_experiment_name(name)
     extra = [str(arg) for arg in extra_args]
     for arg in extra:
         if arg == "--address" or arg.startswith("--address="):
@@ -285,21 +291,16 @@ def prepare_submission(space: str, *, storage: Optional[str] = None,
     notes = []
     staging = None
     try:
-        if root is not None and _ships_with(root, space_file):
-            remote_space = space_file.relative_to(root).as_posix()
-            runtime_env = {"working_dir": str(root), "excludes": list(EXCLUDES),
-                           "env_vars": env_vars}
-            staged = False
-        else:
-            # The space lives outside the shipped project (or there is no project checkout):
-            # ship a small staging directory holding it, plus the ninsweep package itself.
-            staging = Path(tempfile.mkdtemp(prefix="ninsweep-submit-"))
-            shutil.copy2(space_file, staging / space_file.name)
-            remote_space = space_file.name
-            package = Path(__file__).resolve().parent
-            runtime_env = {"working_dir": str(staging), "py_modules": [str(package)],
-                           "excludes": list(EXCLUDES), "env_vars": env_vars}
-            staged = True
+        # What the job needs and nothing else: the space file (in a fresh staging folder,
+        # the job's working_dir) and the ninsweep package (a py_module). Never the checkout
+        # around them, which holds .env files, keys, data and results.
+        staging = Path(tempfile.mkdtemp(prefix="ninsweep-submit-"))
+        shutil.copy2(space_file, staging / space_file.name)
+        remote_space = space_file.name
+        runtime_env = {"working_dir": str(staging), "py_modules": [str(package_dir())],
+                       "excludes": list(EXCLUDES), "env_vars": env_vars}
+        staged = True
+        if root is not None and not space_file.is_relative_to(root):
             notes.append(f"{space_file} is outside the project: shipped a copy of it")
 
         command = ["python", "-m", "ninsweep", "run", remote_space, "--address", "auto"]
@@ -328,14 +329,11 @@ def prepare_resume(experiment: str, *, working_dir: Optional[os.PathLike] = None
     """The job that resumes ``experiment`` (a path on the cluster or a URI) there: the
     project ships as for a new sweep and runs ``python -m ninsweep resume EXPERIMENT``."""
     _check_cluster_storage_arg(experiment, what="--resume")
-    root = Path(working_dir).resolve() if working_dir is not None else project_root()
     name = experiment.rstrip("/").rsplit("/", 1)[-1] or "experiment"
     env_vars = {"PYTHONUNBUFFERED": "1", "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}
-    if root is not None:
-        runtime_env = {"working_dir": str(root), "excludes": list(EXCLUDES), "env_vars": env_vars}
-    else:
-        runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)],
-                       "excludes": list(EXCLUDES), "env_vars": env_vars}
+    # The manifest on the cluster holds the space: only the package travels.
+    runtime_env = {"py_modules": [str(package_dir())], "excludes": list(EXCLUDES),
+                   "env_vars": env_vars}
     metadata = {TAG: "1", "space": "", "name": name, "storage": experiment.rstrip("/"),
                 "resume": "1", "ninsweep_version": __version__}
     with contextlib.suppress(Exception):
@@ -464,9 +462,23 @@ def connect(address: Optional[str] = None, *, timeout: Optional[float] = None):
     _preflight(address, timeout)
     headers = auth_headers()
     with _network_errors(address):
-        client = job_submission.JobSubmissionClient(address, headers=headers or None)
+        client = _bounded_client(job_submission, timeout)(address, headers=headers or None)
     client.ninsweep_address = address  # for messages
     return client
+
+
+def _bounded_client(job_submission, connect_timeout: float):
+    """``JobSubmissionClient`` whose HTTP requests end: Ray's sends them with no timeout, so a
+    dashboard port that accepts and never answers (a tunnel whose far end is gone) would
+    hang every command. Reads may take ``$NINSWEEP_REQUEST_TIMEOUT`` s (default 60)."""
+    read_timeout = float(os.environ.get(REQUEST_TIMEOUT_ENV) or DEFAULT_REQUEST_TIMEOUT_S)
+
+    class BoundedJobSubmissionClient(job_submission.JobSubmissionClient):
+        def _do_request(self, method, endpoint, **kwargs):
+            kwargs.setdefault("timeout", (connect_timeout, read_timeout))
+            return super()._do_request(method, endpoint, **kwargs)
+
+    return BoundedJobSubmissionClient
 
 
 def _address_of(client) -> str:
@@ -482,6 +494,10 @@ def submit_sweep(address: Optional[str], space: str, *, storage: Optional[str] =
                  working_dir: Optional[os.PathLike] = None,
                  out: Optional[Callable[[str], None]] = print) -> str:
     """Submit ``ninsweep run SPACE --address auto ...`` as a Ray job; return its id."""
+    if name is not None:  # bad input before any network wait
+        from .space import check_experiment_name
+
+        check_experiment_name(name)
     client = connect(address)
     address = _address_of(client)
     with prepare_submission(space, storage=storage, name=name, extra_args=extra_args,

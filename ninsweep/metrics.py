@@ -18,3 +18,16 @@ EPOCH_METRICS = (EPOCH, TRAIN_LOSS, TRAIN_ACC, TEST_LOSS, TEST_ACC, LR, EPOCH_TI
 # Only on CUDA: the most GPU memory the run's caching allocator has held so far, in MiB. It is
 # what several trials sharing one GPU (fractional resources) must fit into together.
 PEAK_GPU_MEM_MB = "peak_gpu_mem_mb"
+
+# Only when data.val_size > 0: the same numbers on the validation split held out of the
+# training set. The analysis picks a trial's "best epoch" by VAL_ACC when it is there, so
+# the test set is never used to choose.
+VAL_LOSS = "val_loss"
+VAL_ACC = "val_acc"  # fraction in [0, 1]
+VAL_METRICS = (VAL_LOSS, VAL_ACC)
+# Reported instead of epochs by a trial whose configuration cannot run (a batch larger than
+# its data, ...): the message, once. Such a trial is not retried.
+CONFIG_ERROR = "ninsweep_config_error"
+# Set (to 1) on a record that a restored trial re-reports from its checkpoint's history
+# because the driver died before logging it: that epoch was not trained again.
+REPLAYED = "replayed_from_checkpoint"

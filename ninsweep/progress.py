@@ -182,6 +182,14 @@ class SweepProgress(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         name = portable.trial_dirname(trial)
         self._latest[name] = result
+        if result.get(M.CONFIG_ERROR):
+            # A configuration that cannot run: the trial ends on purpose, without retries.
+            self._errored.add(name)
+            self._update(trials)
+            self.console.error(f"[{time.strftime('%H:%M:%S')}] {name}: {ERROR}, not retried: "
+                               f"{result[M.CONFIG_ERROR]}")
+            self._refresh_bar()
+            return
         self._epochs[name] = max(self._epochs.get(name, 0), int(result.get(M.EPOCH, 0)))
         self.eta.trial_reported(name, result.get(M.EPOCH_TIME_S), time.time())
         self._update(trials)
@@ -189,11 +197,14 @@ class SweepProgress(Callback):
             f"{name}: epoch {result.get(M.EPOCH, 0)}/{self.planned.get(name, '?')} "
             f"test acc {100 * result.get(M.TEST_ACC, 0):.2f}% "
             f"train loss {result.get(M.TRAIN_LOSS, float('nan')):.3f} "
-            f"{result.get(M.IMAGES_PER_S, 0):.0f} img/s | {self.summary()}")
+            f"{result.get(M.IMAGES_PER_S, 0):.0f} img/s"
+            f"{' (from its checkpoint)' if result.get(M.REPLAYED) else ''} | {self.summary()}")
         self._refresh_bar()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         name = portable.trial_dirname(trial)
+        if (trial.last_result or {}).get(M.CONFIG_ERROR):
+            return  # said once, in on_trial_result
         self._update(trials)
         self._statuses[name] = self._status(name, "TERMINATED")
         self.console.line(f"{name}: {self._statuses[name]} | {self.summary()}")

@@ -55,12 +55,22 @@ def epoch_table(exp: Experiment) -> pd.DataFrame:
 
 def epochs_csv_path(exp: Experiment, out: Optional[os.PathLike | str] = None) -> Path:
     """Beside the per-trial CSV: ``results.csv`` -> ``results-epochs.csv``."""
-    trials_path, _ = csv_paths(exp, out)
+    trials_path = csv_paths(exp, out)[0]
     return trials_path.with_name(f"{trials_path.stem}-epochs{trials_path.suffix}")
 
 
-def write_epoch_csv(exp: Experiment, out: Optional[os.PathLike | str] = None) -> Path:
+def check_epoch_csv(exp: Experiment, out: Optional[os.PathLike | str] = None,
+                    force: bool = False) -> Path:
+    """Where ``export --per-epoch`` writes, checked by export's rule for files
+    (``outputs.check_outputs``) before anything is written."""
+    from .outputs import check_outputs
+
     path = epochs_csv_path(exp, out)
+    check_outputs([path], exp.path, [epochs_csv_path(exp)], force=force, command="export")
+    return path
+
+
+def write_epoch_csv(exp: Experiment, path: Path) -> Path:
     text = epoch_table(exp).to_csv(index=False, float_format="%.6g")
     atomic_write_bytes(path, text.encode("utf-8"))
     return path

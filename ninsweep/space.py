@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import re
 import typing
@@ -54,6 +53,13 @@ DEFAULT_GPUS = 0.0
 DEFAULT_CHECKPOINT_EVERY = 1
 DEFAULT_CHECKPOINT_KEEP = 2
 DEFAULT_MAX_RETRIES = 3
+# More trials than this is a typo or a runaway grid, not a study: at a CIFAR-10 epoch of
+# minutes per trial it would outlast any cluster. Refused before expanding (a 10^6 grid
+# would otherwise take minutes and gigabytes to list).
+MAX_TRIALS = 100_000
+# The most values a YAML file may expand to through aliases (*anchor): a "billion laughs"
+# file is a few lines that expand to 10^9 values.
+MAX_YAML_NODES = 1_000_000
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -171,6 +177,7 @@ class SweepSpec:
             resources = dataclasses.replace(
                 resources, gpus=_check_gpus("--gpus-per-trial", gpus_per_trial))
             applied["gpus_per_trial"] = resources.gpus
+            check_trial_devices(_flag_failer, trials, resources.gpus, "--gpus-per-trial")
         return dataclasses.replace(self, trials=trials, resources=resources, overrides=applied)
 
     def to_param_space(self) -> dict[str, Any]:
@@ -330,8 +337,11 @@ def load_space(path: Union[str, Path]) -> SweepSpec:
 
 def parse_space(text: str, where: str = "<space>") -> SweepSpec:
     """``load_space`` for YAML text already in memory; ``where`` names it in errors."""
-    raw = _parse_yaml(text, where)
-    return build_space(raw, where)
+    try:
+        raw = _parse_yaml(text, where)
+        return build_space(raw, where)
+    except RecursionError:  # PyYAML and the checks recurse once per level of nesting
+        raise ConfigError(f"{where}: nested too deeply to be a search space") from None
 
 
 def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
@@ -369,7 +379,9 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
         base[section] = dict(value)
 
     blocks = _parse_grid(fail, raw.get("grid"), base)
+    _check_size(fail, blocks, seeds)
     trials = _expand(fail, blocks, base, seeds)
+    check_trial_devices(fail, trials, resources.gpus, "train.device")
     return SweepSpec(name=name, description=description.strip(), source=where, raw=raw,
                      trials=tuple(trials), resources=resources, checkpoint_every=every,
                      checkpoint_keep=keep, max_retries=max_retries, seeds=seeds,
@@ -434,6 +446,45 @@ class _Loader(yaml.SafeLoader):
                     f"{seen[key].start_mark.line + 1})", key_node.start_mark)
             seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        # Measured on the node graph, where an alias is one shared node: the size of the
+        # data once every alias is expanded, without expanding it.
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expands to more than {MAX_YAML_NODES:,} values through "
+                "aliases (*anchor); refusing it", node.start_mark)
+        return super().construct_document(node)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values in ``node`` with aliases expanded; ``sizes`` memoises shared (aliased) nodes.
+
+    Iterative, so a deeply nested file cannot exhaust the recursion limit; counts stop at
+    ``MAX_YAML_NODES + 1``. A recursive alias (inside its own anchor) is refused.
+    """
+    visiting: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        current, children_done = stack.pop()
+        key = id(current)
+        if isinstance(current, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        children = ([n for pair in current.value for n in pair]
+                    if isinstance(current, yaml.MappingNode) else list(current.value))
+        if children_done:
+            visiting.discard(key)
+            sizes[key] = min(1 + sum(sizes.get(id(c), 0) for c in children), MAX_YAML_NODES + 1)
+        elif key in visiting:  # met again inside itself: an alias inside its own anchor
+            raise yaml.constructor.ConstructorError(
+                None, None, "an alias (*anchor) inside its own anchor: the value would be "
+                "infinite", current.start_mark)
+        elif key not in sizes:
+            visiting.add(key)
+            stack.append((current, True))
+            stack.extend((c, False) for c in children)
+    return sizes[id(node)]
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -539,6 +590,12 @@ def _check_name(fail: _Failer, path: str, value: Any) -> str:
     return value
 
 
+def check_experiment_name(value: Any, where: str = "--name") -> str:
+    """The rule of the YAML ``name:`` key for a name given elsewhere (``--name``): one path
+    component, so the experiment stays inside ``--storage`` (no ``..``, no ``/``)."""
+    return _check_name(_flag_failer, where, value)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -573,6 +630,29 @@ def _check_gpus(path: str, value: Any, fail: Optional[_Failer] = None) -> float:
         fail(path, f"{value!r} GPUs: use a fraction up to 1 (0.25 shares a GPU four ways) "
                    "or a whole number of GPUs")
     return float(value)
+
+
+def check_trial_devices(fail: _Failer, trials, gpus: float, path: str) -> None:
+    """Refuse a ``train.device`` no trial of this space could train on, before Ray starts.
+
+    Ray shows a trial only the GPUs it granted, numbered from cuda:0 (a fraction counts as
+    one); a trial granted none must not use CUDA, and one holding a GPU must not leave it
+    idle on CPU.
+    """
+    visible = 0 if gpus == 0 else max(1, int(gpus))
+    for trial in trials:
+        device = trial.config.train.device
+        kind, _, index = device.partition(":")
+        if kind == "cuda" and visible == 0:
+            fail(path, f"{device!r} in trial {trial.name}, but each trial asks Ray for no GPU "
+                       "(resources.gpus 0); use auto or cpu, or ask for GPUs")
+        if kind == "cuda" and index and int(index) >= visible:
+            fail(path, f"{device!r} in trial {trial.name}, but each trial sees only the "
+                       f"{visible} GPU(s) Ray grants it, as cuda:0..cuda:{visible - 1} "
+                       f"(resources.gpus {gpus:g}); use auto or cuda")
+        if kind == "cpu" and visible:
+            fail(path, f"'cpu' in trial {trial.name}, but each trial holds {gpus:g} GPU it "
+                       "would leave idle; use auto, or --gpus-per-trial 0")
 
 
 class _FlagFailer(_Failer):
@@ -669,7 +749,9 @@ class _Block:
 
 
 def _field_hint(section: str, name: str) -> Any:
-    return typing.get_type_hints(SECTIONS[section])[name]
+    from .config import _schema
+
+    return _schema(SECTIONS[section])[0][name]
 
 
 def _fields(section: str) -> tuple[str, ...]:
@@ -744,6 +826,15 @@ def _parse_grid(fail: _Failer, grid: Any, base: dict[str, dict]) -> list[_Block]
     return blocks
 
 
+def _check_size(fail: _Failer, blocks: list[_Block], seeds: tuple[int, ...]) -> None:
+    per_seed = sum(math.prod(len(values) for values in block.values) for block in blocks)
+    total = per_seed * len(seeds)
+    if total > MAX_TRIALS:
+        fail("grid", f"expands to {total:,} trials ({per_seed:,} per seed x {len(seeds)} "
+                     f"seeds); a sweep runs at most {MAX_TRIALS:,}: split it into several "
+                     "spaces or narrow the value lists")
+
+
 def _expand(fail: _Failer, blocks: list[_Block], base: dict[str, dict],
             seeds: tuple[int, ...]) -> list[TrialSpec]:
     # Grid keys beyond the three every name has: params by dotted name, names compactly.
@@ -755,7 +846,9 @@ def _expand(fail: _Failer, blocks: list[_Block], base: dict[str, dict],
 
     base_error = _validation_error(base)
     trials: list[TrialSpec] = []
-    by_config: dict[str, tuple[str, str]] = {}  # config JSON -> (name, block path)
+    # Frozen config -> (name, block path): the config itself is the key (hashable, fields
+    # already coerced), not its JSON, which cost more than building the config.
+    by_config: dict[TrialConfig, tuple[str, str]] = {}
     by_name: dict[str, str] = {}  # name -> block path
     # Seed-major: every configuration once before any repeats, so a sweep cut short
     # still holds one complete replicate.
@@ -773,7 +866,7 @@ def _expand(fail: _Failer, blocks: list[_Block], base: dict[str, dict],
                     _report_trial_error(fail, err, block, combo, base_error)
                 params = _params(config, extra)
                 tname = _trial_name(params, extra)
-                key = json.dumps(config.to_dict(), sort_keys=True)
+                key = config
                 if key in by_config:
                     other_name, other_block = by_config[key]
                     fail(block.path, f"duplicate configuration {tname} (also produced by "

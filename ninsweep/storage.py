@@ -7,15 +7,20 @@ analysis, which reads a local directory, works on it too.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from .errors import NinsweepError
 
 MANIFEST_FILE = "ninsweep.json"
+LOCK_FILE = ".ninsweep.lock"  # held by the run or resume writing the experiment
+STORAGE_TIMEOUT_ENV = "NINSWEEP_STORAGE_TIMEOUT"
+DEFAULT_STORAGE_TIMEOUT_S = 30.0
 DEFAULT_STORAGE = "~/ninsweep-results"
 
 
@@ -33,14 +38,42 @@ def resolve_storage(storage: Optional[str]) -> str:
     return str(Path(storage).expanduser().resolve())
 
 
+def _reason(err: BaseException) -> str:
+    """The first line of a storage library's error, cut short: cloud SDKs write paragraphs."""
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else type(err).__name__
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
+def storage_timeout() -> float:
+    """Seconds a cloud storage call may keep retrying (``$NINSWEEP_STORAGE_TIMEOUT``, 30)."""
+    text = os.environ.get(STORAGE_TIMEOUT_ENV, "").strip()
+    try:
+        value = float(text) if text else DEFAULT_STORAGE_TIMEOUT_S
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise NinsweepError(f"{STORAGE_TIMEOUT_ENV}={text!r}: expected a positive number of seconds")
+    return value
+
+
 def filesystem(location: str):
     import pyarrow.fs  # Ray's own dependency; only needed here for URIs
 
     if is_uri(location):
         try:
+            scheme, _, rest = location.partition("://")
+            if scheme in ("gs", "gcs") and "?" not in rest:
+                # pyarrow's GCS client retries transient errors for 15 minutes by default
+                # (an unreachable endpoint looks transient): bound it. S3's client already
+                # gives up after a few seconds (AWS SDK connect/request timeouts, 3 tries).
+                import datetime
+
+                limit = datetime.timedelta(seconds=max(1.0, storage_timeout()))
+                return pyarrow.fs.GcsFileSystem(retry_time_limit=limit), rest
             return pyarrow.fs.FileSystem.from_uri(location)
         except (ValueError, OSError) as err:  # unknown scheme, no credentials, ...
-            raise NinsweepError(f"{location}: cannot open ({str(err).splitlines()[0]})") from None
+            raise NinsweepError(f"{location}: cannot open ({_reason(err)})") from None
     return pyarrow.fs.LocalFileSystem(), location
 
 
@@ -51,7 +84,8 @@ def join(location: str, *parts: str) -> str:
 def experiment_exists(experiment: str) -> bool:
     if not is_uri(experiment):
         path = Path(experiment)
-        return path.exists() and (not path.is_dir() or any(path.iterdir()))
+        return path.exists() and (not path.is_dir() or any(
+            entry.name != LOCK_FILE for entry in path.iterdir()))
     import pyarrow.fs
 
     fs, path = filesystem(experiment)
@@ -59,22 +93,86 @@ def experiment_exists(experiment: str) -> bool:
 
 
 def write_manifest(experiment: str, manifest: dict[str, Any]) -> None:
-    """Write ``ninsweep.json`` once; an existing one is never replaced."""
+    """Write ``ninsweep.json`` once; an existing one is never replaced.
+
+    A write that fails (disk full, read-only, quota) leaves no partial manifest and raises a
+    one-line ``NinsweepError``.
+    """
     text = json.dumps(manifest, indent=2, sort_keys=True)
     target = join(experiment, MANIFEST_FILE)
     if is_uri(experiment):
         fs, path = filesystem(target)
-        with fs.open_output_stream(path) as stream:
-            stream.write(text.encode())
+        try:
+            with fs.open_output_stream(path) as stream:
+                stream.write(text.encode())
+        except OSError as err:
+            raise NinsweepError(f"{target}: cannot write the manifest "
+                                f"({_reason(err)})") from None
         return
     directory = Path(experiment)
-    directory.mkdir(parents=True, exist_ok=True)
     temporary = directory / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
-    temporary.write_text(text)
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8")
         os.link(temporary, target)  # fails if the target exists: never overwrite
+    except FileExistsError:
+        raise NinsweepError(f"{target} already exists: another run made this experiment; "
+                            "choose another --name") from None
+    except OSError as err:
+        raise NinsweepError(f"{target}: cannot write the manifest "
+                            f"({err.strerror or err})") from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def experiment_lock(experiment: str, create: bool = True) -> Iterator[None]:
+    """Hold ``<experiment>/.ninsweep.lock`` while a run or resume writes the experiment.
+
+    Two runs of one name at the same moment: the first takes the lock, the second is
+    refused in one line (no waiting). ``flock`` locks die with their process, so a killed
+    run never leaves a stale lock. ``create``: make the experiment directory (a new run);
+    without it a missing directory is left to the caller's own error. Also the first write
+    to ``--storage``: a storage that is a file, read-only or full fails here, before Ray
+    starts. URIs (s3://, gs://) have no lock.
+    """
+    if is_uri(experiment) or (not create and not Path(experiment).is_dir()):
+        yield
+        return
+    directory = Path(experiment)
+    for parent in (directory, *directory.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise NinsweepError(f"{parent}: is a file, not a directory (check --storage "
+                                    "and --name)")
+            break
+    made = not directory.exists()
+    lock_path = directory / LOCK_FILE
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise NinsweepError(f"{directory}: cannot write the experiment here "
+                            f"({err.strerror or err})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Another process may have removed the file between our open and our lock.
+            held = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except (BlockingIOError, FileNotFoundError):
+            held = False
+        if not held:
+            raise NinsweepError(f"{experiment}: another ninsweep run or resume is writing this "
+                                "experiment right now; wait for it, or choose another --name")
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+            if made:  # refused before anything was written: leave no empty directory
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+    finally:
+        os.close(fd)
 
 
 def read_manifest(experiment: str) -> dict[str, Any]:
@@ -83,17 +181,23 @@ def read_manifest(experiment: str) -> dict[str, Any]:
         if is_uri(experiment):
             fs, path = filesystem(target)
             with fs.open_input_stream(path) as stream:
-                text = stream.read().decode()
+                text = stream.read().decode("utf-8")
         else:
-            text = Path(target).read_text()
+            text = Path(target).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise NinsweepError(f"{experiment}: not a ninsweep experiment (no {MANIFEST_FILE})") from None
+    except NotADirectoryError:
+        raise NinsweepError(f"{experiment}: not a directory (expected an experiment directory)") from None
+    except UnicodeDecodeError as err:
+        raise NinsweepError(f"{target}: corrupt manifest (not UTF-8 text: {err.reason} at "
+                            f"byte {err.start})") from None
     except OSError as err:
-        raise NinsweepError(f"{target}: cannot read ({err})") from None
+        raise NinsweepError(f"{target}: cannot read ({err.strerror or err})") from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise NinsweepError(f"{target}: corrupt manifest ({err})") from None
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise NinsweepError(f"{target}: corrupt manifest "
+                            f"({err if isinstance(err, ValueError) else 'nested too deeply'})") from None
 
 
 def fetch_experiment(uri: str, destination: Optional[os.PathLike | str] = None) -> Path:
@@ -116,7 +220,7 @@ def fetch_experiment(uri: str, destination: Optional[os.PathLike | str] = None) 
     except FileNotFoundError:
         raise NinsweepError(f"{uri}: no such experiment") from None
     except OSError as err:
-        raise NinsweepError(f"{uri}: cannot list ({str(err).splitlines()[0]})") from None
+        raise NinsweepError(f"{uri}: cannot list ({_reason(err)})") from None
     for entry in entries:
         relative = entry.path[len(root):].lstrip("/")
         # Checkpoints are large and the analysis never reads them.
@@ -131,3 +235,17 @@ def fetch_experiment(uri: str, destination: Optional[os.PathLike | str] = None) 
         temporary.write_bytes(data)
         os.replace(temporary, target)
     return destination
+
+
+def path_exists(location: str) -> bool:
+    """Whether a file or directory exists at a path or URI."""
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def make_dirs(location: str) -> None:
+    """Create a directory (and its parents) at a path or URI."""
+    fs, path = filesystem(location)
+    fs.create_dir(path, recursive=True)

@@ -6,13 +6,14 @@ wait forever), and runs the Tuner. ``resume_sweep`` restores it with ``Tuner.res
 finished trials stay, unfinished and errored trials continue from their latest checkpoint,
 pending ones start.
 
-The console is ``ninsweep.console`` (our lines; Ray's go to the driver and trial logs) and
-the progress callback is ``ninsweep.progress``.
+The console is ``ninsweep.console`` (our lines; Ray's go to the driver and trial logs), the
+progress callback ``ninsweep.progress``, TensorBoard and trackers ``ninsweep.tracking``.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,12 @@ from typing import Any, Callable, Optional, Sequence
 
 from . import portable
 from .console import Console, DriverLog, with_trial_log
-from .errors import NinsweepError
+from .errors import NinsweepError, Terminated
 from .progress import LegacySweepProgress, SweepProgress as LiveProgress
 from .space import SweepSpec
-from .storage import (experiment_exists, is_uri, join, read_manifest, resolve_storage,
-                      write_manifest)
+from .preflight import check_trials
+from .storage import (experiment_exists, is_uri, join, make_dirs, path_exists, read_manifest,
+                      resolve_storage, write_manifest)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class SweepOutcome:
     finished: int
     errored: int
     wall_time_s: float
+    config_errors: int = 0  # of the errored: a configuration that cannot run (not retried)
+    terminated: bool = False  # stopped by SIGTERM rather than Ctrl-C
 
     @property
     def interrupted(self) -> bool:
@@ -42,8 +46,37 @@ class SweepOutcome:
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
+            return 128 + signal.SIGTERM if self.terminated else 130
         return 1 if self.errored else 0
+
+
+class _SigtermAsCtrlC:
+    """While active, SIGTERM (what Kubernetes, Slurm and systemd send) does what Ctrl-C does.
+
+    Ray's driver installs a SIGTERM handler that kills everything and exits 1; this one,
+    installed after ``ray.init``, calls the SIGINT handler of the moment instead: Tune's
+    (which ends ``fit`` gracefully, saving its state) while a sweep runs, else raises
+    ``Terminated``.
+    """
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+
+    def __enter__(self) -> "_SigtermAsCtrlC":
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = True
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(signal.SIGINT, frame)
+        else:
+            raise Terminated()
 
 
 # -- Ray ------------------------------------------------------------------------------------
@@ -62,6 +95,9 @@ def start_ray(address: Optional[str], log: Callable[[str], None]) -> None:
             # to merge another): ship this package so workers without ninsweep can run it.
             package = str(Path(__file__).resolve().parent)
             options["runtime_env"] = {"py_modules": [package], "excludes": ["__pycache__"]}
+        from .reach import check_ray_address
+
+        check_ray_address(address)  # Ray itself would retry a dead address for minutes
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
@@ -106,8 +142,9 @@ def count_nodes() -> int:
 
 
 def tune_trainable(spec: SweepSpec, experiment: Optional[str] = None):
-    """The trainable with the per-trial resources of ``spec`` attached; with ``experiment``,
-    each trial's output goes to its ``trial.log`` there."""
+    """The trainable with the per-trial resources of ``spec`` attached; its trials look for
+    their checkpoints under ``experiment`` (a path or URI) and write their output to their
+    ``trial.log`` there."""
     from ray import tune
 
     from .trainable import make_trainable
@@ -115,7 +152,7 @@ def tune_trainable(spec: SweepSpec, experiment: Optional[str] = None):
     # From here on the trial-name function pickles by value: the experiment state opens
     # without ninsweep (ninsweep.portable).
     portable.register()
-    trainable = make_trainable(spec.checkpoint_every)
+    trainable = make_trainable(spec.checkpoint_every, experiment)
     if experiment is not None:
         trainable = with_trial_log(trainable, experiment)
     return tune.with_resources(trainable, spec.resources.to_ray())
@@ -128,24 +165,28 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
     started_at = started_at or time.time()
     console = console or Console()
     log = console.line
+    from .space import check_experiment_name
+
+    name = check_experiment_name(name) if name is not None else spec.name
     storage = resolve_storage(storage)
-    name = name or spec.name
     experiment = join(storage, name)
     if experiment_exists(experiment):
         raise NinsweepError(f"{experiment} already exists; resume it with `ninsweep resume "
                             f"{experiment}` or choose another --name")
+    check_trials(spec)
     callbacks = _callbacks(spec, experiment, name, console, started_at)
     start_ray(address, log)
     import ray
 
     try:
-        _check_cluster(spec, storage, autoscaling, log)
-        manifest = spec.to_manifest()
-        manifest.update(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), experiment_name=name)
-        write_manifest(experiment, manifest)
-        if driver_log is not None:
-            driver_log.move_into(experiment)
-        return _fit_new(spec, storage, name, console, started_at, callbacks)
+        with _SigtermAsCtrlC() as sigterm:
+            _check_cluster(spec, storage, autoscaling, log)
+            manifest = spec.to_manifest()
+            manifest.update(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), experiment_name=name)
+            write_manifest(experiment, manifest)
+            if driver_log is not None:
+                driver_log.move_into(experiment)
+            return _fit_new(spec, storage, name, console, started_at, sigterm, callbacks)
     finally:
         ray.shutdown()
 
@@ -159,7 +200,7 @@ def _check_cluster(spec: SweepSpec, storage: str, autoscaling: bool, log) -> Non
 
 
 def _fit_new(spec: SweepSpec, storage: str, name: str, console: Console,
-             started_at: float, callbacks: list) -> SweepOutcome:
+             started_at: float, sigterm: _SigtermAsCtrlC, callbacks: list) -> SweepOutcome:
     from ray import tune
 
     experiment = join(storage, name)
@@ -176,7 +217,7 @@ def _fit_new(spec: SweepSpec, storage: str, name: str, console: Console,
                                     reuse_actors=True),
         run_config=_run_config(spec, name, storage, callbacks),
     )
-    return _fit(tuner, experiment, spec, started_at)
+    return _fit(tuner, experiment, spec, started_at, sigterm)
 
 
 def _callbacks(spec: SweepSpec, experiment: str, name: str, console: Console,
@@ -193,8 +234,9 @@ def _callbacks(spec: SweepSpec, experiment: str, name: str, console: Console,
     return [progress, tensorboard, trackers]
 
 
-def _fit(tuner, experiment: str, spec: SweepSpec, started_at: float) -> SweepOutcome:
-    from .tracking import active, activate
+def _fit(tuner, experiment: str, spec: SweepSpec, started_at: float,
+         sigterm: _SigtermAsCtrlC) -> SweepOutcome:
+    from .tracking import activate, active
 
     try:
         grid = tuner.fit()
@@ -203,7 +245,7 @@ def _fit(tuner, experiment: str, spec: SweepSpec, started_at: float) -> SweepOut
         if isinstance(progress, LiveProgress):
             progress.close()  # the bar, if the sweep ended by an exception
         activate()
-    return _outcome(experiment, spec, grid, started_at)
+    return _outcome(experiment, spec, grid, started_at, sigterm.received)
 
 
 def _run_config(spec: SweepSpec, name: str, storage: str, callbacks: list):
@@ -232,6 +274,7 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
     log = console.line
     experiment = experiment if is_uri(experiment) else str(Path(experiment).expanduser().resolve())
     spec = SweepSpec.from_manifest(read_manifest(experiment))
+    check_trials(spec, where=experiment)
     if driver_log is not None:
         driver_log.move_into(experiment)
     storage, _, name = experiment.rstrip("/").rpartition("/")
@@ -240,35 +283,96 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
     import ray
 
     try:
-        _check_cluster(spec, storage, autoscaling, log)
-        if not tune.Tuner.can_restore(experiment):
-            # The driver died between writing the manifest and Tune's first snapshot: nothing
-            # ran yet, so start the sweep the manifest describes.
-            log(f"{experiment}: no Tune state yet; starting the sweep from its manifest")
-            return _fit_new(spec, storage, name, console, started_at, callbacks)
-        tuner = tune.Tuner.restore(experiment, trainable=tune_trainable(spec, experiment),
-                                   resume_unfinished=True, resume_errored=True)
-        log(f"resuming {experiment}")
-        return _fit(tuner, experiment, spec, started_at)
+        with _SigtermAsCtrlC() as sigterm:
+            _check_cluster(spec, storage, autoscaling, log)
+            if not tune.Tuner.can_restore(experiment):
+                # The driver died between writing the manifest and Tune's first snapshot:
+                # nothing ran yet, so start the sweep the manifest describes.
+                log(f"{experiment}: no Tune state yet; starting the sweep from its manifest")
+                return _fit_new(spec, storage, name, console, started_at, sigterm, callbacks)
+            tuner = tune.Tuner.restore(experiment, trainable=tune_trainable(spec, experiment),
+                                       resume_unfinished=True, resume_errored=True)
+            _prepare_restore(experiment, spec, tuner.get_results(), log)
+            log(f"resuming {experiment}")
+            return _fit(tuner, experiment, spec, started_at, sigterm)
     finally:
         ray.shutdown()
 
 
-def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float) -> SweepOutcome:
-    """Count trials by what they reached, not by Tune's status: after Ctrl-C Tune marks
-    stopped trials TERMINATED although they never trained all their epochs."""
+def _prepare_restore(experiment: str, spec: SweepSpec, results, log) -> None:
+    """Make Tune's snapshot and storage agree before ``fit``, or refuse.
+
+    - A finished trial whose directory is gone would be reported finished from Tune's
+      snapshot alone, and Tune never reruns a finished trial: refuse, naming it.
+    - A trial Tune restores from a registered checkpoint that is gone (deleted, or with its
+      whole trial directory) would fail every retry with "Could not recover from checkpoint
+      as it does not exist on storage anymore". An empty directory in its place satisfies
+      that check; the trial then continues from the newest checkpoint that loads, or
+      starts again, and Tune removes the empty one with its other old checkpoints.
+    """
     from . import metrics as M
 
     planned = {trial.name: trial.config.train.epochs for trial in spec.trials}
-    finished = errored = 0
+    lost = []
+    for result in results:
+        try:
+            name = _basename(result.path)  # the trial directory is named after the trial
+        except RuntimeError:  # Ray: a trial that never started has no directory name yet
+            continue
+        trial_dir = join(experiment, name)
+        metrics = result.metrics or {}
+        if metrics.get(M.CONFIG_ERROR):
+            continue  # ended on purpose; Tune leaves it alone
+        if metrics.get(M.EPOCH, 0) >= planned.get(name, 0):
+            if not path_exists(trial_dir):
+                lost.append(name)
+            continue
+        if result.checkpoint is None:
+            continue  # Tune starts it afresh; the trial finds its checkpoints itself
+        # Tune also deletes its older registered checkpoints as newer ones come (num_to_keep)
+        # and logs a traceback for each that is already gone.
+        registered = [result.checkpoint] + [c for c, _ in result.best_checkpoints or ()]
+        for checkpoint in registered:
+            placeholder = join(trial_dir, _basename(checkpoint.path))
+            if path_exists(placeholder):
+                continue
+            make_dirs(placeholder)
+            if checkpoint is result.checkpoint:
+                log(f"{name}: Tune's checkpoint {_basename(placeholder)} is gone from storage; "
+                    "the trial continues from the newest one that loads")
+    if lost:
+        raise NinsweepError(
+            f"{experiment}: finished trial(s) {', '.join(sorted(lost))} have no directory any "
+            "more, so their results are lost and resume cannot rerun a finished trial; put "
+            "the directories back, or run the space again under a new --name")
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float,
+             terminated: bool = False) -> SweepOutcome:
+    """Count trials by what they reached, not by Tune's status: after Ctrl-C Tune marks
+    stopped trials TERMINATED although they never trained all their epochs, and a trial with
+    a configuration error ends TERMINATED on purpose (so that Tune does not retry it)."""
+    from . import metrics as M
+
+    planned = {trial.name: trial.config.train.epochs for trial in spec.trials}
+    finished = errored = config_errors = 0
     for result in grid:
         name = result.config["trial"]["name"]
-        if result.metrics and result.metrics.get(M.EPOCH, 0) >= planned[name]:
+        metrics = result.metrics or {}
+        if metrics.get(M.CONFIG_ERROR):
+            errored += 1
+            config_errors += 1
+        elif metrics.get(M.EPOCH, 0) >= planned[name]:
             finished += 1
         elif result.error is not None:
             errored += 1
     return SweepOutcome(experiment_dir=experiment, total=len(spec.trials), finished=finished,
-                        errored=errored, wall_time_s=time.time() - started_at)
+                        errored=errored, wall_time_s=time.time() - started_at,
+                        config_errors=config_errors, terminated=terminated)
 
 
 # Names that experiments written by earlier versions pickled by reference (their tuner.pkl and

@@ -10,6 +10,8 @@ the metrics and the state.
 from __future__ import annotations
 
 import logging
+import contextlib
+import math
 import os
 import random
 import time
@@ -22,8 +24,9 @@ import torch.nn.functional as F
 
 from . import metrics as M
 from .config import ModelConfig, TrialConfig, to_dict
-from .data import DeviceLoader, ImageData, load_data
-from .errors import CheckpointError, ConfigError
+from .data import DeviceLoader, ImageData, hold_out_validation, load_data
+from .devices import describe_device, prepare_device
+from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .model import NIN, count_parameters, decayed_parameters
 
 CHECKPOINT_FORMAT = 1
@@ -41,6 +44,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {name!r} requested but this process sees "
+                          f"{torch.cuda.device_count()} CUDA device(s), cuda:0 first")
     return torch.device(name)
 
 
@@ -69,13 +75,13 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.device = resolve_device(cfg.train.device)
         self.amp = cfg.train.amp and self.device.type == "cuda"
-        if self.device.type == "cuda":
-            # Fixed shapes every step: let cuDNN pick its fastest kernels. (GPU runs are
-            # therefore not bit-reproducible; CPU runs are.)
-            torch.backends.cudnn.benchmark = True
+        # Before anything lands on the device: a reused worker's earlier run must not leak in.
+        prepare_device(self.device, cfg.train.compile, cfg.train.cudnn_benchmark)
+        log(describe_device(self.device))
         seed_everything(cfg.train.seed)
 
         data = data if data is not None else load_data(cfg.data, log=log)
+        data, validation = hold_out_validation(data, cfg.data.val_size)
         if cfg.train.batch_size > len(data.train_labels):
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the "
                               f"training set ({len(data.train_labels)} images)")
@@ -92,6 +98,9 @@ class Trainer:
         self.test_loader = DeviceLoader(
             data.test_images, data.test_labels, batch_size=cfg.train.eval_batch_size,
             train=False, **loader_options)
+        # Evaluated every epoch when data.val_size > 0: what "best epoch" is chosen on.
+        self.val_loader = None if validation is None else DeviceLoader(
+            *validation, batch_size=cfg.train.eval_batch_size, train=False, **loader_options)
         # The only source of data-order and augmentation randomness; checkpointed.
         self.data_generator = torch.Generator().manual_seed(cfg.train.seed)
 
@@ -145,6 +154,12 @@ class Trainer:
             if on_step is not None:
                 on_step(step, steps)
         train_loss, train_correct = loss_sum.item(), correct.item()  # syncs the device
+        if not math.isfinite(train_loss):
+            # Stop before this epoch counts: its NaN weights must not replace the last
+            # good checkpoint, and training on would only report NaN to the end.
+            raise TrainingDiverged(
+                f"epoch {self.epoch + 1}: the training loss is {train_loss} (training "
+                f"diverged); lower train.lr (now {lr:g}) or check the data")
         train_time = time.perf_counter() - started
         test_loss, test_acc = self.evaluate()
         self.epoch += 1
@@ -158,23 +173,29 @@ class Trainer:
             M.EPOCH_TIME_S: time.perf_counter() - started,
             M.IMAGES_PER_S: seen / train_time,
         }
+        if self.val_loader is not None:
+            result[M.VAL_LOSS], result[M.VAL_ACC] = self.evaluate(self.val_loader)
+            result[M.EPOCH_TIME_S] = time.perf_counter() - started
         if self.device.type == "cuda":
             result[M.PEAK_GPU_MEM_MB] = torch.cuda.max_memory_reserved(self.device) / 2**20
         self.history.append(result)
         return result
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy on the test split."""
+    def evaluate(self, loader: Optional[DeviceLoader] = None) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy on the test split (or on ``loader``'s images)."""
+        loader = loader if loader is not None else self.test_loader
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for images, labels in self.test_loader.epoch(None):
-            with self._autocast():
-                logits = self.step_model(images)
-            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+        for images, labels in loader.epoch(None):
+            # No bf16 autocast here: logits in bf16 (8 bits of mantissa) tie or flip the
+            # argmax of near-equal classes, moving accuracy by more than the gaps a sweep
+            # compares. fp32 costs only the test pass; training keeps bf16.
+            logits = self.step_model(images).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
             correct += (logits.argmax(dim=1) == labels).sum()
-        count = self.test_loader.num_images
+        count = loader.num_images
         return loss_sum.item() / count, correct.item() / count
 
     def fit(self, on_epoch_end: Optional[EpochCallback] = None,
@@ -248,16 +269,59 @@ def check_architecture(state: dict[str, Any], model_cfg: ModelConfig) -> None:
                               "; ".join(differences) + ")")
 
 
+# Settings a run may change when it continues a checkpoint (train --checkpoint-dir): how
+# long, where and how fast it runs, and where the data lives. Every other key is the recipe
+# (model, data source and subsets, optimiser, schedule, seed), and must match the checkpoint.
+RUNTIME_KEYS = frozenset({
+    "train.epochs", "train.device", "train.threads", "train.amp", "train.compile",
+    "train.channels_last", "train.eval_batch_size", "data.root", "data.cache_dir",
+})
+
+
+def recipe_differences(state: dict[str, Any], cfg: TrialConfig) -> list[tuple[str, Any, Any]]:
+    """``(section.key, checkpoint's value, cfg's value)`` for every recipe setting that differs."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError("checkpoint has no configuration; not a ninsweep checkpoint")
+    differences = []
+    for section, values in cfg.to_dict().items():
+        stored = saved.get(section) if isinstance(saved.get(section), dict) else {}
+        for key, value in values.items():
+            name = f"{section}.{key}"
+            if name not in RUNTIME_KEYS and stored.get(key, "(unset)") != value:
+                differences.append((name, stored.get(key, "(unset)"), value))
+    return differences
+
+
+def check_recipe(state: dict[str, Any], cfg: TrialConfig, where: str = "checkpoint") -> None:
+    """Refuse to continue a checkpoint made with another recipe, naming the keys."""
+    differences = recipe_differences(state, cfg)
+    if differences:
+        shown = ", ".join(f"{name} (checkpoint {old!r}, requested {new!r})"
+                          for name, old, new in differences[:6])
+        more = f" and {len(differences) - 6} more" if len(differences) > 6 else ""
+        raise CheckpointError(f"{where} was made with a different recipe: {shown}{more}; "
+                              "use the checkpoint's settings or another --checkpoint-dir")
+
+
 def save_checkpoint(state: dict[str, Any], path: os.PathLike | str) -> Path:
-    """Write ``state`` atomically: a reader sees the old file or the new one, never half."""
+    """Write ``state`` atomically: a reader sees the old file or the new one, never half.
+
+    A failed write (disk full, read-only, quota) raises ``CheckpointError`` and leaves the
+    previous checkpoint as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, temporary)
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as err:  # torch reports a failed write as RuntimeError
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({_first_line(err)}); "
+                              "the previous checkpoint is unchanged") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
     return path
 
 

@@ -151,6 +151,66 @@ def check_analysable(exp_dir: Path, tmp_path: Path, *, expect_trials: Optional[i
     assert analysis.format_table(configs, sig)
     paths = analysis.write_csvs(exp, tmp_path / "check-results.csv")
     assert len(pd.read_csv(paths[0])) == len(exp.trials)
+    effects = pd.read_csv(paths[2])
+    assert {"factor", "level", "baseline", "effect_pct", "ci_low_pct", "ci_high_pct", "p", "n"} <= set(effects.columns)
     md = report.write_report(exp, tmp_path / "check-report")
     assert md.is_file() and md.stat().st_size > 0
     return exp
+
+
+# ---------------------------------------------------------------- designs with known effects
+
+def factorial_specs(levels: dict[str, list], truth, seeds, *, rng, noise: float = 0.3,
+                    seed_sd: float = 0.0, keep=None, missing=(), epochs: int = DEFAULT_EPOCHS
+                    ) -> list[dict[str, Any]]:
+    """Trial specs (for ``make_experiment`` / ``trial_frame``) of a grid with known effects.
+
+    ``levels``: grid key -> values (activation, batchnorm, init, or a dotted key such as
+    train.lr); ``truth(cell) -> accuracy %`` the true cell mean; each seed adds its own offset
+    (normal, ``seed_sd``: what pairing by seed removes) and each trial its noise. ``keep(cell)``
+    False leaves a cell out of the grid (an incomplete design); ``missing`` lists (cell
+    index, seed) pairs that never finished.
+    """
+    import itertools
+
+    offsets = {s: rng.normal(0.0, seed_sd) if seed_sd else 0.0 for s in seeds}
+    specs = []
+    cells = [dict(zip(levels, combo)) for combo in itertools.product(*levels.values())]
+    cells = [c for c in cells if keep is None or keep(c)]
+    for index, cell in enumerate(cells):
+        for s in seeds:
+            if (index, s) in missing:
+                continue
+            acc = truth(cell) + offsets[s] + rng.normal(0.0, noise)
+            base = {k: cell[k] for k in ("activation", "batchnorm", "init") if k in cell}
+            extra = {k: v for k, v in cell.items() if k not in base}
+            name = trial_name(base.get("activation", "relu"), base.get("batchnorm", False),
+                              base.get("init", "keras"), s)
+            if extra:
+                name += "-" + "-".join(f"{k}{v}" for k, v in extra.items())
+            specs.append({**base, "extra": extra, "seed": s, "final_acc": acc / 100.0,
+                          "epochs": epochs, "name": name})
+    return specs
+
+
+def trial_frame(specs: list[dict[str, Any]]):
+    """The per-trial table ``analysis.trial_table`` would give for these (finished) specs,
+    built in memory: for statistics tests that need many replicated experiments."""
+    import pandas as pd
+
+    from ninsweep import analysis
+
+    rows = []
+    for spec in specs:
+        base = {"activation": spec.get("activation", "relu"), "batchnorm": spec.get("batchnorm", False),
+                "init": spec.get("init", "keras")}
+        extra = spec.get("extra", {})
+        rows.append({"trial": spec.get("name", ""), "config": analysis.config_label(**base, extra=extra),
+                     **base, "seed": spec.get("seed", 0), **extra, "status": analysis.FINISHED,
+                     "final_test_acc_pct": 100.0 * spec.get("final_acc", 0.5)})
+    df = pd.DataFrame(rows)
+    extras = [c for c in df.columns if c not in analysis.TRIAL_COLUMNS]
+    for col in analysis.TRIAL_COLUMNS:
+        if col not in df.columns:
+            df[col] = float("nan")
+    return df[analysis.TRIAL_COLUMNS[:6] + extras + analysis.TRIAL_COLUMNS[6:]]

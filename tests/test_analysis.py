@@ -246,7 +246,7 @@ def test_experiment_on_remote_storage_is_fetched_without_checkpoints(tmp_path, m
     assert [t.status for t in exp.trials] == ["finished", "finished"]
     assert exp.path.is_relative_to(tmp_path / "cache" / "experiments")
     assert not list(exp.path.rglob("checkpoint_*"))
-    trials_csv, _ = analysis.write_csvs(exp)
+    trials_csv, _, _ = analysis.write_csvs(exp)
     assert trials_csv.parent == exp.path and not (remote / "results.csv").exists()
 
 
@@ -313,6 +313,18 @@ def test_welch_p_value_matches_the_closed_form(known):
     cdf = 0.5 + 3 / 8 * (abs(t) / math.sqrt(1 + t * t / 4)) * (1 - u / 12)
     assert r["p_value"] == pytest.approx(2 * (1 - cdf), rel=1e-9)
     assert r["diff_vs_best_pct"] == pytest.approx(-3.0)
+
+
+def test_welch_and_t_quantiles_agree_with_scipy_stats():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    for nx, ny in ((2, 2), (3, 5), (7, 4)):
+        x, y = rng.normal(80, 1, nx), rng.normal(81, 3, ny)
+        ref = stats.ttest_ind(x, y, equal_var=False)
+        assert analysis.welch(x, y) == pytest.approx((ref.statistic, ref.df, ref.pvalue), rel=1e-9)
+    for df in (1, 2, 4.5, 30):
+        assert analysis.t_quantile(0.975, df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-12)
 
 
 def test_welch_with_unequal_variances_and_holm(known):
@@ -419,8 +431,9 @@ def test_reference_space_names():
 
 def test_write_csvs_default_and_named(tmp_path):
     exp = analysis.load_experiment(interrupted(tmp_path, space_name="lab4"))
-    t_path, c_path = analysis.write_csvs(exp)
-    assert (t_path.name, c_path.name) == ("results.csv", "results-configs.csv")
+    t_path, c_path, e_path = analysis.write_csvs(exp)
+    assert (t_path.name, c_path.name, e_path.name) == ("results.csv", "results-configs.csv",
+                                                       "results-effects.csv")
     assert t_path.parent == exp.path
     trials = pd.read_csv(t_path)
     assert len(trials) == 6 and set(trials["status"]) == {"finished", "incomplete", "error", "pending"}
@@ -436,7 +449,8 @@ def test_write_csvs_default_and_named(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    assert analysis.write_csvs(exp, out / "mine.csv") == (out / "mine.csv", out / "mine-configs.csv")
+    assert analysis.write_csvs(exp, out / "mine.csv") == (
+        out / "mine.csv", out / "mine-configs.csv", out / "mine-effects.csv")
     assert analysis.write_csvs(exp, out)[0] == out / "results.csv"
     assert analysis.csv_paths(exp, out / "plain")[1] == out / "plain-configs.csv"
     with pytest.raises(NinsweepError, match="no such directory"):
@@ -480,3 +494,84 @@ def test_status_lists_every_trial_and_the_peak_gpu_memory_when_recorded(tmp_path
 def test_status_has_no_gpu_column_for_cpu_runs(tmp_path):
     exp_dir = make_experiment(tmp_path, [{"activation": "elu"}], epochs=2)
     assert "peak GPU" not in analysis.format_status(analysis.load_experiment(exp_dir))
+
+
+# ------------------------------------------------------------------ the fast reader
+
+def test_experiment_reader_gives_the_same_histories_as_the_line_by_line_reader(tmp_path):
+    recs = [epoch_record(e, 0.1 * e) for e in (1, 2, 3)] + [epoch_record(2, 0.25), epoch_record(3, 0.35)]
+    specs = [{"seed": 0, "records": recs}, {"seed": 1, "final_acc": 0.6},
+             {"seed": 2, "done": 2, "tail": '{"epoch": 3, "train_lo'}]
+    exp = analysis.load_experiment(make_experiment(tmp_path, specs))
+    for t in exp.trials:
+        slow = analysis.load_history(t.trial_dir)  # every key, line by line
+        fast = t.history
+        assert list(fast["epoch"]) == list(slow["epoch"])
+        for col in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s",
+                    "images_per_s", "time_total_s"):
+            assert fast[col].tolist() == pytest.approx(slow[col].tolist()), (t.name, col)
+    assert list(exp.trials[0].history["test_acc"]) == pytest.approx([0.1, 0.25, 0.35])
+
+
+def test_a_nan_or_a_string_in_result_json_falls_back_to_the_line_reader(tmp_path):
+    d = tmp_path / "t"
+    d.mkdir()
+    lines = [json.dumps(epoch_record(1, 0.1)), json.dumps(epoch_record(2, 0.2)).replace('"lr": 0.1', '"lr": NaN'),
+             json.dumps({**epoch_record(3, 0.3), "lr": "n/a"})]
+    (d / "result.json").write_text("\n".join(lines) + "\n")
+    h = analysis.load_history(d, columns=analysis.HISTORY_COLUMNS)
+    assert list(h["epoch"]) == [1, 2, 3] and h["test_acc"].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert h["lr"].iloc[0] == pytest.approx(0.1) and h["lr"].iloc[1:].isna().all()
+
+
+def test_status_reads_only_the_columns_it_shows(tmp_path):
+    exp_dir = make_experiment(tmp_path, [{"seed": 0}, {"seed": 1, "done": 1}])
+    exp = analysis.load_experiment(exp_dir, columns=analysis.STATUS_COLUMNS)
+    assert set(exp.trials[0].metrics) <= set(analysis.STATUS_COLUMNS) | set(analysis.M.EPOCH_METRICS)
+    assert "1/3" in analysis.format_status(exp) and "peak GPU" not in analysis.format_status(exp)
+
+
+def test_many_trial_directories_are_read_in_parallel_with_the_same_result(tmp_path, monkeypatch):
+    specs = [{"seed": s, "final_acc": 0.5 + 0.001 * s} for s in range(40)]
+    exp_dir = make_experiment(tmp_path, specs)
+    monkeypatch.setattr(analysis, "READ_THREADS", 2)  # 40 >= 4 x 2: the thread pool
+    pooled = analysis.trial_table(analysis.load_experiment(exp_dir))
+    monkeypatch.setattr(analysis, "READ_THREADS", 100)  # serial
+    serial = analysis.trial_table(analysis.load_experiment(exp_dir))
+    pd.testing.assert_frame_equal(pooled, serial)
+    assert pooled["final_test_acc_pct"].tolist() == pytest.approx([50 + 0.1 * s for s in range(40)])
+
+
+def test_best_epoch_is_chosen_on_the_validation_split_when_there_is_one(tmp_path):
+    accs = [(0.50, 0.60), (0.70, 0.55), (0.65, 0.58)]  # (val_acc, test_acc) per epoch
+    recs = [{**epoch_record(e, test), "val_acc": val, "val_loss": 1.0} for e, (val, test) in enumerate(accs, 1)]
+    exp = analysis.load_experiment(make_experiment(tmp_path, [{"records": recs}]))
+    row = analysis.trial_table(exp).iloc[0]
+    # The test set would pick epoch 1 (60 %); the validation split picks epoch 2.
+    assert row["best_epoch"] == 2 and row["best_by"] == "val_acc"
+    assert row["best_test_acc_pct"] == pytest.approx(55.0) and row["final_val_acc_pct"] == pytest.approx(65.0)
+    plain = analysis.trial_table(analysis.load_experiment(
+        make_experiment(tmp_path, [{"records": [epoch_record(e, a) for e, (_, a) in enumerate(accs, 1)]}],
+                        name="plain"))).iloc[0]
+    assert plain["best_epoch"] == 1 and plain["best_by"] == "test_acc"
+
+
+# ------------------------------------------------------------------ effects CSV and --baseline
+
+def test_export_writes_the_effects_csv_and_refuses_an_unknown_baseline(tmp_path, capsys):
+    from ninsweep.cli import main
+
+    specs = lab4_trials({"ReLU": [85.0, 85.4, 85.2], "ReLU+BN": [87.1, 87.0, 87.6],
+                         "ELU": [85.9, 86.2, 85.8], "ELU+BN": [87.9, 88.1, 87.5]})
+    exp_dir = make_experiment(tmp_path, specs)
+    assert main(["export", str(exp_dir), "--baseline", "Swish"]) == 2
+    assert "no such config" in capsys.readouterr().err
+    assert not list(exp_dir.glob("results*.csv"))  # nothing written
+    assert main(["export", str(exp_dir), "--baseline", "ReLU"]) == 0
+    effects = pd.read_csv(exp_dir / "results-effects.csv")
+    for col in ("factor", "level", "baseline", "effect_pct", "ci_low_pct", "ci_high_pct", "p", "n"):
+        assert col in effects.columns, col
+    bn = effects[(effects["factor"] == "batchnorm") & (effects["level"].astype(str) == "true")].iloc[0]
+    assert bn["baseline"] == False or str(bn["baseline"]) == "false"  # noqa: E712
+    assert bn["ci_low_pct"] < bn["effect_pct"] < bn["ci_high_pct"] and bn["n"] == 12
+    assert set(effects[effects["factor"] == "config"]["level"]) == {"ReLU+BN", "ELU", "ELU+BN"}

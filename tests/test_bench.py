@@ -7,6 +7,7 @@ before any device time is spent.
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -86,6 +87,11 @@ def test_gpu_grid_runs_the_trials_of_lab4_yaml_in_order():
     cells = [(t.config.model.activation, t.config.model.batchnorm, t.config.model.init)
              for t in spec.trials]
     assert cells == grid.GRID
+    # The whole model, pool2: avg included, not just the grid values.
+    assert [t.config.model for t in spec.trials] == [grid.model_config(i)
+                                                     for i in range(len(grid.GRID))]
+    seeds = load_space(ROOT / "search_spaces" / "lab4-3seeds.yaml")
+    assert len(seeds.trials) == grid.PROJECTED_SPACES["lab4-3seeds"] * len(grid.GRID)
     assert spec.trials[0].config.train.epochs == grid.GRID_EPOCHS
 
 
@@ -113,6 +119,15 @@ def test_gpu_grid_schedule_projection():
     assert grid.interpolate({1: 1.0, 4: 4.0}, 8) == pytest.approx(4.0)
 
 
+def test_gpu_grid_projects_both_lab4_spaces():
+    grid = load_bench("gpu_grid")
+    forward = {grid.trial_name(*cell): 1.0 for cell in grid.GRID}
+    one = grid.schedule_seconds(grid.grid_trial_flop(forward), 4, {1: 1.0, 4: 4.0})
+    three = grid.schedule_seconds(grid.grid_trial_flop(forward, seeds=3), 4, {1: 1.0, 4: 4.0})
+    assert len(grid.grid_trial_flop(forward, seeds=3)) == 30
+    assert 2.5 * one < three <= 3 * one  # fuller slots: a little better than 3x
+
+
 def test_gpu_grid_rejects_bad_data_flags(tmp_path):
     done = subprocess.run([sys.executable, BENCH / "gpu_grid.py", "--device", "cpu", "--data",
                            "jpeg-zip", tmp_path / "missing.zip"], capture_output=True, text=True)
@@ -129,6 +144,12 @@ def test_train_loop_benchmark_prints_the_ratio(tmp_path):
     result = json.loads(out.read_text())
     assert positive(result["ratio"]["trainer"]) and result["ratio"]["plain"] == 1.0
     assert len(result["samples"]["trainer"]) == 2
+
+
+def test_space_benchmark_prints_the_ratio_and_per_size_rows():
+    done = run_bench(BENCH / "bench_space.py", "--sizes", "80,160")
+    assert "speed-up x" in done.stdout
+    assert [line.split()[0] for line in done.stdout.splitlines()[1:3]] == ["80", "160"]
 
 
 def test_checkpoint_benchmark_reports_size_time_and_memory(tmp_path):
@@ -162,3 +183,109 @@ def test_sweep_and_ray_trial_benchmarks_run_in_the_namespace(tmp_path):
     run_bench(BENCH / "bench_train_loop.py", "--ray", "--train-size", 128, "--test-size", 32,
               "--image-size", 16, "--rounds", 1, "--threads", 1, "--json", out, timeout=600)
     assert positive(json.loads(out.read_text())["ratio"]["ray"])
+
+
+def test_analysis_benchmark_times_export_and_status_against_the_bare_read(tmp_path):
+    out = tmp_path / "analysis.json"
+    done = run_bench(BENCH / "bench_analysis.py", "--trials", 80, "--epochs", 3, "--repeats", 1,
+                     "--workdir", tmp_path, "--json", out)
+    assert "bare loop" in done.stdout and "export" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["ratio"]["bare loop"] == 1.0
+    for command in ("export", "status"):
+        assert positive(result["median_s"][command]) and positive(result["ratio"][command])
+    assert result["effects_rows"] > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("bench-analysis-")]  # cleaned up
+
+
+# -- the device check: bench/run_gpu.sh ----------------------------------------------------
+
+def tiny_jpeg_zip(path, size=16, train=6, test=3):
+    """An imagefolder zip like cifar10-jpeg.zip (cifar10/{train,test}/<class>/*.jpg), tiny."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w") as archive:
+        for split, count in (("train", train), ("test", test)):
+            for label in range(10):
+                for index in range(count):
+                    pixels = rng.integers(0, 60, (size, size, 3)) + 19 * label
+                    buffer = io.BytesIO()
+                    Image.fromarray(pixels.astype(np.uint8)).save(buffer, "JPEG")
+                    archive.writestr(f"cifar10/{split}/c{label}/{index:04d}.jpg",
+                                     buffer.getvalue())
+    return path
+
+
+def test_fidelity_probe_scales_the_reference_lr_steps():
+    probe = load_bench("fidelity_probe")
+    assert probe.scaled_milestones(164) == [81, 122]
+    assert probe.scaled_milestones(40) == [20, 30]
+    assert probe.scaled_milestones(2) == [1, 1]
+    # Epochs in all: the first, plus as many as fit in the time left, capped.
+    assert probe.plan_epochs(first_epoch_s=4.0, seconds_left=41.0, max_epochs=164) == 11
+    assert probe.plan_epochs(4.0, 41.0, max_epochs=5) == 5
+    assert probe.plan_epochs(4.0, -3.0, max_epochs=164) == 1
+
+
+def test_device_check_summary_reports_failed_and_missing_parts_without_numbers(tmp_path):
+    summary = load_bench("gpu_check_summary")
+    (tmp_path / "status.txt").write_text("eager 124\ncompile 1\nfidelity skipped: no zip\n")
+    (tmp_path / "grid_compile.json").write_text(json.dumps(
+        {"format": 1, "error": "RuntimeError: worker 0: expected 'ready'\nInvalidBackend: x"}))
+    summary.main([str(tmp_path)])
+    result = json.loads((tmp_path / "device_check.json").read_text())
+    assert result["parts"] == {"eager": "timed out (killed by its time limit)",
+                               "compile": "failed (exit 1): InvalidBackend: x",
+                               "fidelity": "skipped: no zip"}
+    assert result["eager"] is None and result["compile"] is None and result["fidelity"] is None
+    text = (tmp_path / "summary.md").read_text()
+    assert "no throughput was measured, so nothing is projected" in text
+    assert "TFLOP" not in text.split("## (a)", 1)[1].split("## (b)", 1)[0].replace(
+        "TFLOP/s |", "")  # no table rows were invented
+
+
+@pytest.mark.slow
+def test_device_check_runs_every_part_on_cpu_and_survives_a_failing_compile(tmp_path):
+    # The whole of bench/run_gpu.sh at tiny sizes on CPU. The compile part is given a
+    # backend that does not exist, so it fails the way a broken torch.compile would: the
+    # check must report that and still run the fidelity probe and the summary.
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable,
+               CIFAR_ZIP=str(tiny_jpeg_zip(tmp_path / "tiny.zip")),
+               COMPILE_BACKEND="no_such_backend",
+               # Generous budgets: on 2 shared cores a part can take minutes; the budgets'
+               # own logic is what --tiny's defaults and the GPU run exercise.
+               GPU_CHECK_BUDGET_S="1500", GRID_EAGER_S="400", GRID_COMPILE_S="300")
+    done = subprocess.run(["bash", str(BENCH / "run_gpu.sh"), "--tiny"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1700)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((out / "device_check.json").read_text())
+    assert result["parts"]["eager"] == "ok" and result["parts"]["fidelity"] == "ok"
+    assert result["parts"]["compile"].startswith("failed (exit 1)")
+    assert "no_such_backend" in result["parts"]["compile"]
+
+    eager = result["eager"]
+    assert [row["models"] for row in eager["rows"]] == [1, 2]
+    for row in eager["rows"]:
+        assert positive(row["aggregate_images_per_s"]) and positive(row["mfu_measured_peak"])
+        assert set(row["projected_minutes"]) == {"lab4", "lab4-3seeds"}
+        assert all(positive(v) for v in row["projected_minutes"].values())
+    assert positive(eager["trial_start_s"])
+
+    fidelity = result["fidelity"]
+    assert set(fidelity["models"]) == {"ELU+BN+WI", "ReLU"}
+    epochs = fidelity["plan"]["epochs"]
+    assert 1 <= epochs <= 3
+    for model in fidelity["models"].values():
+        assert [r["epoch"] for r in model["history"]] == list(range(1, epochs + 1))
+        assert all(0 <= r["test_acc"] <= 1 for r in model["history"])
+
+    text = (out / "summary.md").read_text()
+    for heading in ("## (a) Throughput", "## (b) Fidelity probe", "## (c) Projected wall time"):
+        assert heading in text
+    assert "**torch.compile:** no measurement (failed" in text

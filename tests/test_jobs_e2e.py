@@ -138,7 +138,7 @@ def test_job_gets_the_project_and_connects_with_the_token(head, tmp_path):
         status, logs = _run(head, sub)
     print(f"probe job: {status} in {time.monotonic() - started:.1f} s")
     assert status == "SUCCEEDED", logs
-    assert "PROBE space search_spaces/lab4.yaml True" in logs
+    assert "PROBE space lab4.yaml True" in logs  # the space alone, not the checkout
     package_line = next(line for line in logs.splitlines() if line.startswith("PROBE package"))
     assert str(REPO) not in package_line, "the job imported the checkout, not what it shipped"
     assert "PROBE worker ('ninsweep'" in logs

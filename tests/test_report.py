@@ -107,3 +107,114 @@ def test_report_does_not_switch_the_pyplot_backend(tmp_path):
 @pytest.mark.parametrize("seconds,text", [(12.34, "12.3s"), (312, "5m12s"), (10740, "2h59m"), (None, "-")])
 def test_durations(seconds, text):
     assert report.fmt_duration(seconds) == text
+
+
+# ------------------------------------------------------------------ factor effects, honest numbers
+
+def factorial_experiment(tmp_path, diverged=False):
+    import numpy as np
+
+    from analysis_fixtures import factorial_specs
+
+    levels = {"activation": ["relu", "elu"], "batchnorm": [False, True]}
+    specs = factorial_specs(levels, lambda c: 80 + 2 * c["batchnorm"] + 0.5 * (c["activation"] == "elu"),
+                            range(3), rng=np.random.default_rng(0), noise=0.3, epochs=12)
+    specs.append({"activation": "maxout", "batchnorm": True, "seed": 0, "epochs": 12,
+                  "final_acc": 0.10 if diverged else 0.81})
+    return analysis.load_experiment(make_experiment(tmp_path, specs, space_name="grid", epochs=12))
+
+
+def test_report_has_factor_effects_with_a_forest_plot_and_one_error_convention(tmp_path):
+    exp = factorial_experiment(tmp_path)
+    out = tmp_path / "rep"
+    md = report.write_report(exp, out, baseline="ReLU").read_text()
+    assert md.count("**Error convention:**") == 1 and "95% confidence interval" in md
+    assert "min-max" not in md and "min–max over seeds" not in md
+    effects_md = md.split("## Factor effects", 1)[1].split("\n## ", 1)[0]
+    rows = table_rows(md, "### Main effects")
+    bn = next(r for r in rows if r.startswith("| batchnorm "))
+    assert "true vs false" in bn and "activation in {relu, elu}" in bn  # Maxout ran only with BN
+    assert "Not a full factorial" in effects_md
+    for fig in (report.FIG_EFFECTS, report.FIG_INTERACTIONS):
+        assert_png(out / fig)
+        assert f"]({fig})" in effects_md
+    assert "activation x batchnorm" in effects_md
+    base = md.split("## Against the baseline ReLU", 1)[1].split("\n## ", 1)[0]
+    assert "ReLU+BN vs ReLU" in base and "Maxout+BN vs ReLU" in base
+
+
+def test_report_with_an_unknown_baseline_writes_nothing(tmp_path):
+    from ninsweep.errors import NinsweepError
+
+    exp = factorial_experiment(tmp_path)
+    with pytest.raises(NinsweepError, match="no such config"):
+        report.write_report(exp, tmp_path / "rep", baseline="Swish")
+    assert not (tmp_path / "rep").exists()
+
+
+def legend_texts(fig):
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def test_curves_one_seed_has_no_band_and_a_diverged_config_is_off_the_zoom(tmp_path):
+    exp = factorial_experiment(tmp_path, diverged=True)
+    trials, configs, _ = analysis.tables(exp)
+    curves = report._curves(exp, trials)
+    colors = report._colors(list(configs["config"]))
+    fig = report._curve_figure(curves, configs, colors, "test_acc", 100.0, "acc", "t", True)
+    texts = legend_texts(fig)
+    assert "Maxout+BN (n=1, no band)" in texts and "ReLU (n=3)" in texts
+    assert "band: 95% CI of the mean (n >= 2)" in texts
+    full, zoom = fig.axes[:2]
+    assert "off scale: Maxout+BN" in zoom.get_title()
+    lo, hi = zoom.get_ylim()
+    assert lo > 30  # the diverged config (10 %) does not set the zoom's range
+    # Every config has its own marker, so coinciding curves stay visible.
+    markers = [line.get_marker() for line in full.get_lines()]
+    assert len(set(markers)) == len(configs)
+
+
+def test_a_lone_seed_config_gets_no_band_in_the_legend(tmp_path):
+    exp = analysis.load_experiment(make_experiment(tmp_path, [{"seed": 0, "final_acc": 0.5}]))
+    trials, configs, _ = analysis.tables(exp)
+    fig = report._curve_figure(report._curves(exp, trials), configs, report._colors(list(configs["config"])),
+                               "test_acc", 100.0, "acc", "t", True)
+    assert not any(t.startswith("band") for t in legend_texts(fig))
+
+
+def test_bands_are_confidence_intervals_clipped_to_the_metric_range():
+    import numpy as np
+    import pandas as pd
+
+    wide = pd.DataFrame({0: [10.0, 99.0], 1: [90.0, 99.5], 2: [50.0, 100.0]}, index=[1, 2])
+    mean, lo, hi, count = report.mean_ci(wide, (0.0, 100.0))
+    assert mean[1] == pytest.approx(50.0) and lo[1] == 0.0 and hi[1] == 100.0  # t: 50 ± 99
+    half = 4.302652729911275 * np.std([99.0, 99.5, 100.0], ddof=1) / np.sqrt(3)
+    assert lo[2] == pytest.approx(99.5 - half) and hi[2] == 100.0
+    one = report.mean_ci(pd.DataFrame({0: [5.0]}), (0.0, 100.0))
+    assert np.isnan(one[1].iloc[0]) and one[3].iloc[0] == 1
+
+
+def test_off_scale_finds_the_diverged_config_only():
+    assert report.off_scale({"a": 91.0, "b": 90.5, "c": 90.8, "d": 10.0}) == {"d"}
+    assert report.off_scale({"a": 91.0, "b": 90.5, "c": 89.0, "d": 88.0}) == set()
+    assert report.off_scale({"a": 91.0, "b": 10.0}) == set()  # two configs: nothing to compare
+
+
+def test_final_accuracy_figure_keeps_a_diverged_config_at_its_edge(tmp_path):
+    exp = factorial_experiment(tmp_path, diverged=True)
+    trials, configs, _ = analysis.tables(exp)
+    fig = report._final_figure(trials, configs, report._colors(list(configs["config"])), exp)
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo > 70 and hi < 90  # the others' spread, not 10-85
+    assert any("10.0 (off scale)" in t.get_text() for t in fig.axes[0].texts)
+
+
+def test_report_says_what_chose_the_best_epoch(tmp_path):
+    from analysis_fixtures import epoch_record
+
+    recs = [{**epoch_record(e, 0.5), "val_acc": 0.4 + 0.1 * e, "val_loss": 1.0} for e in (1, 2, 3)]
+    with_val = analysis.load_experiment(make_experiment(tmp_path, [{"records": recs}], name="v"))
+    assert "highest validation accuracy" in report.write_report(with_val, tmp_path / "rv").read_text()
+    plain = analysis.load_experiment(make_experiment(tmp_path, [{"seed": 0}], name="p"))
+    assert "chosen on the test set, so optimistic" in report.write_report(plain, tmp_path / "rp").read_text()

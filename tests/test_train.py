@@ -124,3 +124,20 @@ def test_cuda_request_without_cuda_is_a_config_error(tmp_path):
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="train.device"):
         Trainer(tiny_config(tmp_path, device="cuda"))
+
+
+def test_a_validation_split_is_held_out_of_training_and_evaluated_every_epoch(tmp_path):
+    from ninsweep.errors import DataError
+
+    base = tiny_config(tmp_path, epochs=1)
+    cfg = TrialConfig.from_dict({**base.to_dict(), "data": {**base.to_dict()["data"], "val_size": 32}})
+    trainer = Trainer(cfg)
+    assert trainer.train_loader.num_images == 64 and trainer.val_loader.num_images == 32
+    result = trainer.train_one_epoch()
+    assert 0.0 <= result[M.VAL_ACC] <= 1.0 and result[M.VAL_LOSS] > 0
+    assert Trainer(tiny_config(tmp_path)).val_loader is None  # default: no validation split
+    too_big = TrialConfig.from_dict({**base.to_dict(), "data": {**base.to_dict()["data"], "val_size": 96}})
+    with pytest.raises(DataError, match="data.val_size=96"):
+        Trainer(too_big)
+    with pytest.raises(ConfigError, match="data.val_size"):
+        TrialConfig.from_dict({**base.to_dict(), "data": {**base.to_dict()["data"], "val_size": -1}})

@@ -1,0 +1,555 @@
+"""Resume that loses no work, and faults that end in one line (issue 9, resume half).
+
+Without Ray: the pre-flight checks of a space's trials, finding the newest checkpoint that
+loads (falling back past damaged ones), ``status`` showing checkpointed progress, and the
+removal of killed processes' staging directories.
+
+With Ray (inside tests/run.sh's loopback namespace): the driver SIGKILLed after checkpoints
+Tune's snapshot has not registered, then checkpoints truncated and deleted; SIGKILL before
+the first report, SIGTERM, a deleted trial directory; a trial whose data cannot be decoded.
+Every check is on what is on disk afterwards: which epochs each trial trained, and when.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ninsweep import metrics as M
+from ninsweep.checkpoints import (list_states, load_newest, remove_stale_staging,
+                                  staging_directory, state_file_name)
+from ninsweep.cli import main
+from ninsweep.config import TrialConfig
+from ninsweep.space import load_space
+from ninsweep.train import Trainer, load_checkpoint, save_checkpoint
+
+from ray_support import (SPACES, cli_env, needs_netns, ninsweep, reported_records,
+                         start_ninsweep, wait_until)
+
+try:
+    from .analysis_fixtures import make_experiment
+except ImportError:
+    from analysis_fixtures import make_experiment
+
+FAULT_SPACE = SPACES / "fault.yaml"  # two trials, 6 epochs, a checkpoint every epoch, keep 2
+TRIALS = ("elu-bn-he-s0", "relu-bn-he-s0")
+EPOCHS = 6
+
+
+def _space(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _synthetic_space(tmp_path: Path, extra: str) -> Path:
+    """Two trials on 100 synthetic images; ``extra`` (YAML) replaces whole sections."""
+    import yaml
+
+    space = {"name": "preflight", "grid": [{"activation": ["elu", "relu"]}],
+             "data": {"source": "synthetic", "synthetic_train_size": 100,
+                      "synthetic_test_size": 20},
+             "train": {"epochs": 1, "batch_size": 32}}
+    space.update(yaml.safe_load(extra))
+    return _space(tmp_path, yaml.safe_dump(space))
+
+
+def _write_images(root: Path, classes: dict[str, int], size: int = 16) -> None:
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name, count in classes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                Image.new("RGB", (size, size), (index * 20 % 255, 40, 90)).save(folder / f"{index}.png")
+
+
+# -- pre-flight: before Ray starts ----------------------------------------------------------
+
+@pytest.mark.parametrize("extra,problem", [
+    ("train: {epochs: 1, batch_size: 128}\n",
+     "train.batch_size: 128 is larger than the training set (100 images)"),
+    ("data: {source: synthetic, synthetic_train_size: 100, train_subset: 200}\n",
+     "data.train_subset: 200 but the train split of synthetic has 100 images"),
+    ("data: {source: synthetic, synthetic_train_size: 100, train_subset: 16}\n",
+     "train.batch_size: 32 is larger than the training set (16 images)"),
+    ("data: {source: cifar10, test_subset: 20000}\n",
+     "data.test_subset: 20000 but the test split of cifar10 has 10000 images"),
+    ("model: {num_classes: 7}\n", "model.num_classes: 7 but the synthetic data has 10 classes"),
+])
+def test_preflight_refuses_trials_that_cannot_run_before_ray_starts(tmp_path, capsys, extra,
+                                                                    problem):
+    import ray
+
+    space = _synthetic_space(tmp_path, extra)
+    storage = tmp_path / "results"
+    assert main(["run", str(space), "--storage", str(storage)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ninsweep: error: ") and "\n" not in err
+    assert problem in err and "trial elu-nobn-keras-s0" in err and "(and 1 more trial)" in err
+    assert not ray.is_initialized() and not storage.exists()
+    assert main(["run", str(space), "--dry-run"]) == 2  # the dry run checks the same
+    assert problem in capsys.readouterr().err
+
+
+def test_a_cuda_trial_without_gpus_is_refused_before_ray_starts(tmp_path, capsys):
+    import ray
+
+    space = _synthetic_space(tmp_path, "train: {epochs: 1, device: cuda}\n")
+    storage = tmp_path / "results"
+    assert main(["run", str(space), "--storage", str(storage)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ninsweep: error: ") and "\n" not in err
+    assert "train.device: 'cuda' in trial elu-nobn-keras-s0, but each trial asks Ray for no GPU" in err
+    assert not ray.is_initialized() and not storage.exists()
+    assert main(["run", str(space), "--dry-run"]) == 2
+    assert "asks Ray for no GPU" in capsys.readouterr().err
+
+
+def test_preflight_counts_an_image_folder_without_decoding_it(tmp_path, capsys):
+    root = tmp_path / "images"
+    _write_images(root, {"cat": 3, "dog": 2})
+    (root / "train" / "cat" / "broken.png").write_bytes(b"not a png")  # counted, not decoded
+    space = _space(tmp_path, f"""\
+        name: folder
+        grid:
+          - activation: [relu]
+        data: {{source: imagefolder, root: {root}}}
+        model: {{num_classes: 2}}
+        train: {{epochs: 1, batch_size: 8}}
+        """)
+    assert main(["run", str(space), "--dry-run"]) == 2
+    assert "train.batch_size: 8 is larger than the training set (6 images)" in capsys.readouterr().err
+    three = _space(tmp_path, space.read_text().replace("num_classes: 2", "num_classes: 3")
+                   .replace("batch_size: 8", "batch_size: 4"), "three.yaml")
+    assert main(["run", str(three), "--dry-run"]) == 2
+    assert "model.num_classes: 3 but the imagefolder data has 2 classes" in capsys.readouterr().err
+    fits = _space(tmp_path, space.read_text().replace("batch_size: 8", "batch_size: 4"), "ok.yaml")
+    assert main(["run", str(fits), "--dry-run"]) == 0
+
+
+def test_resume_runs_the_preflight_on_the_manifest_before_ray(tmp_path, capsys):
+    import ray
+
+    from ninsweep.storage import write_manifest
+
+    spec = load_space(_synthetic_space(tmp_path, "train: {epochs: 1, batch_size: 128}\n"))
+    experiment = tmp_path / "results" / "preflight"
+    write_manifest(str(experiment), spec.to_manifest())
+    assert main(["resume", str(experiment)]) == 2
+    assert ("train.batch_size: 128 is larger than the training set (100 images)"
+            in capsys.readouterr().err)
+    assert not ray.is_initialized()
+    assert sorted(p.name for p in experiment.iterdir()) == ["ninsweep.json"]
+
+
+def test_preflight_accepts_the_shipped_spaces():
+    from ninsweep.preflight import check_trials
+
+    for path in sorted((SPACES.parent.parent / "search_spaces").glob("*.yaml")):
+        check_trials(load_space(path))
+    check_trials(load_space(FAULT_SPACE))
+
+
+# -- the newest checkpoint that loads -------------------------------------------------------
+
+def _tiny_config(epochs: int = 3) -> TrialConfig:
+    return TrialConfig.from_dict({
+        "data": {"source": "synthetic", "synthetic_train_size": 64, "synthetic_test_size": 32,
+                 "synthetic_image_size": 16},
+        "train": {"epochs": epochs, "batch_size": 32, "threads": 1}})
+
+
+@pytest.fixture(scope="module")
+def tiny_states(tmp_path_factory):
+    """The states of a tiny run after epochs 1, 2 and 3."""
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ.setdefault("NINSWEEP_CACHE_DIR", str(cache))
+    states = []
+    Trainer(_tiny_config()).fit(lambda result, trainer: states.append(trainer.state_dict()))
+    return states
+
+
+def test_newest_loadable_state_wins_whatever_its_directory(tmp_path, tiny_states):
+    """Tune's counter, restored from a stale snapshot, can put a newer state into an older
+    checkpoint directory: the epoch in the file name orders them, not the directory."""
+    trial_dir = tmp_path / "trial"
+    save_checkpoint(tiny_states[0], trial_dir / "checkpoint_000000" / state_file_name(1))
+    save_checkpoint(tiny_states[2], trial_dir / "checkpoint_000001" / state_file_name(3))
+    save_checkpoint(tiny_states[1], trial_dir / "checkpoint_000002" / state_file_name(2))
+    (trial_dir / "checkpoint_000003").mkdir()  # a placeholder for a deleted one: no state
+    assert [s.epoch for s in list_states(str(trial_dir))] == [3, 2, 1]
+
+    trainer = Trainer(_tiny_config())
+    restored = load_newest(str(trial_dir), list_states(str(trial_dir)), trainer.load_state_dict,
+                           load_checkpoint, tmp_path)
+    assert trainer.epoch == 3 and restored.source.checkpoint_dir == "checkpoint_000001"
+    assert restored.describe("t") == "t: resumed after epoch 3 from checkpoint_000001/state-epoch-00003.pt"
+
+
+def test_damaged_newest_states_fall_back_to_an_older_intact_one(tmp_path, tiny_states):
+    trial_dir = tmp_path / "trial"
+    for epoch, state in enumerate(tiny_states, start=1):
+        save_checkpoint(state, trial_dir / f"checkpoint_{epoch - 1:06d}" / state_file_name(epoch))
+    newest = trial_dir / "checkpoint_000002" / state_file_name(3)
+    newest.write_bytes(newest.read_bytes()[:4096])  # a node died mid-write
+    other = Trainer(_tiny_config()).state_dict()
+    other["config"]["model"]["activation"] = "elu"  # not this trial's architecture
+    save_checkpoint(other, trial_dir / "checkpoint_000001" / state_file_name(2))
+    intact = (trial_dir / "checkpoint_000000" / state_file_name(1)).read_bytes()
+
+    trainer = Trainer(_tiny_config())
+    restored = load_newest(str(trial_dir), list_states(str(trial_dir)), trainer.load_state_dict,
+                           load_checkpoint, tmp_path)
+    assert trainer.epoch == 1 and [s.epoch for s, _ in restored.skipped] == [3, 2]
+    line = restored.describe("t")
+    assert line.startswith("t: resumed after epoch 1 from checkpoint_000000/state-epoch-00001.pt "
+                           "(skipped damaged checkpoint_000002/state-epoch-00003.pt: unreadable")
+    assert "different architecture" in line and "\n" not in line
+    assert (trial_dir / "checkpoint_000000" / state_file_name(1)).read_bytes() == intact
+
+    nothing = load_newest(str(trial_dir), [s for s in list_states(str(trial_dir)) if s.epoch > 1],
+                          Trainer(_tiny_config()).load_state_dict, load_checkpoint, tmp_path)
+    assert nothing.state is None and nothing.describe("t").startswith("t: starting at epoch 1 (")
+
+
+def test_checkpoints_on_remote_storage_are_listed_and_fetched(tmp_path, tiny_states,
+                                                              monkeypatch):
+    """s3:// and gs:// trial directories: listed through pyarrow, states copied into the
+    staging directory to load (served here from a local folder, as in test_analysis)."""
+    import pyarrow.fs
+
+    from ninsweep import checkpoints
+
+    bucket = tmp_path / "bucket"
+    save_checkpoint(tiny_states[0], bucket / "trial" / "checkpoint_000000" / state_file_name(1))
+    save_checkpoint(tiny_states[1], bucket / "trial" / "checkpoint_000001" / state_file_name(2))
+    newest = bucket / "trial" / "checkpoint_000001" / state_file_name(2)
+    newest.write_bytes(newest.read_bytes()[:3000])
+
+    def filesystem(location):
+        assert location.startswith("s3://bucket")
+        return pyarrow.fs.LocalFileSystem(), str(bucket) + location[len("s3://bucket"):]
+
+    monkeypatch.setattr(checkpoints, "filesystem", filesystem)
+    states = list_states("s3://bucket/trial")
+    assert [s.epoch for s in states] == [2, 1]
+    trainer = Trainer(_tiny_config())
+    with staging_directory() as staging:
+        restored = load_newest("s3://bucket/trial", states, trainer.load_state_dict,
+                               load_checkpoint, staging)
+        assert sorted(p.name for p in staging.iterdir()) == [state_file_name(1), state_file_name(2)]
+    assert trainer.epoch == 1 and [s.epoch for s, _ in restored.skipped] == [2]
+    assert not staging.exists()
+    assert list_states("s3://bucket/missing") == []
+
+
+def test_status_shows_checkpointed_progress_beyond_result_json(tmp_path, tiny_states, capsys):
+    exp = make_experiment(tmp_path, [{"activation": "elu", "epochs": 5, "done": 2},
+                                     {"activation": "relu", "epochs": 5, "done": 2}])
+    save_checkpoint(tiny_states[2], exp / "elu-s0" / "checkpoint_000002" / state_file_name(3))
+    save_checkpoint(tiny_states[1], exp / "relu-s0" / "checkpoint_000001" / state_file_name(2))
+    assert main(["status", str(exp)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index(next(line for line in lines if line.startswith("elu-s0")))
+    assert "2/5" in lines[at]
+    assert lines[at + 1].strip().startswith("checkpointed through epoch 3/5")
+    relu = lines.index(next(line for line in lines if line.startswith("relu-s0")))
+    assert relu + 1 == len(lines) or "checkpointed" not in lines[relu + 1]
+
+
+# -- staging directories of killed processes --------------------------------------------------
+
+def test_staging_directories_of_killed_processes_are_removed(tmp_path):
+    """A trial killed while it stages a checkpoint (SIGKILL skips every finally) leaves its
+    staging directory; the next trial on the machine removes it, and only it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""\
+            import sys, time
+            from ninsweep.checkpoints import staging_directory
+            with staging_directory() as directory:
+                (directory / "state-epoch-00001.pt").write_bytes(b"x" * 100000)
+                print(directory.parent, flush=True)
+                time.sleep(600)
+            """)],
+        env={**os.environ, "TMPDIR": str(tmp_path)}, stdout=subprocess.PIPE, text=True)
+    killed = Path(holder.stdout.readline().strip())
+    assert killed.is_dir() and killed.parent == tmp_path
+    assert remove_stale_staging(str(tmp_path)) == []  # alive: left alone
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(30)
+    with staging_directory() as mine:
+        pass
+    assert not mine.exists()  # removed on a normal exit
+    os.environ["TMPDIR"] = str(tmp_path)
+    try:
+        import tempfile
+
+        tempfile.tempdir = None
+        with staging_directory() as live:
+            assert remove_stale_staging(str(tmp_path)) == [killed]
+            assert live.is_dir() and not killed.exists()
+    finally:
+        del os.environ["TMPDIR"]
+        tempfile.tempdir = None
+
+
+# -- with Ray: the driver killed, checkpoints damaged, SIGTERM, a trial that cannot run -------
+
+def _loadable(trial_dir: Path) -> list:
+    """The trial's states on storage that load, newest epoch first."""
+    found = []
+    for state in list_states(str(trial_dir)):
+        try:
+            load_checkpoint(state.path)
+        except Exception:
+            continue
+        found.append(state)
+    return found
+
+
+def _newest_epoch(trial_dir: Path) -> int:
+    return max((s.epoch for s in list_states(str(trial_dir))), default=0)
+
+
+def _epochs_trained_since(records: list[dict]) -> list[int]:
+    """The epochs these result records trained (a replayed record was not trained)."""
+    return [r[M.EPOCH] for r in records if not r.get(M.REPLAYED)]
+
+
+def _assert_finished_intact(experiment: Path, tmp_path: Path) -> None:
+    """Every trial has epochs 1..6 in its history and a newest state that loads at epoch 6."""
+    from ninsweep.analysis import load_history
+
+    for name in TRIALS:
+        assert list(load_history(experiment / name)[M.EPOCH]) == list(range(1, EPOCHS + 1)), name
+        newest = _loadable(experiment / name)[0]
+        assert newest.epoch == EPOCHS and load_checkpoint(newest.path)["epoch"] == EPOCHS
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@needs_netns
+def test_resume_continues_from_the_newest_checkpoint_past_damaged_ones(tmp_path):
+    """SIGKILL the driver once both trials have 3+ checkpoints, which Tune's snapshot lags
+    (it is forced only every `keep` checkpoints here); truncate one trial's newest state and
+    delete every checkpoint but the newest of the other (Tune's registered one with them).
+    Resume continues each from the newest state that loads and trains no epoch it covers."""
+    from ninsweep.analysis import load_history
+
+    env = cli_env(tmp_path)
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "100000"  # no timed snapshots during the run
+    experiment = tmp_path / "results" / "fault"
+    log = tmp_path / "run.log"
+    driver = start_ninsweep("run", FAULT_SPACE, "--storage", experiment.parent, env=env, log=log)
+    wait_until(lambda: all(_newest_epoch(experiment / t) >= 3 for t in TRIALS), 300,
+               "three checkpoints of each trial", driver, log)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+
+    elu, relu = (experiment / t for t in TRIALS)
+    elu_states, relu_states = _loadable(elu), _loadable(relu)
+    assert elu_states[0].epoch < EPOCHS and relu_states[0].epoch < EPOCHS, "finished too soon"
+    truncated = Path(elu_states[0].path)
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    elu_from = elu_states[1].epoch
+    relu_from = relu_states[0].epoch
+    for checkpoint in relu.glob("checkpoint_*"):
+        if checkpoint.name != relu_states[0].checkpoint_dir:
+            shutil.rmtree(checkpoint)
+    logged = {t: len(reported_records(experiment / t)) for t in TRIALS}
+
+    resumed = ninsweep("resume", experiment, env=env, timeout=500)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-4000:]
+    assert "2/2 trials finished, 0 errored" in resumed.stdout
+    assert "Traceback" not in output and "Could not recover" not in output
+    # The trainables' own lines are in their trial logs (the console holds ninsweep's only).
+    trial_logs = "".join((experiment / t / "trial.log").read_text() for t in TRIALS)
+    elu_line = next(line for line in trial_logs.splitlines() if "elu-bn-he-s0: resumed" in line)
+    assert f"resumed after epoch {elu_from} from {elu_states[1].label}" in elu_line
+    assert f"skipped damaged {elu_states[0].label}: unreadable or corrupt" in elu_line
+    assert f"relu-bn-he-s0: resumed after epoch {relu_from} from {relu_states[0].label}" in \
+        trial_logs
+
+    for name, start in (("elu-bn-he-s0", elu_from), ("relu-bn-he-s0", relu_from)):
+        after = reported_records(experiment / name)[logged[name]:]
+        assert _epochs_trained_since(after) == list(range(start + 1, EPOCHS + 1)), (name, after)
+        assert all(r[M.EPOCH] <= start for r in after if r.get(M.REPLAYED))
+    # Every epoch trained once overall, but the one whose only checkpoint was truncated.
+    assert sorted(r[M.EPOCH] for r in reported_records(relu)) == list(range(1, EPOCHS + 1))
+    _assert_finished_intact(experiment, tmp_path)
+
+    # Bit-identical to an uninterrupted run (CPU), though restored from an odd checkpoint.
+    reference = Trainer(load_space(FAULT_SPACE).trial("relu-bn-he-s0").config).fit()
+    for mine, theirs in zip(load_history(relu).to_dict("records"), reference):
+        for key in (M.TRAIN_LOSS, M.TEST_LOSS, M.TEST_ACC, M.LR):
+            assert mine[key] == theirs[key], (mine[M.EPOCH], key)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@needs_netns
+def test_kill_before_any_report_sigterm_and_deleted_trial_directories(tmp_path):
+    """SIGKILL before the first report, then a resume stopped by SIGTERM (exit 143, the
+    resume command), an unfinished trial's directory deleted (it runs again from epoch 1), a
+    finished trial's directory deleted (resume refuses: it cannot rerun a finished trial)."""
+    from ninsweep.analysis import load_history
+
+    env = cli_env(tmp_path)
+    experiment = tmp_path / "results" / "fault"
+    log = tmp_path / "run.log"
+    driver = start_ninsweep("run", FAULT_SPACE, "--storage", experiment.parent, env=env, log=log)
+    wait_until(lambda: any((experiment / t / "params.json").exists() for t in TRIALS), 300,
+               "a trial to start", driver, log)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    assert not any(list_states(str(experiment / t)) for t in TRIALS), "a checkpoint came first"
+
+    resume_log = tmp_path / "resume.log"
+    resuming = start_ninsweep("resume", experiment, env=env, log=resume_log)
+    wait_until(lambda: any(len(_epochs_trained_since(reported_records(experiment / t))) >= 2
+                           for t in TRIALS), 300, "two epochs after resume", resuming, resume_log)
+    resuming.send_signal(signal.SIGTERM)
+    assert resuming.wait(120) == 143, resume_log.read_text()[-3000:]
+    output = resume_log.read_text()
+    assert "stopped by SIGTERM" in output and f"ninsweep resume {experiment}" in output
+    assert "Traceback" not in output
+    for name in TRIALS:  # nothing retrained from epoch 1 after the SIGKILL
+        epochs = _epochs_trained_since(reported_records(experiment / name))
+        assert epochs == list(range(1, len(epochs) + 1)), (name, epochs)
+
+    progress = {t: _newest_epoch(experiment / t) for t in TRIALS}
+    assert all(epoch < EPOCHS for epoch in progress.values()), progress
+    victim, survivor = sorted(TRIALS, key=lambda t: progress[t])
+    shutil.rmtree(experiment / victim)
+    logged = len(reported_records(experiment / survivor))
+    resumed = ninsweep("resume", experiment, env=env, timeout=500)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+    assert "2/2 trials finished" in resumed.stdout
+    assert "Traceback" not in resumed.stdout + resumed.stderr
+    if progress[victim]:  # its registered checkpoint went with the directory
+        assert f"{victim}: Tune's checkpoint" in resumed.stdout
+    assert [r[M.EPOCH] for r in reported_records(experiment / victim)] == list(range(1, EPOCHS + 1))
+    trained = _epochs_trained_since(reported_records(experiment / survivor)[logged:])
+    assert trained == list(range(progress[survivor] + 1, EPOCHS + 1))
+    _assert_finished_intact(experiment, tmp_path)
+
+    shutil.rmtree(experiment / survivor)
+    refused = ninsweep("resume", experiment, env=env, timeout=300)
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert f"finished trial(s) {survivor} have no directory" in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("ninsweep: error:")]
+    assert len(errors) == 1 and "Traceback" not in refused.stderr
+    assert list(load_history(experiment / victim)[M.EPOCH]) == list(range(1, EPOCHS + 1))
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@needs_netns
+def test_a_trial_that_cannot_run_errors_once_without_retries(tmp_path):
+    """A corrupt image (no pre-flight check decodes images) fails each trial's data loading:
+    one line per trial, no retries, no traceback, counted as errored, fitting advice."""
+    root = tmp_path / "images"
+    _write_images(root, {"cat": 6, "dog": 6}, size=32)
+    (root / "train" / "cat" / "broken.png").write_bytes(b"not a png")
+    space = _space(tmp_path, f"""\
+        name: broken
+        grid:
+          - activation: [elu, relu]
+        data: {{source: imagefolder, root: {root}}}
+        model: {{num_classes: 2}}
+        train: {{epochs: 2, batch_size: 4, threads: 1}}
+        resources: {{cpus: 1, gpus: 0}}
+        failure: {{max_retries: 2}}
+        """)
+    experiment = tmp_path / "results" / "broken"
+    result = ninsweep("run", space, "--storage", experiment.parent, env=cli_env(tmp_path),
+                      timeout=400)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-4000:]
+    assert "0/2 trials finished, 2 errored" in result.stdout
+    # Once as it happens, once in the closing status table; nothing else names it.
+    error_lines = [line for line in output.splitlines() if "broken.png" in line]
+    assert len(error_lines) == 4, error_lines
+    assert sum("error, not retried" in line for line in error_lines) == 2
+    assert sum(line.strip().startswith("error: ") for line in error_lines) == 2
+    assert "Traceback" not in output and "failed (attempt" not in output
+    assert "2 trials cannot run as configured" in result.stdout
+    assert "retry them with" not in result.stdout
+    for name in ("elu-nobn-keras-s0", "relu-nobn-keras-s0"):
+        text = (experiment / name / "error.txt").read_text()
+        assert text.count("\n") == 1 and "cannot decode image" in text
+    status = ninsweep("status", experiment, env=cli_env(tmp_path), timeout=60)
+    assert "2 error" in status.stdout and "cannot decode image" in status.stdout
+
+
+# -- SIGTERM, without Ray ---------------------------------------------------------------------
+
+def test_sigterm_acts_as_ctrl_c_and_exits_143(monkeypatch, capsys):
+    """While a sweep runs, SIGTERM calls Tune's SIGINT handler (a graceful stop); before
+    that, it raises ``Terminated``, which the command reports as exit status 143."""
+    from ninsweep import cli
+    from ninsweep.errors import Terminated
+    from ninsweep.sweep import SweepOutcome, _SigtermAsCtrlC
+
+    calls = []
+    previous_int = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        with _SigtermAsCtrlC() as sigterm:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert calls == [signal.SIGINT] and sigterm.received
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        with _SigtermAsCtrlC():
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) == before  # Ray's, in a real run
+
+    stopped = SweepOutcome("exp", total=2, finished=1, errored=0, wall_time_s=1.0, terminated=True)
+    assert stopped.exit_code == 143
+    assert cli._finish_sweep(stopped, out=sys.stdout) == 143
+    assert "stopped by SIGTERM: 1 trials unfinished; continue with: ninsweep resume exp" in \
+        capsys.readouterr().out
+
+    def terminated(args):
+        raise Terminated()
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_for(terminated))
+    assert cli.main(["status", "x"]) == 143
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+
+
+def _parser_for(handler):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command")
+    parser.add_argument("experiment")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def test_config_errors_get_their_own_closing_advice(capsys):
+    from ninsweep import cli
+    from ninsweep.sweep import SweepOutcome
+
+    outcome = SweepOutcome("exp", total=3, finished=1, errored=2, wall_time_s=1.0,
+                           config_errors=1)
+    assert cli._finish_sweep(outcome, out=sys.stdout) == 1
+    out = capsys.readouterr().out
+    assert "1 trials cannot run as configured" in out
+    assert "1 trials failed; retry them with: ninsweep resume exp" in out
+    only_config = SweepOutcome("exp", total=1, finished=0, errored=1, wall_time_s=1.0,
+                               config_errors=1)
+    cli._finish_sweep(only_config, out=sys.stdout)
+    assert "retry them" not in capsys.readouterr().out
