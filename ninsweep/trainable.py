@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ray import tune
 
@@ -50,9 +50,13 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
         name = trial["name"]
         trial_dir = join(experiment, name) if experiment else None
         remove_stale_staging()
+
+        def log(message: str) -> None:
+            print(f"{name}: {message}")
+
         try:
             cfg = placed(TrialConfig.from_dict(trial["config"], where=f"trial {name}"), name)
-            trainer = Trainer(cfg, log=print)
+            trainer = Trainer(cfg, log=log)
         except DeviceError:
             raise  # not the space's fault: a retry may land on a node whose CUDA works
         except NinsweepError as err:
@@ -60,7 +64,7 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
             return
 
         with staging_directory() as staging:
-            trainer = _restore(trainer, cfg, name, trial_dir, staging)
+            trainer = _restore(trainer, cfg, name, trial_dir, staging, log)
         _report_unlogged_epochs(trainer, trial_dir)
 
         def report(metrics: dict[str, float], trainer: Trainer) -> None:
@@ -98,7 +102,7 @@ def placed(cfg: TrialConfig, name: str) -> TrialConfig:
 
 
 def _restore(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[str],
-             staging: Path) -> Trainer:
+             staging: Path, log: Callable[[str], None]) -> Trainer:
     """Continue from the newest state on storage that loads; print one line if any exists.
 
     Tune's registered checkpoint is the fallback when storage cannot be listed or lists
@@ -111,7 +115,7 @@ def _restore(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[
             print(f"{name}: cannot list its checkpoints ({err}); trying Tune's latest")
         else:
             if states:
-                return _apply_newest(trainer, cfg, name, trial_dir, states, staging)
+                return _apply_newest(trainer, cfg, name, trial_dir, states, staging, log)
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return trainer
@@ -120,7 +124,7 @@ def _restore(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[
                   for path in Path(directory).iterdir() if _epoch_of(path) is not None
                   or path.name == LEGACY_STATE_FILE]
         states.sort(key=lambda s: s.epoch or 0, reverse=True)
-        return _apply_newest(trainer, cfg, name, None, states, staging)
+        return _apply_newest(trainer, cfg, name, None, states, staging, log)
 
 
 def _epoch_of(path: Path) -> Optional[int]:
@@ -129,14 +133,15 @@ def _epoch_of(path: Path) -> Optional[int]:
 
 
 def _apply_newest(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[str],
-                  states: list, staging: Path) -> Trainer:
+                  states: list, staging: Path,
+                  log: Callable[[str], None]) -> Trainer:
     if not states:
         return trainer
     restored = load_newest(trial_dir, states, trainer.load_state_dict, load_checkpoint, staging)
     print(restored.describe(name), flush=True)
     if restored.state is None:
         # A state that failed half-way through load_state_dict may have changed the model.
-        return Trainer(cfg, log=print)
+        return Trainer(cfg, log=log)
     return trainer
 
 

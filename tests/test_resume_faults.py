@@ -13,6 +13,7 @@ Every check is on what is on disk afterwards: which epochs each trial trained, a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -374,7 +375,9 @@ def test_resume_continues_from_the_newest_checkpoint_past_damaged_ones(tmp_path)
     assert "Traceback" not in output and "Could not recover" not in output
     # The trainables' own lines are in their trial logs (the console holds ninsweep's only).
     trial_logs = "".join((experiment / t / "trial.log").read_text() for t in TRIALS)
-    elu_line = next(line for line in trial_logs.splitlines() if "elu-bn-he-s0: resumed" in line)
+    # "relu-bn-he-s0: resumed" contains "elu-bn-he-s0: resumed": match the whole name.
+    elu_line = next(line for line in trial_logs.splitlines()
+                    if re.search(r"(^|[\s)])elu-bn-he-s0: resumed", line))
     assert f"resumed after epoch {elu_from} from {elu_states[1].label}" in elu_line
     assert f"skipped damaged {elu_states[0].label}: unreadable or corrupt" in elu_line
     assert f"relu-bn-he-s0: resumed after epoch {relu_from} from {relu_states[0].label}" in \
