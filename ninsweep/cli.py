@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import yaml
 
 from .errors import CheckpointError, ConfigError, NinsweepError, Terminated
 
@@ -27,13 +26,9 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM end
 # -- train: one model, no Ray --------------------------------------------------------------
 
 def _parse_assignment(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or "." not in key:
-        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. train.lr=0.05")
-    try:
-        return key, yaml.safe_load(value)
-    except yaml.YAMLError:
-        return key, value
+    from .space import parse_assignment  # the space file's YAML rules: 1e-4 is a float
+
+    return parse_assignment(text)
 
 
 def trial_config_from_args(args: argparse.Namespace):
@@ -130,9 +125,13 @@ def command_train(args: argparse.Namespace) -> int:
         if checkpoint_path is not None:
             save_checkpoint(trainer.state_dict(), checkpoint_path)
 
+    from .console import Console, StepProgress
+
+    steps = StepProgress(Console(), epoch_of=lambda: trainer.epoch + 1)
     try:
-        history = trainer.fit(on_epoch_end)
+        history = trainer.fit(on_epoch_end, on_step=steps)
     except KeyboardInterrupt:
+        steps.close()
         where = f"; run the same command to resume from {checkpoint_path}" if checkpoint_path else ""
         print(f"\ninterrupted after epoch {trainer.epoch}{where}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -149,7 +148,8 @@ def _add_train_parser(commands) -> None:
     parser = commands.add_parser(
         "train", help="train one model of the study, without Ray",
         description="Train one NIN with the reference recipe. Flags override the recipe; "
-                    "--set SECTION.KEY=VALUE reaches every setting (see ninsweep/config.py).")
+                    "--set SECTION.KEY=VALUE reaches every setting (see ninsweep/config.py).",
+        epilog=TRAIN_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
     parser.add_argument("--activation", help="relu (default), or any name of ninsweep/layers.py's ACTIVATIONS: "
                         "leaky_relu, elu, maxout, gelu, silu, mish, selu, tanh, prelu, ...")
     parser.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
@@ -183,42 +183,78 @@ def _load_spec(args: argparse.Namespace):
     from .space import load_space, resolve_space_path
 
     spec = load_space(resolve_space_path(args.space))
-    return spec.with_overrides(max_epochs=args.max_epochs, data_dir=args.data_dir,
+    settings = dict(_parse_assignment(text) for text in getattr(args, "set", None) or ())
+    spec = spec.with_overrides(max_epochs=args.max_epochs, data_dir=args.data_dir,
                                gpus_per_trial=args.gpus_per_trial,
-                               cpus_per_trial=args.cpus_per_trial)
+                               cpus_per_trial=args.cpus_per_trial, settings=settings)
+    if getattr(args, "tracker", None):
+        import dataclasses
+
+        from .tracking import tracker_names
+
+        # Recorded in the manifest with the space's own: a resume logs to them too.
+        spec = dataclasses.replace(spec, trackers=tuple(tracker_names(spec.trackers,
+                                                                      args.tracker)))
+    return spec
 
 
-def _finish_sweep(outcome, out=sys.stdout) -> int:
+def _finish_sweep(outcome, console=None, driver_log=None, out=None) -> int:
+    """The closing summary, tables and advice (on stdout: shown under --quiet too)."""
     from .analysis import format_status, load_experiment, summary_table, write_csvs
+    from .console import TRIAL_LOG, Console
 
+    console = console or Console(out or sys.stdout)
     experiment_dir = outcome.experiment_dir
-    print(f"\n{outcome.finished}/{outcome.total} trials finished, {outcome.errored} errored, "
-          f"wall time {outcome.wall_time_s:.0f} s", file=out)
+    console.text(f"\n{outcome.finished}/{outcome.total} trials finished, {outcome.errored} "
+                 f"errored, wall time {outcome.wall_time_s:.0f} s")
     try:
         experiment = load_experiment(experiment_dir)
-        print(format_status(experiment), file=out)
-        print(file=out)
-        print(summary_table(experiment), file=out)
+        console.text(format_status(experiment))
+        console.text()
+        console.text(summary_table(experiment))
         written = write_csvs(experiment)
-        print("wrote " + ", ".join(str(p) for p in written), file=out)
+        console.text("wrote " + ", ".join(str(p) for p in written))
     except NinsweepError as err:
-        print(f"no results table: {err}", file=out)
+        console.error(f"no results table: {err}")
+    if (outcome.interrupted or outcome.errored) and driver_log is not None:
+        console.text(f"logs: Ray's driver output in {driver_log.path}; each trial's output in "
+                     f"{experiment_dir}/<trial>/{TRIAL_LOG} (tracebacks in error.txt)")
     if outcome.interrupted:
         how = "stopped by SIGTERM" if outcome.terminated else "interrupted"
-        print(f"{how}: {outcome.total - outcome.finished - outcome.errored} trials "
-              f"unfinished; continue with: ninsweep resume {experiment_dir}", file=out)
+        console.text(f"{how}: {outcome.total - outcome.finished - outcome.errored} trials "
+                     f"unfinished; continue with: ninsweep resume {experiment_dir}")
     if outcome.config_errors:
         # Resuming reruns the same configuration: it cannot help.
-        print(f"{outcome.config_errors} trials cannot run as configured (see their ERROR lines "
-              "above); fix the space and run it under a new --name", file=out)
+        console.text(f"{outcome.config_errors} trials cannot run as configured (see their "
+                     "error lines above); fix the space and run it under a new --name")
     retriable = outcome.errored - outcome.config_errors
     if retriable and not outcome.interrupted:
-        print(f"{retriable} trials failed; retry them with: ninsweep resume {experiment_dir}",
-              file=out)
+        console.text(f"{retriable} trials failed; retry them with: "
+                     f"ninsweep resume {experiment_dir}")
     return outcome.exit_code
 
 
+def _sweep_console(args: argparse.Namespace):
+    """The console of run/resume (its streams outlive the driver log's redirection)."""
+    from .console import Console
+
+    console = Console(quiet=getattr(args, "quiet", False))
+    _route_diagnostics(args, console)
+    return console
+
+
+def _route_diagnostics(args: argparse.Namespace, console=None) -> None:
+    """ninsweep's `logging` diagnostics to stderr: warnings, and INFO with --verbose."""
+    import logging
+
+    from .console import route_logging
+
+    route_logging(console.err if console is not None else sys.stderr,
+                  logging.INFO if getattr(args, "verbose", False) else logging.WARNING)
+
+
 def command_run(args: argparse.Namespace) -> int:
+    from .console import DriverLog
     from .space import check_experiment_name, format_dry_run
     from .sweep import run_sweep
 
@@ -234,29 +270,43 @@ def command_run(args: argparse.Namespace) -> int:
         return 0
     from .storage import experiment_lock, join, resolve_storage
 
+    console = _sweep_console(args)
     # Taken before Ray starts: a second run of this name at the same moment, or a storage
     # that is a file, read-only or full, is refused here in one line.
     with experiment_lock(join(resolve_storage(args.storage), args.name or spec.name)):
-        outcome = run_sweep(spec, storage=args.storage, name=args.name, address=args.address,
-                            autoscaling=args.autoscaling, started_at=started_at)
-    return _finish_sweep(outcome)
+        with DriverLog(f"ninsweep run {args.space}") as driver_log:
+            outcome = run_sweep(spec, storage=args.storage, name=args.name,
+                                address=args.address, autoscaling=args.autoscaling,
+                                started_at=started_at, console=console, driver_log=driver_log)
+    return _finish_sweep(outcome, console, driver_log)
 
 
 def command_resume(args: argparse.Namespace) -> int:
+    from .console import DriverLog
     from .storage import experiment_lock, is_uri
     from .sweep import resume_sweep
 
     experiment = args.experiment if is_uri(args.experiment) else str(
         Path(args.experiment).expanduser().resolve())
+    console = _sweep_console(args)
     with experiment_lock(experiment, create=False):
-        outcome = resume_sweep(args.experiment, address=args.address,
-                               autoscaling=args.autoscaling)
-    return _finish_sweep(outcome)
+        with DriverLog(f"ninsweep resume {args.experiment}") as driver_log:
+            outcome = resume_sweep(args.experiment, address=args.address,
+                                   autoscaling=args.autoscaling, console=console,
+                                   driver_log=driver_log, trackers=args.tracker or ())
+    return _finish_sweep(outcome, console, driver_log)
 
 
 def command_status(args: argparse.Namespace) -> int:
     from .analysis import STATUS_COLUMNS, format_status, load_experiment
 
+    if getattr(args, "json", False):
+        import json
+
+        from .records import status_json
+
+        print(json.dumps(status_json(load_experiment(args.experiment)), indent=2))
+        return 0
     print(format_status(load_experiment(args.experiment, columns=STATUS_COLUMNS)))
     return 0
 
@@ -264,8 +314,18 @@ def command_status(args: argparse.Namespace) -> int:
 def command_export(args: argparse.Namespace) -> int:
     from .analysis import load_experiment, write_csvs
 
-    written = write_csvs(load_experiment(args.experiment), args.output, baseline=args.baseline,
-                         force=args.force)
+    experiment = load_experiment(args.experiment)
+    epochs_path = None
+    if getattr(args, "per_epoch", False):
+        from .records import check_epoch_csv
+
+        epochs_path = check_epoch_csv(experiment, args.output, force=args.force)
+    written = list(write_csvs(experiment, args.output, baseline=args.baseline,
+                              force=args.force))
+    if epochs_path is not None:
+        from .records import write_epoch_csv
+
+        written.append(write_epoch_csv(experiment, epochs_path))
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -287,13 +347,40 @@ FORCE_HELP = ("replace existing files at --output (the experiment's own files ar
               "refreshed; nothing else inside the experiment is ever written)")
 AUTOSCALING_HELP = ("the cluster adds nodes on demand: warn, instead of refusing, when no "
                     "node can run a trial yet")
+EXPERIMENT_HELP = ("an experiment directory (STORAGE/NAME, e.g. ~/ninsweep-results/smoke) or "
+                   "an s3:// or gs:// URI")
+EXAMPLES_FORMAT = argparse.RawDescriptionHelpFormatter
+RUN_EXAMPLES = """examples:
+  ninsweep run smoke                         # the 1-minute check, results in ~/ninsweep-results/smoke
+  ninsweep run lab4 --gpus-per-trial 0 --cpus-per-trial 2   # the study on CPUs only
+  ninsweep run lab4 --max-epochs 20 --set train.lr=0.05 --name lab4-lr005
+  ninsweep run lab4 --tracker mlflow --quiet # also log to MLflow; only errors and the tables
+  ninsweep run lab4 --dry-run                # list the trials, start nothing"""
+RESUME_EXAMPLES = """examples:
+  ninsweep resume ~/ninsweep-results/lab4
+  ninsweep resume s3://bucket/experiments/lab4 --address auto"""
+STATUS_EXAMPLES = """examples:
+  ninsweep status ~/ninsweep-results/lab4
+  ninsweep status ~/ninsweep-results/lab4 --json | jq '.counts'"""
+EXPORT_EXAMPLES = """examples:
+  ninsweep export ~/ninsweep-results/lab4                   # results.csv, results-configs.csv
+  ninsweep export ~/ninsweep-results/lab4 --per-epoch -o out/lab4.csv   # + out/lab4-epochs.csv"""
+TRAIN_EXAMPLES = """examples:
+  ninsweep train --activation elu --batchnorm --init he --epochs 164
+  ninsweep train --data synthetic --epochs 2 --set train.weight_decay=1e-4
+  ninsweep train --checkpoint-dir runs/elu   # run again to resume after Ctrl-C"""
+TRACKER_HELP = ("also log to this experiment tracker (mlflow, wandb; repeatable), besides "
+                "the space's `trackers:`; needs its extra, e.g. pip install 'ninsweep[mlflow]'")
+QUIET_HELP = ("print only errors and the final tables (no per-epoch lines, no progress bar); "
+              "Ray's output is always in the experiment's driver.log and trial.log files")
 
 
 def _add_sweep_parsers(commands) -> None:
     run = commands.add_parser(
         "run", help="run a sweep on Ray Tune",
         description="Run every trial of a search space (a YAML file, or the name of one in "
-                    "search_spaces/) on Ray Tune, then print and save the results table.")
+                    "search_spaces/) on Ray Tune, then print and save the results table.",
+        epilog=RUN_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
     run.add_argument("space", help="a YAML file, or a name such as smoke, lab4, lab4-3seeds")
     run.add_argument("--storage", help="where experiments live: a path (shared on a cluster) or "
                                         "s3://, gs:// URI (default $NINSWEEP_STORAGE or "
@@ -307,32 +394,48 @@ def _add_sweep_parsers(commands) -> None:
                      help="GPU fraction per trial; 0 runs a GPU space on CPUs")
     run.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
     run.add_argument("--autoscaling", action="store_true", help=AUTOSCALING_HELP)
+    run.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                     help="change a setting of every trial (repeatable; values read as in the "
+                          "space's YAML), e.g. --set train.lr=0.05 --set train.weight_decay=1e-4")
     run.add_argument("--dry-run", action="store_true",
                      help="list the trials and their resources; start nothing")
+    run.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    run.add_argument("--tracker", action="append", metavar="NAME", help=TRACKER_HELP)
     run.set_defaults(handler=command_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep",
                                  description="Finished trials stay; unfinished and failed ones "
-                                             "continue from their latest checkpoint.")
-    resume.add_argument("experiment", help="the experiment directory or URI")
+                                             "continue from their latest checkpoint.",
+                                 epilog=RESUME_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
+    resume.add_argument("experiment", help=EXPERIMENT_HELP)
     resume.add_argument("--address", help="an existing Ray cluster (default: local)")
     resume.add_argument("--autoscaling", action="store_true", help=AUTOSCALING_HELP)
+    resume.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    resume.add_argument("--tracker", action="append", metavar="NAME", help=TRACKER_HELP)
     resume.set_defaults(handler=command_resume)
 
-    status = commands.add_parser("status", help="each trial's state, read from disk")
-    status.add_argument("experiment")
+    status = commands.add_parser("status", help="each trial's state, read from disk",
+                                 epilog=STATUS_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
+    status.add_argument("experiment", help=EXPERIMENT_HELP)
+    status.add_argument("--json", action="store_true",
+                        help="print the experiment's state as JSON (counts, and per trial its "
+                             "status, epochs, params and latest metrics)")
     status.set_defaults(handler=command_status)
 
-    export = commands.add_parser("export", help="write the per-trial, per-config and effects CSVs")
-    export.add_argument("experiment")
+    export = commands.add_parser("export", help="write the per-trial, per-config and effects CSVs",
+                                 epilog=EXPORT_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
+    export.add_argument("experiment", help=EXPERIMENT_HELP)
     export.add_argument("-o", "--output", help="CSV file for the per-trial table; the "
                                                "per-config and effects tables go beside it")
     export.add_argument("--baseline", metavar="LABEL", help=BASELINE_HELP)
     export.add_argument("--force", action="store_true", help=FORCE_HELP)
+    export.add_argument("--per-epoch", action="store_true",
+                        help="also write the long table, one row per trial and epoch (trial, "
+                             "params, epoch, metrics), beside the others as *-epochs.csv")
     export.set_defaults(handler=command_export)
 
     report = commands.add_parser("report", help="Markdown report with figures")
-    report.add_argument("experiment")
+    report.add_argument("experiment", help=EXPERIMENT_HELP)
     report.add_argument("-o", "--output", help="output folder (default EXPERIMENT/report)")
     report.add_argument("--baseline", metavar="LABEL", help=BASELINE_HELP)
     report.add_argument("--force", action="store_true", help=FORCE_HELP)
@@ -347,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"ninsweep {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also print ninsweep's diagnostics at INFO level (the logging "
+                             "module's 'ninsweep' logger; warnings are always shown)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train_parser(commands)
     _add_sweep_parsers(commands)
@@ -359,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _route_diagnostics(args)
     try:
         return args.handler(args)
     except NinsweepError as err:

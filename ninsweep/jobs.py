@@ -715,6 +715,12 @@ RUN_OPTIONS = (
     ("--gpus-per-trial", float, "F", "override the space's GPUs per trial"),
     ("--cpus-per-trial", float, "N", "override the space's CPUs per trial"),
 )
+# Repeatable ones: (flag, metavar, help). --tracker also goes to `resume`.
+REPEATED_RUN_OPTIONS = (
+    ("--set", "SECTION.KEY=VALUE", "change a setting of every trial"),
+    ("--tracker", "NAME", "also log to this tracker (mlflow, wandb); its package must be "
+                          "installed on the cluster"),
+)
 
 
 def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -733,6 +739,9 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stream the job's logs until it ends; exit 0 only if it succeeded")
     for flag, kind, metavar, text in RUN_OPTIONS:
         parser.add_argument(flag, type=kind, default=None, metavar=metavar,
+                            help=f"passed to `ninsweep run` on the cluster: {text}")
+    for flag, metavar, text in REPEATED_RUN_OPTIONS:
+        parser.add_argument(flag, action="append", default=None, metavar=metavar,
                             help=f"passed to `ninsweep run` on the cluster: {text}")
     parser.add_argument("--autoscaling", action="store_true",
                         help="passed to `ninsweep run`/`resume` on the cluster: wait for the "
@@ -761,7 +770,14 @@ def _run_args(args: argparse.Namespace) -> list[str]:
         value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         if value is not None:
             extra += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    for flag, _, _ in REPEATED_RUN_OPTIONS:
+        for value in getattr(args, flag.lstrip("-"), None) or ():
+            extra += [flag, value]
     return extra
+
+
+def _tracker_args(args: argparse.Namespace) -> list[str]:
+    return [part for name in getattr(args, "tracker", None) or () for part in ("--tracker", name)]
 
 
 def _exit_code(status: str) -> int:
@@ -772,14 +788,15 @@ def cli_submit(args: argparse.Namespace, out: Callable[[str], None] = print) -> 
     resume = getattr(args, "resume", None)
     if resume:
         extra = [flag for flag in ("space", "storage", "name")
-                 if getattr(args, flag, None) is not None] + [f for f in _run_args(args)
-                                                               if f.startswith("--")]
+                 if getattr(args, flag, None) is not None] + [
+            f for f in _run_args(args) if f.startswith("--") and f != "--tracker"]
         if extra:
             raise NinsweepError("submit --resume takes the experiment alone (its space, "
                                 f"storage and settings are in its manifest); drop: "
                                 f"{', '.join(extra)}")
         job_id = submit_resume(args.address, resume, out=out,
-                               extra_args=["--autoscaling"] if args.autoscaling else [])
+                               extra_args=(["--autoscaling"] if args.autoscaling else [])
+                               + _tracker_args(args))
     elif not args.space:
         raise NinsweepError("submit needs a SPACE (a file or a name such as lab4), or "
                             "--resume EXPERIMENT")

@@ -40,7 +40,16 @@ _BASE_KEYS = {"model.activation": "activation", "model.batchnorm": "batchnorm",
               "model.init": "init"}
 
 TOP_LEVEL_KEYS = ("name", "description", "seeds", "grid", "model", "data", "train",
-                  "resources", "checkpoint", "failure", "objective")
+                  "resources", "checkpoint", "failure", "objective",
+                  "trackers")
+
+# Experiment trackers a space may name (``trackers: [mlflow]``): name -> (the Python module
+# it needs, the ninsweep extra that installs it). ninsweep.tracking maps each to Ray Tune's
+# logger callback.
+TRACKERS = {
+    "mlflow": ("mlflow", "mlflow"),
+    "wandb": ("wandb", "wandb"),
+}
 DEFAULT_CPUS = 1.0
 DEFAULT_GPUS = 0.0
 DEFAULT_CHECKPOINT_EVERY = 1
@@ -102,6 +111,7 @@ class SweepSpec:
     checkpoint_keep: int = DEFAULT_CHECKPOINT_KEEP  # latest checkpoints kept per trial
     max_retries: int = DEFAULT_MAX_RETRIES  # restarts of a failed trial (from its checkpoint)
     seeds: tuple[int, ...] = (0,)
+    trackers: tuple[str, ...] = ()  # names from TRACKERS
     # Command-line overrides applied after loading (with_overrides), for the manifest.
     overrides: dict[str, Any] = field(default_factory=dict)
     # User modules (files or package dirs) a model factory comes from, which Ray workers
@@ -127,16 +137,30 @@ class SweepSpec:
 
     def with_overrides(self, max_epochs: Optional[int] = None, data_dir: Optional[str] = None,
                        gpus_per_trial: Optional[float] = None,
-                       cpus_per_trial: Optional[float] = None) -> "SweepSpec":
+                       cpus_per_trial: Optional[float] = None,
+                       settings: Optional[dict[str, Any]] = None) -> "SweepSpec":
         """A copy with the command line's overrides applied and validated again.
 
         ``max_epochs`` caps every trial's ``train.epochs`` (LR milestones past the cap are
         kept: they are simply never reached); ``data_dir`` sets ``data.root``;
         ``gpus_per_trial`` / ``cpus_per_trial`` replace the per-trial resources. Trial names
         and params stay those of the space: they name the grid point, not the run length.
+        ``settings`` (``run --set``) maps ``SECTION.KEY`` to a value for every trial; a grid
+        parameter is refused (it names the trials: change the grid instead).
         """
         applied = dict(self.overrides)
         trials = self.trials
+        for key, value in (settings or {}).items():
+            section, _, name = key.partition(".")
+            if key in _BASE_KEYS or key == "train.seed" or any(key in t.params for t in trials):
+                raise ConfigError(f"--set {key}: a grid parameter of {self.name} (it names the "
+                                  "trials); change the space's grid or seeds instead")
+            if section not in SECTIONS:
+                raise ConfigError(f"--set {key}: unknown section {section!r} "
+                                  f"({', '.join(SECTIONS)})")
+            trials = tuple(_replace_config(t, where=f"--set {key}", **{section: {name: value}})
+                           for t in trials)
+            applied.setdefault("set", {})[key] = value
         if max_epochs is not None:
             max_epochs = _check_int("--max-epochs", max_epochs, minimum=1)
             trials = tuple(
@@ -191,6 +215,7 @@ class SweepSpec:
             "resources": self.resources.to_dict(),
             "checkpoint": {"every": self.checkpoint_every, "keep": self.checkpoint_keep},
             "failure": {"max_retries": self.max_retries},
+            "trackers": list(self.trackers),
             "overrides": dict(self.overrides),
             "code": list(self.code),
             "objective": dict(self.objective),
@@ -254,6 +279,7 @@ class SweepSpec:
             checkpoint_keep=keep,
             max_retries=_parse_failure(fail, manifest.get("failure")),
             seeds=_parse_seeds(fail, seeds),
+            trackers=_parse_trackers(fail, manifest.get("trackers")),
             overrides=dict(overrides),
             code=tuple(str(p) for p in manifest.get("code") or ()),
             objective=_parse_objective(fail, manifest.get("objective")),
@@ -351,6 +377,7 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
     every, keep = _parse_checkpoint(fail, raw.get("checkpoint"))
     max_retries = _parse_failure(fail, raw.get("failure"))
     objective = _parse_objective(fail, raw.get("objective"))
+    trackers = _parse_trackers(fail, raw.get("trackers"))
 
     base: dict[str, Any] = {}
     for section in SECTIONS:
@@ -374,7 +401,7 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
     return SweepSpec(name=name, description=description.strip(), source=where, raw=raw,
                      trials=tuple(trials), resources=resources, checkpoint_every=every,
                      checkpoint_keep=keep, max_retries=max_retries, seeds=seeds, code=code,
-                     objective=objective)
+                     objective=objective, trackers=trackers)
 
 
 def _names_factory(raw: dict[str, Any], base: dict[str, dict]) -> bool:
@@ -563,6 +590,22 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value, read by the same YAML rules as a space file (so 1e-4 is a float)."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``SECTION.KEY=VALUE`` (``--set`` of ``train`` and ``run``) -> (``SECTION.KEY``, value)."""
+    key, sep, value = text.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. train.lr=0.05")
+    return key.strip(), parse_value(value)
 
 
 def _parse_yaml(text: str, where: str) -> Any:
@@ -767,6 +810,17 @@ def _parse_objective(fail: _Failer, value: Any) -> dict[str, str]:
     if mode not in M.OBJECTIVE_MODES:
         fail("objective.mode", f"unknown mode {mode!r} (max: higher is better, min: lower)")
     return {"metric": metric, "mode": mode}
+
+
+def _parse_trackers(fail: _Failer, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        fail("trackers", f"expected a list such as [mlflow], got {_yaml_type(value)}")
+    for i, name in enumerate(value):
+        if name not in TRACKERS:
+            fail(f"trackers[{i}]", f"unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
+    return tuple(dict.fromkeys(value))
 
 
 def _parse_seeds(fail: _Failer, value: Any) -> tuple[int, ...]:

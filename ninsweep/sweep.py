@@ -1,23 +1,28 @@
-"""Run and resume a sweep on Ray Tune: the Tuner, its configs, progress, and the manifest.
+"""Run and resume a sweep on Ray Tune: the Tuner, its configs, and the manifest.
 
 ``run_sweep`` writes the experiment's manifest (``ninsweep.json``) before Ray starts, checks
 that the cluster can ever schedule a trial (a GPU space on a GPU-less machine would otherwise
 wait forever), and runs the Tuner. ``resume_sweep`` restores it with ``Tuner.restore``:
 finished trials stay, unfinished and errored trials continue from their latest checkpoint,
 pending ones start.
+
+The console is ``ninsweep.console`` (our lines; Ray's go to the driver and trial logs), the
+progress callback ``ninsweep.progress``, TensorBoard and trackers ``ninsweep.tracking``.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TextIO
+from typing import Any, Callable, Optional, Sequence
 
+from . import portable
+from .console import Console, DriverLog, with_trial_log
 from .errors import NinsweepError, Terminated
+from .progress import LegacySweepProgress, SweepProgress as LiveProgress
 from .space import SweepSpec
 from .preflight import check_trials
 from .storage import (experiment_exists, is_uri, join, make_dirs, path_exists, read_manifest,
@@ -100,14 +105,14 @@ def start_ray(address: Optional[str], log: Callable[[str], None],
 
         check_ray_address(address)  # Ray itself would retry a dead address for minutes
         try:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=True, **options)
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise NinsweepError(f"cannot connect to Ray at {address}: {str(err).splitlines()[0]}") from None
         log(f"connected to Ray at {address}")
     else:
         _put_on_pythonpath(code)
         ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-                 logging_level="WARNING", log_to_driver=True)
+                 logging_level="WARNING", log_to_driver=False)
         log("started a local Ray instance on 127.0.0.1")
 
 
@@ -154,24 +159,28 @@ def count_nodes() -> int:
 
 def tune_trainable(spec: SweepSpec, experiment: Optional[str] = None):
     """The trainable with the per-trial resources of ``spec`` attached; its trials look for
-    their checkpoints under ``experiment`` (a path or URI)."""
+    their checkpoints under ``experiment`` (a path or URI) and write their output to their
+    ``trial.log`` there."""
     from ray import tune
 
     from .trainable import make_trainable
 
-    return tune.with_resources(make_trainable(spec.checkpoint_every, experiment),
-                               spec.resources.to_ray())
-
-
-def _trial_dirname(trial) -> str:
-    return trial.config["trial"]["name"]
+    # From here on the trial-name function pickles by value: the experiment state opens
+    # without ninsweep (ninsweep.portable).
+    portable.register()
+    trainable = make_trainable(spec.checkpoint_every, experiment)
+    if experiment is not None:
+        trainable = with_trial_log(trainable, experiment)
+    return tune.with_resources(trainable, spec.resources.to_ray())
 
 
 def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[str] = None,
               address: Optional[str] = None, autoscaling: bool = False,
-              out: TextIO = sys.stdout, started_at: Optional[float] = None) -> SweepOutcome:
+              console: Optional[Console] = None, started_at: Optional[float] = None,
+              driver_log: Optional[DriverLog] = None) -> SweepOutcome:
     started_at = started_at or time.time()
-    log = _logger(out)
+    console = console or Console()
+    log = console.line
     from .space import check_experiment_name
 
     name = check_experiment_name(name) if name is not None else spec.name
@@ -181,6 +190,7 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
         raise NinsweepError(f"{experiment} already exists; resume it with `ninsweep resume "
                             f"{experiment}` or choose another --name")
     check_trials(spec)
+    callbacks = _callbacks(spec, experiment, name, console, started_at)
     start_ray(address, log, code=spec.code)
     import ray
 
@@ -190,7 +200,9 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
             manifest = spec.to_manifest()
             manifest.update(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), experiment_name=name)
             write_manifest(experiment, manifest)
-            return _fit_new(spec, storage, name, out, started_at, sigterm)
+            if driver_log is not None:
+                driver_log.move_into(experiment)
+            return _fit_new(spec, storage, name, console, started_at, sigterm, callbacks)
     finally:
         ray.shutdown()
 
@@ -203,12 +215,12 @@ def _check_cluster(spec: SweepSpec, storage: str, autoscaling: bool, log) -> Non
         check_storage_for_cluster(storage, multi_node=True)
 
 
-def _fit_new(spec: SweepSpec, storage: str, name: str, out: TextIO,
-             started_at: float, sigterm: _SigtermAsCtrlC) -> SweepOutcome:
+def _fit_new(spec: SweepSpec, storage: str, name: str, console: Console,
+             started_at: float, sigterm: _SigtermAsCtrlC, callbacks: list) -> SweepOutcome:
     from ray import tune
 
     experiment = join(storage, name)
-    _logger(out)(f"experiment {experiment}: {len(spec.trials)} trials, "
+    console.line(f"experiment {experiment}: {len(spec.trials)} trials, "
                  f"{spec.resources.cpus:g} CPU + {spec.resources.gpus:g} GPU each")
     tuner = tune.Tuner(
         tune_trainable(spec, experiment),
@@ -216,14 +228,43 @@ def _fit_new(spec: SweepSpec, storage: str, name: str, out: TextIO,
         # Every trial asks for the same resources, so a finished trial's worker process (torch
         # imported, data cache mapped) can take the next one: the smoke sweep went from 55 s
         # to 27 s on 2 cores.
-        tune_config=tune.TuneConfig(trial_name_creator=_trial_dirname,
-                                    trial_dirname_creator=_trial_dirname, reuse_actors=True),
-        run_config=_run_config(spec, name, storage, SweepProgress(out=out, started_at=started_at)),
+        tune_config=tune.TuneConfig(trial_name_creator=portable.trial_dirname,
+                                    trial_dirname_creator=portable.trial_dirname,
+                                    reuse_actors=True),
+        run_config=_run_config(spec, name, storage, callbacks),
     )
-    return _outcome(experiment, spec, tuner.fit(), started_at, sigterm.received)
+    return _fit(tuner, experiment, spec, started_at, sigterm)
 
 
-def _run_config(spec: SweepSpec, name: str, storage: str, progress: "SweepProgress"):
+def _callbacks(spec: SweepSpec, experiment: str, name: str, console: Console,
+               started_at: float, more_trackers: Sequence[str] = ()) -> list:
+    """Progress, TensorBoard and the trackers, built (and checked) before Ray starts; also
+    what the pickled callbacks resolve to when this run restores the experiment."""
+    from .tracking import TensorBoardLogger, activate, factors, make_trackers, tracker_names
+
+    progress = LiveProgress(console, {t.name: t.config.train.epochs for t in spec.trials},
+                            started_at=started_at)
+    tensorboard = TensorBoardLogger(factors(t.params for t in spec.trials))
+    trackers = make_trackers(tracker_names(spec.trackers, more_trackers), experiment, name)
+    activate(progress=progress, tensorboard=tensorboard, trackers=trackers)
+    return [progress, tensorboard, trackers]
+
+
+def _fit(tuner, experiment: str, spec: SweepSpec, started_at: float,
+         sigterm: _SigtermAsCtrlC) -> SweepOutcome:
+    from .tracking import activate, active
+
+    try:
+        grid = tuner.fit()
+    finally:
+        progress = active("progress")
+        if isinstance(progress, LiveProgress):
+            progress.close()  # the bar, if the sweep ended by an exception
+        activate()
+    return _outcome(experiment, spec, grid, started_at, sigterm.received)
+
+
+def _run_config(spec: SweepSpec, name: str, storage: str, callbacks: list):
     from ray import tune
 
     return tune.RunConfig(
@@ -231,37 +272,45 @@ def _run_config(spec: SweepSpec, name: str, storage: str, progress: "SweepProgre
         storage_path=storage,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint_keep),
         failure_config=tune.FailureConfig(max_failures=spec.max_retries),
-        callbacks=[progress],
+        # On remote storage the trials' logs are written in their working directories;
+        # uploading artifacts carries them into the trial directories.
+        sync_config=tune.SyncConfig(sync_artifacts=is_uri(storage)),
+        callbacks=callbacks,
         verbose=0,  # our own progress lines replace Tune's large tables
     )
 
 
 def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling: bool = False,
-                 out: TextIO = sys.stdout) -> SweepOutcome:
+                 console: Optional[Console] = None, driver_log: Optional[DriverLog] = None,
+                 trackers: Sequence[str] = ()) -> SweepOutcome:
     from ray import tune
 
     started_at = time.time()
-    log = _logger(out)
+    console = console or Console()
+    log = console.line
     experiment = experiment if is_uri(experiment) else str(Path(experiment).expanduser().resolve())
     spec = SweepSpec.from_manifest(read_manifest(experiment))
     check_trials(spec, where=experiment)
+    if driver_log is not None:
+        driver_log.move_into(experiment)
+    storage, _, name = experiment.rstrip("/").rpartition("/")
+    callbacks = _callbacks(spec, experiment, name, console, started_at, trackers)
     start_ray(address, log, code=spec.code)
     import ray
 
     try:
         with _SigtermAsCtrlC() as sigterm:
-            storage, _, name = experiment.rstrip("/").rpartition("/")
             _check_cluster(spec, storage, autoscaling, log)
             if not tune.Tuner.can_restore(experiment):
                 # The driver died between writing the manifest and Tune's first snapshot:
                 # nothing ran yet, so start the sweep the manifest describes.
                 log(f"{experiment}: no Tune state yet; starting the sweep from its manifest")
-                return _fit_new(spec, storage, name, out, started_at, sigterm)
+                return _fit_new(spec, storage, name, console, started_at, sigterm, callbacks)
             tuner = tune.Tuner.restore(experiment, trainable=tune_trainable(spec, experiment),
                                        resume_unfinished=True, resume_errored=True)
             _prepare_restore(experiment, spec, tuner.get_results(), log)
             log(f"resuming {experiment}")
-            return _outcome(experiment, spec, tuner.fit(), started_at, sigterm.received)
+            return _fit(tuner, experiment, spec, started_at, sigterm)
     finally:
         ray.shutdown()
 
@@ -342,147 +391,7 @@ def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float,
                         config_errors=config_errors, terminated=terminated)
 
 
-def _logger(out: TextIO) -> Callable[[str], None]:
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=out, flush=True)
-
-    return log
-
-
-# -- progress -------------------------------------------------------------------------------
-
-try:
-    from ray.tune import Callback as _TuneCallback
-except ImportError:  # pragma: no cover - Ray is a declared dependency
-    _TuneCallback = object
-
-
-class SweepProgress(_TuneCallback):
-    """One line per epoch, a status table every ``table_every_s``, and an ETA for the sweep."""
-
-    def __init__(self, out: TextIO = sys.stdout, started_at: Optional[float] = None,
-                 table_every_s: float = 60.0):
-        self.out = out
-        self.started_at = started_at or time.time()
-        self.table_every_s = table_every_s
-        self._last_table = time.time()
-        self._first_start: Optional[float] = None
-        self._latest: dict[str, dict[str, Any]] = {}
-
-    def __getstate__(self):
-        # Tune pickles the run config with the experiment; a stream cannot be pickled.
-        state = dict(self.__dict__)
-        state["out"] = None
-        return state
-
-    def __setstate__(self, state):
-        # Restored by Tuner.restore: a new driver, so timings start again.
-        self.__dict__.update(state)
-        self.out = sys.stdout
-        self.started_at = time.time()
-        self._first_start = None
-
-    def _print(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=self.out, flush=True)
-
-    @staticmethod
-    def _planned_epochs(trial) -> int:
-        return int(trial.config["trial"]["config"]["train"]["epochs"])
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        if self._first_start is None:
-            self._first_start = time.time()
-            self._print(f"first trial running {self._first_start - self.started_at:.1f} s "
-                        "after start")
-        self._print(f"{_trial_dirname(trial)}: started")
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        from . import metrics as M
-
-        name = _trial_dirname(trial)
-        self._latest[name] = result
-        if result.get(M.CONFIG_ERROR):
-            self._print(f"{name}: ERROR, not retried: {result[M.CONFIG_ERROR]}")
-            return
-        epoch = result.get(M.EPOCH, 0)
-        self._print(f"{name}: epoch {epoch}/{self._planned_epochs(trial)} "
-                    f"test acc {100 * result.get(M.TEST_ACC, 0):.2f}% "
-                    f"train loss {result.get(M.TRAIN_LOSS, float('nan')):.3f} "
-                    f"{result.get(M.IMAGES_PER_S, 0):.0f} img/s"
-                    f"{' (from its checkpoint)' if result.get(M.REPLAYED) else ''} | "
-                    f"{self._summary(trials)}")
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        from . import metrics as M
-
-        if (trial.last_result or {}).get(M.CONFIG_ERROR):
-            return  # said once, in on_trial_result
-        self._print(f"{_trial_dirname(trial)}: finished | {self._summary(trials)}")
-
-    def on_trial_recover(self, iteration, trials, trial, **info):
-        # A failed attempt Tune will retry (FailureConfig): a crash, or a lost node.
-        self._print(f"{_trial_dirname(trial)}: failed (attempt {trial.num_failures}); "
-                    "retrying from its latest checkpoint")
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._print(f"{_trial_dirname(trial)}: ERROR{_error_line(trial)} (see "
-                    f"{trial.path}/error.txt) | {self._summary(trials)}")
-
-    def on_step_end(self, iteration, trials, **info):
-        if time.time() - self._last_table >= self.table_every_s:
-            self._last_table = time.time()
-            self._print("status\n" + self.table(trials))
-
-    def on_experiment_end(self, trials, **info):
-        self._print("sweep ended\n" + self.table(trials))
-
-    def table(self, trials) -> str:
-        from . import metrics as M
-
-        rows = [f"{'trial':<24} {'status':<11} {'epoch':>9} {'test acc':>9} {'img/s':>7}"]
-        for trial in trials:
-            result = self._latest.get(_trial_dirname(trial), {})
-            epoch = f"{result.get(M.EPOCH, 0)}/{self._planned_epochs(trial)}"
-            accuracy = f"{100 * result[M.TEST_ACC]:.2f}%" if M.TEST_ACC in result else "-"
-            speed = f"{result[M.IMAGES_PER_S]:.0f}" if M.IMAGES_PER_S in result else "-"
-            status = "ERROR" if result.get(M.CONFIG_ERROR) else trial.status
-            rows.append(f"{_trial_dirname(trial):<24} {status:<11} {epoch:>9} "
-                        f"{accuracy:>9} {speed:>7}")
-        return "\n".join(rows)
-
-    def _summary(self, trials) -> str:
-        from . import metrics as M
-
-        done = sum(1 for t in trials if t.status in ("TERMINATED", "ERROR"))
-        running = sum(1 for t in trials if t.status == "RUNNING")
-        remaining_epochs = 0
-        epoch_times = []
-        for trial in trials:
-            result = self._latest.get(_trial_dirname(trial), {})
-            if trial.status not in ("TERMINATED", "ERROR"):
-                remaining_epochs += self._planned_epochs(trial) - int(result.get(M.EPOCH, 0))
-            if M.EPOCH_TIME_S in result:
-                epoch_times.append(result[M.EPOCH_TIME_S])
-        text = f"{done}/{len(trials)} done, {running} running"
-        if epoch_times and running:
-            eta = remaining_epochs * (sum(epoch_times) / len(epoch_times)) / running
-            text += f", ETA {_duration(eta)}"
-        return text
-
-
-def _error_line(trial) -> str:
-    """": <the exception's last line>" from the trial's error file (e.g. a DeviceError's
-    one line), or nothing when it cannot be read."""
-    try:
-        lines = [line.strip() for line in Path(trial.error_file).read_text().splitlines()]
-    except (OSError, TypeError):
-        return ""
-    lines = [line for line in lines if line]
-    return f": {lines[-1][:300]}" if lines else ""
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+# Names that experiments written by earlier versions pickled by reference (their tuner.pkl and
+# experiment state): kept so that `ninsweep resume` still opens them.
+_trial_dirname = portable.trial_dirname
+SweepProgress = LegacySweepProgress

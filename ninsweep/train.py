@@ -9,6 +9,7 @@ the metrics and the state.
 
 from __future__ import annotations
 
+import logging
 import contextlib
 import math
 import os
@@ -32,6 +33,9 @@ CHECKPOINT_FORMAT = 1
 CHECKPOINT_FILE = "checkpoint.pt"
 
 EpochCallback = Callable[[dict[str, float], "Trainer"], None]
+# Called after each training step with (steps done, steps in the epoch): progress within an
+# epoch, which on a CPU takes minutes. It gets counts only, so it never syncs the device.
+StepCallback = Callable[[int, int], None]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,8 +66,10 @@ class Trainer:
     """Trains the NIN of ``cfg`` on ``cfg.data`` with ``cfg.train``'s recipe."""
 
     def __init__(self, cfg: TrialConfig, data: Optional[ImageData] = None,
-                 log: Callable[[str], None] = lambda message: None):
+                 log: Optional[Callable[[str], None]] = None):
         self.cfg = cfg
+        # Progress notes (data loading, cache builds): the caller's, or the logging module's.
+        log = log or logging.getLogger("ninsweep.train").info
         self.log = log
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
@@ -124,7 +130,7 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
-    def train_one_epoch(self) -> dict[str, float]:
+    def train_one_epoch(self, on_step: Optional[StepCallback] = None) -> dict[str, float]:
         lr = learning_rate_at(self.epoch, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -133,8 +139,9 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
+        steps = len(self.train_loader)
         started = time.perf_counter()
-        for images, labels in self.train_loader.epoch(self.data_generator):
+        for step, (images, labels) in enumerate(self.train_loader.epoch(self.data_generator), 1):
             with self._autocast():
                 logits = self.step_model(images)
                 loss = F.cross_entropy(logits, labels)
@@ -144,6 +151,8 @@ class Trainer:
             loss_sum += loss.detach().float() * labels.shape[0]
             correct += (logits.detach().argmax(dim=1) == labels).sum()
             seen += labels.shape[0]
+            if on_step is not None:
+                on_step(step, steps)
         train_loss, train_correct = loss_sum.item(), correct.item()  # syncs the device
         if not math.isfinite(train_loss):
             # Stop before this epoch counts: its NaN weights must not replace the last
@@ -189,10 +198,12 @@ class Trainer:
         count = loader.num_images
         return loss_sum.item() / count, correct.item() / count
 
-    def fit(self, on_epoch_end: Optional[EpochCallback] = None) -> list[dict[str, float]]:
-        """Train the remaining epochs, calling ``on_epoch_end(metrics, self)`` after each."""
+    def fit(self, on_epoch_end: Optional[EpochCallback] = None,
+            on_step: Optional[StepCallback] = None) -> list[dict[str, float]]:
+        """Train the remaining epochs, calling ``on_epoch_end(metrics, self)`` after each (and
+        ``on_step(step, steps)`` after each training step)."""
         while not self.finished:
-            result = self.train_one_epoch()
+            result = self.train_one_epoch(on_step)
             if on_epoch_end is not None:
                 on_epoch_end(result, self)
         return self.history

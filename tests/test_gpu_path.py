@@ -334,14 +334,15 @@ def test_ray_trials_on_a_node_whose_gpu_cannot_start_cuda(tmp_path):
         error = (storage / "granted" / "relu-nobn-keras-s0" / "error.txt").read_text()
         assert "DeviceError: relu-nobn-keras-s0: Ray granted this trial a GPU but CUDA cannot start" in error
         assert not list((storage / "granted" / "relu-nobn-keras-s0").glob("checkpoint_*"))  # no epoch
-        # The progress line names the problem, not just the error file.
-        assert "relu-nobn-keras-s0: ERROR: ninsweep.errors.DeviceError: relu-nobn-keras-s0: " \
-               "Ray granted this trial a GPU" in done.stdout
+        # The progress line (on stderr, with the errors) names the problem, not just the file.
+        assert "relu-nobn-keras-s0: error: ninsweep.errors.DeviceError: relu-nobn-keras-s0: " \
+               "Ray granted this trial a GPU" in done.stderr
 
         done = ninsweep("run", space, "--address", address, "--storage", storage,
                         "--name", "zero", "--gpus-per-trial", "0", env=env, timeout=600)
-        output = done.stdout + done.stderr
-        assert done.returncode == 0, output[-3000:]
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        # The trial's own lines: in its trial log, not on the console.
+        output = (storage / "zero" / "relu-nobn-keras-s0" / "trial.log").read_text()
         assert "relu-nobn-keras-s0: Ray granted GPU ids []; training on cpu" in output
         assert "relu-nobn-keras-s0: device cpu (1 threads)" in output
     finally:

@@ -1,0 +1,43 @@
+"""The few callables that Tune stores inside an experiment, written to load without ninsweep.
+
+Tune pickles its trials (``experiment_state-*.json``) and the tuner (``tuner.pkl``) with
+cloudpickle, and with them the trial-name function and the run's callbacks. Pickled by
+reference, they would make the experiment unreadable for a colleague who has Ray but not
+ninsweep (``ExperimentAnalysis``, ``Tuner.restore`` and ``ResultGrid`` would fail with "No
+module named 'ninsweep'"). So this module is registered with cloudpickle's public
+``register_pickle_by_value`` (see ``register``): its functions travel as code, and it imports
+nothing from ninsweep. Keep it that way: a reference to another ninsweep module here would be
+pickled by reference again.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+
+def trial_dirname(trial) -> str:
+    """Tune's trial name and directory name: the ninsweep trial name (``elu-bn-he-s0``)."""
+    return trial.config["trial"]["name"]
+
+
+def load_or_fallback(module: str, factory: str, args: tuple, fallback_module: str,
+                     fallback: str):
+    """What a ninsweep callback becomes when an experiment's tuner state is loaded.
+
+    With ninsweep importable: ``module.factory(*args)``, the callback of the run being
+    resumed. Without it: ``fallback_module.fallback()``, a Ray class that does the same job,
+    or nothing.
+    """
+    try:
+        target = importlib.import_module(module)
+    except ImportError:
+        return getattr(importlib.import_module(fallback_module), fallback)()
+    return getattr(target, factory)(*args)
+
+
+def register() -> None:
+    """Pickle this module's functions by value from now on, in this process."""
+    import ray.cloudpickle
+    import sys
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
