@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,8 @@ from ninsweep.config import TrialConfig
 from ninsweep.space import load_space
 from ninsweep.train import Trainer, load_checkpoint, save_checkpoint
 
-from ray_support import (SPACES, cli_env, needs_netns, ninsweep, reported_records,
-                         start_ninsweep, wait_until)
+from ray_support import (SPACES, cli_env, descendants, kill_pids, needs_netns, ninsweep,
+                         reported_records, start_ninsweep, wait_until)
 
 try:
     from .analysis_fixtures import make_experiment
@@ -411,9 +412,14 @@ def test_kill_before_any_report_sigterm_and_deleted_trial_directories(tmp_path):
     experiment = tmp_path / "results" / "fault"
     log = tmp_path / "run.log"
     driver = start_ninsweep("run", FAULT_SPACE, "--storage", experiment.parent, env=env, log=log)
-    wait_until(lambda: any((experiment / t / "params.json").exists() for t in TRIALS), 300,
-               "a trial to start", driver, log)
-    driver.send_signal(signal.SIGKILL)
+    # Polled tightly: an epoch of this space takes well under a second on an idle machine.
+    deadline = time.monotonic() + 300
+    while not any((experiment / t / "params.json").exists() for t in TRIALS):
+        assert driver.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.01)
+    # The driver and every Ray process it started, at once (a crash of its machine): a
+    # worker left running would go on to report and checkpoint its first epoch.
+    kill_pids([driver.pid, *descendants(driver.pid)])
     driver.wait(30)
     assert not any(list_states(str(experiment / t)) for t in TRIALS), "a checkpoint came first"
 
