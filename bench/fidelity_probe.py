@@ -22,7 +22,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_grid import PROTOCOL, LineReader, send  # noqa: E402
+from gpu_grid import LineReader, WorkerProcess, send  # noqa: E402
 from ninsweep import metrics as M  # noqa: E402
 from ninsweep.config import DataConfig, TrialConfig, to_dict  # noqa: E402
 from ninsweep.data import load_data  # noqa: E402
@@ -94,53 +93,12 @@ def worker_main(spec: dict[str, Any]) -> None:
 
 # -- parent ---------------------------------------------------------------------------------
 
-class ProbeWorker:
+class ProbeWorker(WorkerProcess):
     def __init__(self, name: str, spec: dict[str, Any], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"probe-{name.replace('+', '_')}.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
-                                                            os.environ.get("PYTHONPATH")])))
-        self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log_path, "w"),
-            env=env, cwd=ROOT)
-        self.reader = LineReader(self.process.stdout.fileno())
+        super().__init__(name, Path(__file__).resolve(), spec,
+                         log_dir / f"probe-{name.replace('+', '_')}.log")
         self.epochs: list[dict[str, Any]] = []
         self.stopped = False
-
-    def send(self, command: dict[str, Any]) -> None:
-        self.process.stdin.write((json.dumps(command) + "\n").encode())
-        self.process.stdin.flush()
-
-    def receive(self, timeout: Optional[float]) -> Optional[dict[str, Any]]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                line = self.reader.poll(left)
-            except EOFError:
-                raise RuntimeError(f"probe worker {self.name} died; its log:\n"
-                                   f"{self.log_tail()}") from None
-            if line is None:
-                return None
-            if line.startswith(PROTOCOL):
-                return json.loads(line[len(PROTOCOL):])
-
-    def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text()[-3000:]
-        except OSError:
-            return ""
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.send({"cmd": "exit"})
-                self.process.wait(timeout=20)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait()
 
 
 def prepare_data(args: argparse.Namespace, scratch: Path) -> DataConfig:

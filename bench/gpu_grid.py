@@ -280,19 +280,22 @@ def worker_main(spec: dict[str, Any]) -> None:
 
 # -- the parent -----------------------------------------------------------------------------
 
-class Worker:
-    def __init__(self, index: int, spec: dict[str, Any], log_dir: Path) -> None:
-        self.index = index
-        self.name = trial_name(*GRID[index % len(GRID)])
-        self.log_path = log_dir / f"worker-{index}.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1",
+class WorkerProcess:
+    """A child process of ``script --worker SPEC`` speaking the line protocol on stdout.
+
+    Its stderr goes to ``log_path``; ``name`` is what errors call it. The probe of
+    bench/fidelity_probe.py runs its workers through this class too.
+    """
+
+    def __init__(self, name: str, script: Path, spec: dict[str, Any], log_path: Path,
+                 env: Optional[dict[str, str]] = None) -> None:
+        self.name = name
+        self.log_path = log_path
+        env = dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                             os.environ.get("PYTHONPATH")])))
-        # All workers compile at once: Inductor's default pool (one process per core, per
-        # worker) would put 8 x cores compilers on the machine.
-        env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(spec.get("compile_threads", 1)))
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+            [sys.executable, str(script), "--worker", json.dumps(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log_path, "w"),
             env=env, cwd=ROOT)
         self.reader = LineReader(self.process.stdout.fileno())
@@ -309,19 +312,12 @@ class Worker:
             try:
                 line = self.reader.poll(left)
             except EOFError:
-                raise RuntimeError(f"worker {self.index} ({self.name}) died; its log:\n"
+                raise RuntimeError(f"worker {self.name} died; its log:\n"
                                    + self.log_tail()) from None
             if line is None:
                 return None
             if line.startswith(PROTOCOL):
                 return json.loads(line[len(PROTOCOL):])
-
-    def expect(self, event: str, timeout: float) -> dict[str, Any]:
-        record = self.receive(timeout)
-        if record is None or record["event"] != event:
-            raise RuntimeError(f"worker {self.index} ({self.name}): expected {event!r}, got "
-                               f"{record!r}; its log:\n{self.log_tail()}")
-        return record
 
     def log_tail(self) -> str:
         try:
@@ -337,6 +333,24 @@ class Worker:
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
+
+
+class Worker(WorkerProcess):
+    def __init__(self, index: int, spec: dict[str, Any], log_dir: Path) -> None:
+        self.index = index
+        # All workers compile at once: Inductor's default pool (one process per core, per
+        # worker) would put 8 x cores compilers on the machine.
+        env = dict(os.environ)
+        env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(spec.get("compile_threads", 1)))
+        super().__init__(trial_name(*GRID[index % len(GRID)]),
+                         Path(__file__).resolve(), spec, log_dir / f"worker-{index}.log", env)
+
+    def expect(self, event: str, timeout: float) -> dict[str, Any]:
+        record = self.receive(timeout)
+        if record is None or record["event"] != event:
+            raise RuntimeError(f"worker {self.index} ({self.name}): expected {event!r}, got "
+                               f"{record!r}; its log:\n{self.log_tail()}")
+        return record
 
 
 def run_packing(workers: list[Worker], epochs: int, threads: int, deadline: float
