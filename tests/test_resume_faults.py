@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -408,15 +407,35 @@ def test_kill_before_any_report_sigterm_and_deleted_trial_directories(tmp_path):
     finished trial's directory deleted (resume refuses: it cannot rerun a finished trial)."""
     from ninsweep.analysis import load_history
 
+    import yaml
+
+    # The fault space, but its data comes from a factory that takes a few seconds the first
+    # time (afterwards the data cache answers): on an idle machine an epoch of this space
+    # takes well under a second, so without it "before the first report" is a race.
+    (tmp_path / "slow_start.py").write_text(textwrap.dedent(f"""\
+        import time
+        import torch
+        from ninsweep.config import DataConfig
+        from ninsweep.data import load_data
+
+        def load(seconds):
+            time.sleep(seconds)
+            cfg = DataConfig(**{yaml.safe_load(FAULT_SPACE.read_text())["data"]!r},
+                             cache_dir={str(tmp_path / "factory-source")!r})
+            data = load_data(cfg)
+            return ((data.train_images, data.train_labels),
+                    (data.test_images, data.test_labels))
+        """))
+    space = yaml.safe_load(FAULT_SPACE.read_text())
+    space["data"] = {"factory": "slow_start:load", "factory_kwargs": {"seconds": 5}}
+    space_file = _space(tmp_path, yaml.safe_dump(space), "fault.yaml")
+
     env = cli_env(tmp_path)
     experiment = tmp_path / "results" / "fault"
     log = tmp_path / "run.log"
-    driver = start_ninsweep("run", FAULT_SPACE, "--storage", experiment.parent, env=env, log=log)
-    # Polled tightly: an epoch of this space takes well under a second on an idle machine.
-    deadline = time.monotonic() + 300
-    while not any((experiment / t / "params.json").exists() for t in TRIALS):
-        assert driver.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.01)
+    driver = start_ninsweep("run", space_file, "--storage", experiment.parent, env=env, log=log)
+    wait_until(lambda: any((experiment / t / "params.json").exists() for t in TRIALS), 300,
+               "a trial to start", driver, log)
     # The driver and every Ray process it started, at once (a crash of its machine): a
     # worker left running would go on to report and checkpoint its first epoch.
     kill_pids([driver.pid, *descendants(driver.pid)])
