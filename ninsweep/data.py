@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from filelock import FileLock, Timeout
 
 from .config import DataConfig
-from .errors import DataError
+from .errors import DataError, first_line
 
 Log = Callable[[str], None]
 
@@ -223,7 +223,7 @@ def _read_cache(path: Path, fingerprint: str) -> tuple[Optional[dict], Optional[
         # used are read; safe because caches are replaced by rename, never rewritten in place.
         record = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # any failure to parse means a damaged file; never trust it
-        return None, _CacheMiss(f"cannot be loaded: {_one_line(err)}", corrupt=True)
+        return None, _CacheMiss(f"cannot be loaded: {first_line(err)}", corrupt=True)
     problem = _record_problem(record)
     if problem:
         return None, _CacheMiss(problem, corrupt=True)
@@ -354,11 +354,6 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     return means, stds
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 # ---------------------------------------------------------------------------------- sources
 
 @dataclass(frozen=True)
@@ -388,7 +383,7 @@ def _decode_cifar10(cfg: DataConfig, scan: None, log: Log) -> _Decoded:
                     CIFAR10(str(root), train=False, download=download))
         except (OSError, RuntimeError, ValueError) as err:  # network, disk, md5 mismatch
             action = "download or verify" if download else "find a verified copy of"
-            raise DataError(f"{root}: cannot {action} CIFAR-10 ({_one_line(err)})") from None
+            raise DataError(f"{root}: cannot {action} CIFAR-10 ({first_line(err)})") from None
 
     if os.access(root, os.W_OK):
         # Serialises downloads by every process using this root, whatever their cache dirs.
@@ -509,7 +504,7 @@ def _decode_image(path: Path) -> torch.Tensor:
         with Image.open(path) as opened:
             pixels = np.array(opened.convert("RGB"))  # a writable copy, as torch wants
     except Exception as err:  # unidentified, truncated, decompression bomb: all the file's fault
-        raise DataError(f"{path}: cannot decode image ({_one_line(err)})") from None
+        raise DataError(f"{path}: cannot decode image ({first_line(err)})") from None
     return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
@@ -590,7 +585,7 @@ def _load_factory(cfg: DataConfig, scan: None, log: Log) -> _Decoded:
         raise
     except Exception as err:  # the user's code: say what it raised, in one line
         raise DataError(f"data.factory: {cfg.factory} raised {type(err).__name__}: "
-                        f"{_one_line(err)}") from None
+                        f"{first_line(err)}") from None
     classes = None
     if isinstance(result, dict):
         classes = result.get("classes")

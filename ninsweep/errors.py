@@ -5,6 +5,17 @@ checkpoint that does not match) raises a subclass of ``NinsweepError``. The CLI 
 message on one line and exits with status 2; everything else is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
+from typing import Optional
+
+
+def first_line(err: BaseException, limit: Optional[int] = None) -> str:
+    """The first line of ``err``'s message (cut to ``limit``), or its type's name if empty:
+    what a one-line message quotes of an exception raised by a library or user code."""
+    lines = str(err).strip().splitlines()
+    return lines[0][:limit] if lines else type(err).__name__
+
 
 class NinsweepError(Exception):
     """An error caused by input, reported to the user as one line."""

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 _PATH_RE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
 
@@ -52,7 +52,7 @@ def load_callable(key: str, text: str, search_dirs: Iterable[Path | str] = ()) -
                           "put it next to the space file or on PYTHONPATH)") from None
     except Exception as err:  # the user's module raised while importing
         raise ConfigError(f"{key}: importing {module_name!r} raised {type(err).__name__}: "
-                          f"{_first_line(err)}") from None
+                          f"{first_line(err, 300)}") from None
     function = getattr(module, attribute, None)
     if function is None:
         raise ConfigError(f"{key}: module {module_name!r} has no {attribute!r}")
@@ -119,8 +119,3 @@ def code_path(text: str, user_dirs: Iterable[Path | str]) -> Optional[str]:
         if shipped.parent == directory:
             return str(shipped)
     return None
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0][:300] if lines else type(err).__name__

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from . import __version__
-from .errors import NinsweepError
+from .errors import NinsweepError, first_line
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"  # the variable Ray's own `ray job` CLI reads
@@ -420,13 +420,8 @@ def auth_headers() -> dict[str, str]:
             return {}
         token = loader.get_raw_token(ignore_auth_mode=True)
     except Exception as err:  # ray.exceptions.AuthenticationError: unreadable token file
-        raise NinsweepError(f"cannot read the Ray auth token: {_first_line(err)}") from None
+        raise NinsweepError(f"cannot read the Ray auth token: {first_line(err)}") from None
     return {"Authorization": f"Bearer {token.strip()}"} if token.strip() else {}
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 @contextlib.contextmanager
@@ -438,7 +433,7 @@ def _network_errors(address: str, job_id: Optional[str] = None) -> Iterator[None
         raise
     except Exception as err:
         name = type(err).__name__
-        text = _first_line(err)
+        text = first_line(err)
         if name == "AuthenticationError" or "status code 401" in text or "status code 403" in text:
             if "Invalid" in str(err) or "403" in text or "Forbidden" in str(err):
                 raise NinsweepError(

@@ -26,7 +26,7 @@ from . import metrics as M
 from .config import ModelConfig, TrialConfig, from_dict, to_dict
 from .data import DeviceLoader, ImageData, hold_out_validation, load_data
 from .devices import describe_device, prepare_device
-from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, TrainingDiverged, first_line
 from .model import build_model, count_parameters, decayed_parameters
 
 CHECKPOINT_FORMAT = 1
@@ -253,7 +253,7 @@ class Trainer:
             self.epoch = int(state["epoch"])
             self.history = [dict(entry) for entry in state["history"]]
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
-            raise CheckpointError(f"checkpoint does not fit this run: {_first_line(err)}") from None
+            raise CheckpointError(f"checkpoint does not fit this run: {first_line(err, 300)}") from None
 
 
 def check_architecture(state: dict[str, Any], model_cfg: ModelConfig) -> None:
@@ -329,7 +329,7 @@ def save_checkpoint(state: dict[str, Any], path: os.PathLike | str) -> Path:
         torch.save(state, temporary)
         os.replace(temporary, path)
     except (OSError, RuntimeError) as err:  # torch reports a failed write as RuntimeError
-        raise CheckpointError(f"{path}: cannot write the checkpoint ({_first_line(err)}); "
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({first_line(err, 300)}); "
                               "the previous checkpoint is unchanged") from None
     finally:
         with contextlib.suppress(OSError):
@@ -345,7 +345,7 @@ def load_checkpoint(path: os.PathLike | str) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a damaged file
-        raise CheckpointError(f"{path}: unreadable or corrupt checkpoint ({_first_line(err)})") from None
+        raise CheckpointError(f"{path}: unreadable or corrupt checkpoint ({first_line(err, 300)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a ninsweep checkpoint (format "
                               f"{state.get('format') if isinstance(state, dict) else '?'})")
@@ -355,8 +355,3 @@ def load_checkpoint(path: os.PathLike | str) -> dict[str, Any]:
 def _as_python_rng_state(saved: Any) -> tuple:
     version, internal, gauss = saved
     return int(version), tuple(int(v) for v in internal), gauss
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__
