@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import fields
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
@@ -96,7 +95,7 @@ def _default_of(key: str) -> Any:
     section, _, name = key.rpartition(".")
     classes = {"": ModelConfig, "model": ModelConfig, "train": TrainConfig, "data": DataConfig}
     cls = classes.get(section)
-    if cls is None or name not in {f.name for f in fields(cls)}:
+    if cls is None or name not in cls.model_fields:
         return None
     return level_text(getattr(cls(), name))
 

@@ -24,11 +24,18 @@ from .errors import ConfigError, first_line
 _PATH_RE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
 
 
+def import_path_problem(text: Any) -> Optional[str]:
+    """What is wrong with ``text`` as ``module:function``, or None (the config schema's rule)."""
+    if not isinstance(text, str) or not _PATH_RE.fullmatch(text):
+        return f"{text!r} is not an import path (write module:function, e.g. mynets:resnet20)"
+    return None
+
+
 def check_import_path(key: str, text: Any) -> str:
     """``text`` if it reads ``module:function``, else a one-line ``ConfigError``."""
-    if not isinstance(text, str) or not _PATH_RE.fullmatch(text):
-        raise ConfigError(f"{key}: {text!r} is not an import path (write module:function, "
-                          "e.g. mynets:resnet20)")
+    problem = import_path_problem(text)
+    if problem is not None:
+        raise ConfigError(f"{key}: {problem}")
     return text
 
 

@@ -856,13 +856,11 @@ class _Block:
 
 
 def _field_hint(section: str, name: str) -> Any:
-    from .config import _schema
-
-    return _schema(SECTIONS[section])[0][name]
+    return SECTIONS[section].model_fields[name].annotation
 
 
 def _fields(section: str) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(SECTIONS[section]))
+    return tuple(SECTIONS[section].model_fields)
 
 
 def _canonical_key(fail: _Failer, path: str, key: Any, factory: bool = False) -> str:
