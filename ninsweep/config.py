@@ -44,9 +44,9 @@ class SchemaError(ConfigError):
         super().__init__(" ".join((f"{where}: {text}" if where else text).split()))
 
 
-def fail(problem: str, key: Optional[str] = None) -> NoReturn:
-    """Inside a validator: reject the value with ``problem`` (at field ``key`` of a model
-    validator; at the validated field itself when None)."""
+def fail(problem: str, key: str | int | tuple = ()) -> NoReturn:
+    """Inside a validator: reject the value with ``problem``, at the validated field or
+    below it at ``key`` (a field of a model validator, ``"lr_milestones"``; an index, 1)."""
     raise PydanticCustomError("ninsweep", "{problem}", {"problem": problem, "key": key})
 
 
@@ -63,7 +63,8 @@ def schema_error(err: ValidationError, model: type, where: str = "") -> SchemaEr
     loc = (*model.section, *first["loc"])
     kind, value, ctx = first["type"], first.get("input"), first.get("ctx") or {}
     if kind == "ninsweep":
-        loc += tuple(ctx["key"].split(".")) if ctx.get("key") else ()
+        key = ctx["key"]
+        loc += tuple(key) if isinstance(key, (tuple, list)) else (key,) if key != () else ()
         problem = ctx["problem"]
     elif "[key]" in loc:  # a mapping's key: loc is (..., field, key, "[key]")
         loc, problem = loc[:loc.index("[key]") - 1], f"keys must be strings, got {describe(value)}"
@@ -71,7 +72,8 @@ def schema_error(err: ValidationError, model: type, where: str = "") -> SchemaEr
         known = _fields_at(model, loc[len(model.section):-1])
         problem = f"unknown key (known: {', '.join(known)})"
     elif kind in _LIMITS:
-        problem = f"must be {_LIMITS[kind][0]} {ctx[_LIMITS[kind][1]]}, got {value!r}"
+        sign, limit = _LIMITS[kind][0], ctx[_LIMITS[kind][1]]
+        problem = f"must be {sign} {limit:g}, got {value!r}"
     elif kind == "finite_number":
         problem = f"must be a finite number, got {value!r}"
     elif kind == "missing":

@@ -5,10 +5,14 @@ once per seed, on top of shared model / data / train overrides, plus the resourc
 trial takes, checkpoint settings and failure retries. ``docs/search-spaces.md`` is the
 format reference.
 
+The file's keys are a schema (``SpaceFile``: pydantic models, with the defaults), and so is
+the experiment manifest it becomes (``Manifest``: written by ``to_manifest`` and read back by
+``from_manifest`` through the same models). The rules for model / data / train values live in
+``ninsweep.config`` alone: each expanded trial is checked by ``TrialConfig.from_dict``.
+
 Everything here runs before Ray starts (``ninsweep run --dry-run``, validation, resume):
 no module-level Ray import. Every user mistake raises ``ConfigError`` with one line,
-``<file>: <key path>: <problem>``. The rules for model / data / train values live in
-``ninsweep.config`` alone: each expanded trial is checked by ``TrialConfig.from_dict``.
+``<file>: <key path>: <problem>``.
 """
 
 from __future__ import annotations
@@ -20,28 +24,30 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Annotated, Any, Iterable, NoReturn, Optional, Union
 
 import yaml
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from . import metrics as M
-from .config import DataConfig, ModelConfig, TrainConfig, TrialConfig
+from .config import (DataConfig, ModelConfig, Schema, SchemaError, TrainConfig, TrialConfig,
+                     describe, fail)
 from .errors import ConfigError
 
 MANIFEST_FORMAT = 1
 SPACE_SUFFIXES = (".yaml", ".yml")
+# The one key of Tune's param space, so of Ray's params.json: {"trial": {name, params, config}}.
+TRIAL_KEY = "trial"
 
-# The sections a space may override, and the dataclass behind each.
+# The sections a space may override, and the settings model behind each.
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
-# Params every trial carries, whether or not the grid varies them (the contract with
-# analysis: DEVELOPERS.md, "Trial params"). Other grid keys follow by their dotted name.
-BASE_PARAMS = ("activation", "batchnorm", "init", "seed")
-_BASE_KEYS = {"model.activation": "activation", "model.batchnorm": "batchnorm",
-              "model.init": "init"}
-
-TOP_LEVEL_KEYS = ("name", "description", "seeds", "grid", "model", "data", "train",
-                  "resources", "checkpoint", "failure", "objective",
-                  "trackers")
+# Params every trial of the NIN carries, whether or not the grid varies them (the contract
+# with analysis: DEVELOPERS.md, "Trial params"): its three model axes, then the seed. A
+# model factory's trials carry only the seed. Other grid keys follow by their dotted name.
+MODEL_AXES = ("activation", "batchnorm", "init")
+SEED = "seed"
+BASE_PARAMS = (*MODEL_AXES, SEED)
+_BASE_KEYS = {f"model.{name}": name for name in MODEL_AXES}
 
 # Experiment trackers a space may name (``trackers: [mlflow]``): name -> (the Python module
 # it needs, the ninsweep extra that installs it). ninsweep.tracking maps each to Ray Tune's
@@ -50,11 +56,6 @@ TRACKERS = {
     "mlflow": ("mlflow", "mlflow"),
     "wandb": ("wandb", "wandb"),
 }
-DEFAULT_CPUS = 1.0
-DEFAULT_GPUS = 0.0
-DEFAULT_CHECKPOINT_EVERY = 1
-DEFAULT_CHECKPOINT_KEEP = 2
-DEFAULT_MAX_RETRIES = 3
 # More trials than this is a typo or a runaway grid, not a study: at a CIFAR-10 epoch of
 # minutes per trial it would outlast any cluster. Refused before expanding (a 10^6 grid
 # would otherwise take minutes and gigabytes to list).
@@ -66,22 +67,225 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 # --------------------------------------------------------------------------------------
-# The typed result
+# The schema of a space file and of a manifest
 
 
-@dataclass(frozen=True)
-class Resources:
+def _name_problem(value: Any) -> Optional[str]:
+    if isinstance(value, str) and _NAME_RE.fullmatch(value):
+        return None
+    return (f"{value!r} is not a usable experiment name (letters, digits, '.', '_', '-'; "
+            "starting with a letter or digit)")
+
+
+def _experiment_name(value: Any) -> str:
+    problem = _name_problem(value)
+    if problem is not None:
+        fail(problem)
+    return value
+
+
+def _gpu_count(value: float) -> float:
+    if value > 1 and not value.is_integer():
+        fail(f"{value!r} GPUs: use a fraction up to 1 (0.25 shares a GPU four ways) or a "
+             "whole number of GPUs")
+    return value
+
+
+def _kept_checkpoints(value: int) -> int:
+    if value < 2:  # the newest checkpoint may be the one being written when a node dies
+        fail(f"must be >= 2 (the newest may be incomplete when a trial dies while writing it), "
+             f"got {value!r}")
+    return value
+
+
+def _seed_list(value: Any) -> tuple[int, ...]:
+    """``seeds: 3`` (a count: 0, 1, 2) or ``seeds: [0, 1, 2]``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            fail(f"a count of seeds must be >= 1, got {value}")
+        return tuple(range(value))
+    if not isinstance(value, (list, tuple)):
+        fail(f"expected a list of seeds or a count, got {describe(value)}")
+    if not value:
+        fail("empty list (give at least one seed, e.g. seeds: [0])")
+    for i, seed in enumerate(value):
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            fail(f"expected an integer, got {describe(seed)}", i)
+        if seed < 0:
+            fail(f"must be >= 0, got {seed}", i)
+        if seed in value[:i]:
+            fail(f"duplicate seed {seed}", i)
+    return tuple(value)
+
+
+def _tracker(value: str) -> str:
+    if value not in TRACKERS:
+        fail(f"unknown tracker {value!r} (known: {', '.join(TRACKERS)})")
+    return value
+
+
+ExperimentName = Annotated[Any, AfterValidator(_experiment_name)]
+Seeds = Annotated[Any, AfterValidator(_seed_list)]
+Trackers = Annotated[tuple[Annotated[str, AfterValidator(_tracker)], ...],
+                     Field(strict=False), AfterValidator(lambda names: tuple(dict.fromkeys(names)))]
+
+
+class Resources(Schema):
     """What one trial asks Ray for. ``gpus`` is a fraction in [0, 1] or a whole number."""
 
-    cpus: float = DEFAULT_CPUS
-    gpus: float = DEFAULT_GPUS
-
-    def to_dict(self) -> dict[str, float]:
-        return {"cpus": self.cpus, "gpus": self.gpus}
+    cpus: float = Field(1.0, gt=0)
+    gpus: Annotated[float, Field(ge=0), AfterValidator(_gpu_count)] = 0.0
 
     def to_ray(self) -> dict[str, float]:
         """The mapping ``tune.with_resources(trainable, ...)`` takes."""
         return {"cpu": self.cpus, "gpu": self.gpus}
+
+
+class Checkpoint(Schema):
+    every: int = Field(1, ge=1)  # epochs between checkpoints
+    keep: Annotated[int, AfterValidator(_kept_checkpoints)] = 2  # latest kept per trial
+
+
+class Failure(Schema):
+    max_retries: int = Field(3, ge=0)  # restarts of a failed trial (from its checkpoint)
+
+
+class Objective(Schema):
+    """What the analysis ranks configurations by; mode defaults to max for an accuracy,
+    min for a loss."""
+
+    metric: str = M.DEFAULT_OBJECTIVE["metric"]
+    mode: str = M.DEFAULT_OBJECTIVE["mode"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_of_metric(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("mode") is None and isinstance(raw.get("metric"), str):
+            raw = {**raw, "mode": "max" if M.is_accuracy(raw["metric"]) else "min"}
+        return raw
+
+    @model_validator(mode="after")
+    def _known(self) -> "Objective":
+        if self.metric not in M.OBJECTIVE_METRICS:
+            fail(f"unknown metric {self.metric!r} (choose from "
+                 f"{', '.join(M.OBJECTIVE_METRICS)})", "metric")
+        if self.mode not in M.OBJECTIVE_MODES:
+            fail(f"unknown mode {self.mode!r} (max: higher is better, min: lower)", "mode")
+        return self
+
+
+class SpaceFile(Schema):
+    """The top-level keys of a space file (``docs/search-spaces.md``). The grid and the
+    model / data / train overrides are checked as the trials they expand to."""
+
+    name: Optional[ExperimentName] = None  # default: the file's stem
+    description: str = ""
+    seeds: Seeds = (0,)
+    grid: Any = None
+    model: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    resources: Resources = Resources()
+    checkpoint: Checkpoint = Checkpoint()
+    failure: Failure = Failure()
+    objective: Objective = Objective()
+    trackers: Trackers = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, raw: Any) -> Any:
+        # `train:` with nothing under it (YAML null) means no overrides, not an error.
+        if isinstance(raw, dict):
+            raw = {k: v for k, v in raw.items()
+                   if v is not None or k in ("name", "seeds", "grid")}
+        return raw
+
+    @field_validator("train")
+    @classmethod
+    def _no_seed(cls, train: dict[str, Any]) -> dict[str, Any]:
+        if "seed" in train:
+            fail("set seeds with the top-level seeds list (seeds: [0, 1, 2])", "seed")
+        return train
+
+
+TOP_LEVEL_KEYS = tuple(SpaceFile.model_fields)
+
+
+class TrialEntry(Schema):
+    """One trial as the manifest and Ray's params.json hold it."""
+
+    name: str
+    params: dict[str, Any]
+    config: TrialConfig
+
+    @field_validator("name")
+    @classmethod
+    def _usable(cls, name: str) -> str:
+        if not _NAME_RE.fullmatch(name):
+            fail(f"not a valid trial name: {name!r}")
+        return name
+
+    @field_validator("config", mode="wrap")
+    @classmethod
+    def _config(cls, raw: Any, handler: Any) -> TrialConfig:
+        # Named as a config file of its own: "trials[2].config: model.activation: ...".
+        try:
+            return TrialConfig.from_dict(raw)
+        except SchemaError as err:
+            fail(str(err))
+
+
+class Manifest(Schema):
+    """``ninsweep.json``: everything needed to run or resume the same trials, so a resume
+    never rereads a YAML file that may have changed. Keys a later writer adds are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    format: int
+    space_file: str = ""
+    space_name: ExperimentName
+    description: str = ""
+    space: dict[str, Any] = {}  # the YAML mapping as loaded
+    seeds: Seeds = (0,)
+    trials: list[TrialEntry]
+    resources: Resources = Resources()
+    checkpoint: Checkpoint = Checkpoint()
+    failure: Failure = Failure()
+    trackers: Trackers = ()
+    # Command-line overrides applied after loading (with_overrides).
+    overrides: dict[str, Any] = {}
+    # User modules (files or package dirs) a model factory comes from.
+    code: tuple[str, ...] = Field((), strict=False)
+    # absent in manifests older than objectives: test_acc, max
+    objective: Objective = Objective()
+    # Added by the sweep that writes it (sweep.run_sweep).
+    created: Optional[str] = None
+    experiment_name: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _readable(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("format") != MANIFEST_FORMAT:
+            fail(f"unsupported manifest format {raw.get('format')!r} "
+                 f"(this ninsweep reads format {MANIFEST_FORMAT})", "format")
+        if isinstance(raw, dict) and raw.get("description") is None:
+            raw = {**raw, "description": ""}  # written as null by older versions
+        return raw
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "Manifest":
+        if not self.trials:
+            fail("has no trials (expected a non-empty list)", "trials")
+        seen: set[str] = set()
+        for i, trial in enumerate(self.trials):
+            if trial.name in seen:
+                fail(f"duplicate trial name {trial.name!r}", ("trials", i, "name"))
+            seen.add(trial.name)
+        return self
+
+
+# --------------------------------------------------------------------------------------
+# The typed result
 
 
 @dataclass(frozen=True)
@@ -106,10 +310,10 @@ class SweepSpec:
     source: str  # the space file as the user named it ("" when built in code)
     raw: dict[str, Any]  # the YAML mapping as loaded (JSON-serialisable)
     trials: tuple[TrialSpec, ...]
-    resources: Resources = field(default_factory=Resources)
-    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY  # epochs between checkpoints
-    checkpoint_keep: int = DEFAULT_CHECKPOINT_KEEP  # latest checkpoints kept per trial
-    max_retries: int = DEFAULT_MAX_RETRIES  # restarts of a failed trial (from its checkpoint)
+    resources: Resources = Resources()
+    checkpoint_every: int = Checkpoint().every  # epochs between checkpoints
+    checkpoint_keep: int = Checkpoint().keep  # latest checkpoints kept per trial
+    max_retries: int = Failure().max_retries  # restarts of a failed trial
     seeds: tuple[int, ...] = (0,)
     trackers: tuple[str, ...] = ()  # names from TRACKERS
     # Command-line overrides applied after loading (with_overrides), for the manifest.
@@ -118,7 +322,7 @@ class SweepSpec:
     # and submitted jobs must be given (ninsweep.factory.code_path).
     code: tuple[str, ...] = ()
     # What the analysis ranks configurations by: {"metric": test_acc, "mode": max}.
-    objective: dict[str, str] = field(default_factory=lambda: dict(M.DEFAULT_OBJECTIVE))
+    objective: dict[str, str] = field(default_factory=lambda: Objective().to_dict())
 
     @property
     def trial_names(self) -> tuple[str, ...]:
@@ -162,7 +366,8 @@ class SweepSpec:
                            for t in trials)
             applied.setdefault("set", {})[key] = value
         if max_epochs is not None:
-            max_epochs = _check_int("--max-epochs", max_epochs, minimum=1)
+            if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
+                raise ConfigError(f"--max-epochs: must be >= 1, got {max_epochs!r}")
             trials = tuple(
                 _replace_config(t, train={"epochs": min(t.config.train.epochs, max_epochs)},
                                 where="--max-epochs")
@@ -176,50 +381,44 @@ class SweepSpec:
                            for t in trials)
             applied["data_dir"] = data_dir
         resources = self.resources
-        if cpus_per_trial is not None:
-            resources = dataclasses.replace(
-                resources, cpus=_check_cpus("--cpus-per-trial", cpus_per_trial))
-            applied["cpus_per_trial"] = resources.cpus
+        for flag, key, value in (("--cpus-per-trial", "cpus", cpus_per_trial),
+                                 ("--gpus-per-trial", "gpus", gpus_per_trial)):
+            if value is not None:
+                try:
+                    resources = Resources.from_dict({**resources.to_dict(), key: value})
+                except SchemaError as err:
+                    raise ConfigError(f"{flag}: {err.problem}") from None
+                applied[f"{key}_per_trial"] = getattr(resources, key)
         if gpus_per_trial is not None:
-            resources = dataclasses.replace(
-                resources, gpus=_check_gpus("--gpus-per-trial", gpus_per_trial))
-            applied["gpus_per_trial"] = resources.gpus
-            check_trial_devices(_flag_failer, trials, resources.gpus, "--gpus-per-trial")
+            check_trial_devices(trials, resources.gpus, "--gpus-per-trial")
         return dataclasses.replace(self, trials=trials, resources=resources, overrides=applied)
 
     def to_param_space(self) -> dict[str, Any]:
         """``Tuner(param_space=...)``: one grid point per trial, in order.
 
-        Each trial's Ray config is ``{"trial": {"name", "params", "config"}}`` (so Ray's
+        Each trial's Ray config is ``{TRIAL_KEY: {"name", "params", "config"}}`` (so Ray's
         params.json holds exactly that); name the trial directory after
-        ``config["trial"]["name"]``.
+        ``config[TRIAL_KEY]["name"]``.
         """
         from ray import tune  # lazily: importing Ray is slow and not needed to validate
 
-        return {"trial": tune.grid_search([t.to_dict() for t in self.trials])}
+        return {TRIAL_KEY: tune.grid_search([t.to_dict() for t in self.trials])}
 
     def to_manifest(self) -> dict[str, Any]:
-        """The JSON-serialisable record of the sweep, read back by ``from_manifest``.
-
-        The caller (sweep) adds ``created``; everything needed to run or resume the same
-        trials is here, so a resume never rereads a YAML file that may have changed.
-        """
-        return {
-            "format": MANIFEST_FORMAT,
-            "space_file": self.source,
-            "space_name": self.name,
-            "description": self.description,
-            "space": self.raw,
-            "seeds": list(self.seeds),
-            "trials": [t.to_dict() for t in self.trials],
-            "resources": self.resources.to_dict(),
-            "checkpoint": {"every": self.checkpoint_every, "keep": self.checkpoint_keep},
-            "failure": {"max_retries": self.max_retries},
-            "trackers": list(self.trackers),
-            "overrides": dict(self.overrides),
-            "code": list(self.code),
-            "objective": dict(self.objective),
-        }
+        """The JSON-serialisable record of the sweep (``Manifest``), read back by
+        ``from_manifest``. The caller (sweep) adds ``created`` and ``experiment_name``."""
+        manifest = Manifest.model_construct(
+            format=MANIFEST_FORMAT, space_file=self.source, space_name=self.name,
+            description=self.description, space=self.raw, seeds=self.seeds,
+            trials=[TrialEntry.model_construct(name=t.name, params=t.params, config=t.config)
+                    for t in self.trials],
+            resources=self.resources,
+            checkpoint=Checkpoint.model_construct(every=self.checkpoint_every,
+                                                  keep=self.checkpoint_keep),
+            failure=Failure.model_construct(max_retries=self.max_retries),
+            trackers=self.trackers, overrides=self.overrides, code=self.code,
+            objective=Objective.model_construct(**self.objective))
+        return manifest.model_dump(mode="json", exclude={"created", "experiment_name"})
 
     @classmethod
     def from_manifest(cls, manifest: Any, where: str = "ninsweep.json") -> "SweepSpec":
@@ -229,61 +428,15 @@ class SweepSpec:
         """
         if not isinstance(manifest, dict):
             raise ConfigError(f"{where}: expected a JSON object, got {type(manifest).__name__}")
-        fmt = manifest.get("format")
-        if fmt != MANIFEST_FORMAT:
-            raise ConfigError(f"{where}: format: unsupported manifest format {fmt!r} "
-                              f"(this ninsweep reads format {MANIFEST_FORMAT})")
-        for key in ("space_name", "trials"):
-            if key not in manifest:
-                raise ConfigError(f"{where}: {key}: missing")
-        fail = _Failer(where)
-        name = _check_name(fail, "space_name", manifest["space_name"])
-        raw_trials = manifest["trials"]
-        if not isinstance(raw_trials, list) or not raw_trials:
-            fail("trials", "expected a non-empty list")
-        trials = []
-        seen: set[str] = set()
-        for i, item in enumerate(raw_trials):
-            path = f"trials[{i}]"
-            if not isinstance(item, dict) or set(item) != {"name", "params", "config"}:
-                fail(path, "expected an object with name, params and config")
-            tname = item["name"]
-            if not isinstance(tname, str) or not _NAME_RE.fullmatch(tname):
-                fail(f"{path}.name", f"not a valid trial name: {tname!r}")
-            if tname in seen:
-                fail(f"{path}.name", f"duplicate trial name {tname!r}")
-            seen.add(tname)
-            if not isinstance(item["params"], dict):
-                fail(f"{path}.params", "expected an object")
-            try:
-                config = TrialConfig.from_dict(item["config"])
-            except ConfigError as err:
-                fail(f"{path}.config", str(err))
-            trials.append(TrialSpec(name=tname, params=dict(item["params"]), config=config))
-        every, keep = _parse_checkpoint(fail, manifest.get("checkpoint"))
-        seeds = manifest.get("seeds", [0])
-        overrides = manifest.get("overrides") or {}
-        if not isinstance(overrides, dict):
-            fail("overrides", "expected an object")
-        description = manifest.get("description") or ""
-        if not isinstance(description, str):
-            fail("description", "expected a string")
+        read = Manifest.from_dict(manifest, where)
         return cls(
-            name=name,
-            description=description,
-            source=str(manifest.get("space_file") or ""),
-            raw=manifest.get("space") if isinstance(manifest.get("space"), dict) else {},
-            trials=tuple(trials),
-            resources=_parse_resources(fail, manifest.get("resources")),
-            checkpoint_every=every,
-            checkpoint_keep=keep,
-            max_retries=_parse_failure(fail, manifest.get("failure")),
-            seeds=_parse_seeds(fail, seeds),
-            trackers=_parse_trackers(fail, manifest.get("trackers")),
-            overrides=dict(overrides),
-            code=tuple(str(p) for p in manifest.get("code") or ()),
-            objective=_parse_objective(fail, manifest.get("objective")),
-        )
+            name=read.space_name, description=read.description, source=read.space_file,
+            raw=read.space,
+            trials=tuple(TrialSpec(t.name, t.params, t.config) for t in read.trials),
+            resources=read.resources, checkpoint_every=read.checkpoint.every,
+            checkpoint_keep=read.checkpoint.keep, max_retries=read.failure.max_retries,
+            seeds=read.seeds, trackers=read.trackers, overrides=read.overrides,
+            code=read.code, objective=read.objective.to_dict())
 
 
 # --------------------------------------------------------------------------------------
@@ -357,52 +510,32 @@ def parse_space(text: str, where: str = "<space>") -> SweepSpec:
 
 def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
     """Validate and expand a space given as a mapping (the YAML as loaded)."""
-    fail = _Failer(where)
     if raw is None:
-        fail.top("the file is empty (expected a mapping with at least a grid)")
+        _refuse(where, "", "the file is empty (expected a mapping with at least a grid)")
     if not isinstance(raw, dict):
-        fail.top(f"expected a mapping at the top level, got {_yaml_type(raw)}")
-    _check_json_plain(fail, raw, "")
-    for key in raw:
-        if key not in TOP_LEVEL_KEYS:
-            fail(str(key), f"unknown key (known: {', '.join(TOP_LEVEL_KEYS)})")
-
-    stem = Path(where).stem if where and not where.startswith("<") else "space"
-    name = _check_name(fail, "name", raw.get("name", stem))
-    description = raw.get("description") or ""
-    if not isinstance(description, str):
-        fail("description", f"expected a string, got {_yaml_type(description)}")
-    seeds = _parse_seeds(fail, raw.get("seeds", [0]))
-    resources = _parse_resources(fail, raw.get("resources"))
-    every, keep = _parse_checkpoint(fail, raw.get("checkpoint"))
-    max_retries = _parse_failure(fail, raw.get("failure"))
-    objective = _parse_objective(fail, raw.get("objective"))
-    trackers = _parse_trackers(fail, raw.get("trackers"))
-
-    base: dict[str, Any] = {}
-    for section in SECTIONS:
-        value = raw.get(section)
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            fail(section, f"expected a mapping of {section} settings, got {_yaml_type(value)}")
-        if section == "train" and "seed" in value:
-            fail("train.seed", "set seeds with the top-level seeds list (seeds: [0, 1, 2])")
-        base[section] = dict(value)
-
-    blocks = _parse_grid(fail, raw.get("grid"), base, _names_factory(raw, base))
-    _check_size(fail, blocks, seeds)
-    trials = _expand(fail, blocks, base, seeds)
-    check_trial_devices(fail, trials, resources.gpus, "train.device")
-    code = _check_factories(fail, blocks, trials, where)
-    if objective["metric"] in M.VAL_METRICS and any(t.config.data.val_size == 0 for t in trials):
-        fail("objective.metric", f"{objective['metric']} needs a validation split "
-                                 "(data.val_size > 0 in every trial)")
-    return SweepSpec(name=name, description=description.strip(), source=where, raw=raw,
-                     trials=tuple(trials), resources=resources, checkpoint_every=every,
-                     checkpoint_keep=keep, max_retries=max_retries, seeds=seeds, code=code,
-                     objective=objective, trackers=trackers)
-
+        _refuse(where, "", f"expected a mapping at the top level, got {_yaml_type(raw)}")
+    _check_json_plain(where, raw, "")
+    top = SpaceFile.from_dict(raw, where)
+    name = top.name
+    if name is None:  # the file's stem, by the rule of the name key
+        name = Path(where).stem if where and not where.startswith("<") else "space"
+        if _name_problem(name) is not None:
+            _refuse(where, "name", _name_problem(name))
+    base = {section: dict(getattr(top, section)) for section in SECTIONS}
+    blocks = _parse_grid(where, top.grid, base, _names_factory(raw, base))
+    _check_size(where, blocks, top.seeds)
+    trials = _expand(where, blocks, base, top.seeds)
+    check_trial_devices(trials, top.resources.gpus, "train.device", where)
+    code = _check_factories(where, blocks, trials)
+    metric = top.objective.metric
+    if metric in M.VAL_METRICS and any(t.config.data.val_size == 0 for t in trials):
+        _refuse(where, "objective.metric",
+                f"{metric} needs a validation split (data.val_size > 0 in every trial)")
+    return SweepSpec(name=name, description=top.description.strip(), source=where, raw=raw,
+                     trials=tuple(trials), resources=top.resources,
+                     checkpoint_every=top.checkpoint.every, checkpoint_keep=top.checkpoint.keep,
+                     max_retries=top.failure.max_retries, seeds=top.seeds, code=code,
+                     objective=top.objective.to_dict(), trackers=top.trackers)
 
 def _names_factory(raw: dict[str, Any], base: dict[str, dict]) -> bool:
     """Whether the space names a model factory (in the model section or as a grid key)."""
@@ -421,8 +554,8 @@ def _space_dirs(where: str) -> list[Path]:
     return dirs
 
 
-def _check_factories(fail: "_Failer", blocks: list["_Block"], trials: list[TrialSpec],
-                     where: str) -> tuple[str, ...]:
+def _check_factories(where: str, blocks: list["_Block"], trials: list[TrialSpec]
+                     ) -> tuple[str, ...]:
     """Import each model factory, check its keywords and build each distinct model once.
 
     Before Ray starts, a bad path, a keyword the function does not take (or one it needs
@@ -441,10 +574,10 @@ def _check_factories(fail: "_Failer", blocks: list["_Block"], trials: list[Trial
         data = trial.config.data
         if data.factory is not None:
             # Checked, not called: loading data may take long; the first trial calls it.
-            function = load_callable(f"{fail.where}: data.factory", data.factory, dirs)
+            function = load_callable(f"{where}: data.factory", data.factory, dirs)
             problem = keyword_problem(function, data.factory, data.factory_kwargs)
             if problem is not None:
-                fail(f"data.factory_kwargs.{problem[0]}" if problem[0] in data.factory_kwargs
+                _refuse(where, f"data.factory_kwargs.{problem[0]}" if problem[0] in data.factory_kwargs
                      else "data.factory", problem[1])
             path = code_path(data.factory, dirs)
             if path is not None and path not in code:
@@ -452,21 +585,21 @@ def _check_factories(fail: "_Failer", blocks: list["_Block"], trials: list[Trial
         model = trial.config.model
         if model.factory is None:
             continue
-        function = load_callable(f"{fail.where}: {_space_key(blocks, 'factory')}",
+        function = load_callable(f"{where}: {_space_key(blocks, 'factory')}",
                                  model.factory, dirs)
         # num_classes is supplied by ninsweep when the function takes it.
         problem = keyword_problem(function, model.factory, model.factory_kwargs,
                                   supplied=("num_classes",))
         if problem is not None:
             keyword, text = problem
-            fail(_space_key(blocks, keyword) if keyword in model.factory_kwargs
+            _refuse(where, _space_key(blocks, keyword) if keyword in model.factory_kwargs
                  else "model.factory", text)
         if model not in built:  # each distinct model once (configs hash, kwargs included)
             built.add(model)
             try:
                 build_factory_model(model, tuple(dirs))
             except ConfigError as err:
-                raise ConfigError(_one_line(f"{fail.where}: {err} (trial {trial.name})")) from None
+                raise ConfigError(_one_line(f"{where}: {err} (trial {trial.name})")) from None
         path = code_path(model.factory, dirs)
         if path is not None and path not in code:
             code.append(path)
@@ -627,22 +760,13 @@ def _parse_yaml(text: str, where: str) -> Any:
 # Validation helpers
 
 
-class _Failer:
-    """Raises ``ConfigError("<file>: <key path>: <problem>")``."""
-
-    def __init__(self, where: str):
-        self.where = where
-
-    def __call__(self, path: str, problem: str) -> typing.NoReturn:
-        raise ConfigError(_one_line(f"{self.where}: {path}: {problem}"))
-
-    def top(self, problem: str) -> typing.NoReturn:
-        raise ConfigError(_one_line(f"{self.where}: {problem}"))
+def _refuse(where: str, path: str, problem: str) -> NoReturn:
+    """Raise ``ConfigError("<file>: <key path>: <problem>")``."""
+    raise SchemaError(path, problem, where)
 
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
-
 
 def _yaml_type(value: Any) -> str:
     if value is None:
@@ -660,73 +784,34 @@ def _yaml_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_json_plain(fail: _Failer, value: Any, path: str) -> None:
+def _check_json_plain(where: str, value: Any, path: str) -> None:
     """Only what JSON holds: the loaded mapping goes into the manifest as it is."""
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                fail(f"{path}.{key!r}" if path else repr(key),
+                _refuse(where, f"{path}.{key!r}" if path else repr(key),
                      f"keys must be strings, got {_yaml_type(key)}")
-            _check_json_plain(fail, item, f"{path}.{key}" if path else key)
+            _check_json_plain(where, item, f"{path}.{key}" if path else key)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_json_plain(fail, item, f"{path}[{i}]")
+            _check_json_plain(where, item, f"{path}[{i}]")
     elif isinstance(value, float) and not math.isfinite(value):
-        fail(path, f"{value!r} is not a usable number")
+        _refuse(where, path, f"{value!r} is not a usable number")
     elif value is not None and not isinstance(value, (str, int, float, bool)):
-        fail(path, f"unsupported YAML value of type {type(value).__name__}")
+        _refuse(where, path, f"unsupported YAML value of type {type(value).__name__}")
 
-
-def _check_name(fail: _Failer, path: str, value: Any) -> str:
-    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
-        fail(path, f"{value!r} is not a usable experiment name (letters, digits, '.', '_', "
-                   "'-'; starting with a letter or digit)")
-    return value
 
 
 def check_experiment_name(value: Any, where: str = "--name") -> str:
     """The rule of the YAML ``name:`` key for a name given elsewhere (``--name``): one path
     component, so the experiment stays inside ``--storage`` (no ``..``, no ``/``)."""
-    return _check_name(_flag_failer, where, value)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_int(path: str, value: Any, minimum: int, fail: Optional[_Failer] = None) -> int:
-    fail = fail or _flag_failer
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        fail(path, f"expected an integer, got {_yaml_type(value)}")
-    if value < minimum:
-        fail(path, f"must be >= {minimum}, got {value}")
+    problem = _name_problem(value)
+    if problem is not None:
+        _refuse("", where, problem)
     return value
 
-
-def _check_cpus(path: str, value: Any, fail: Optional[_Failer] = None) -> float:
-    fail = fail or _flag_failer
-    if not _is_number(value):
-        fail(path, f"expected a number, got {_yaml_type(value)}")
-    if not math.isfinite(value) or value <= 0:
-        fail(path, f"must be > 0, got {value!r}")
-    return float(value)
-
-
-def _check_gpus(path: str, value: Any, fail: Optional[_Failer] = None) -> float:
-    fail = fail or _flag_failer
-    if not _is_number(value):
-        fail(path, f"expected a number, got {_yaml_type(value)}")
-    if not math.isfinite(value) or value < 0:
-        fail(path, f"must be >= 0, got {value!r}")
-    if value > 1 and not float(value).is_integer():
-        fail(path, f"{value!r} GPUs: use a fraction up to 1 (0.25 shares a GPU four ways) "
-                   "or a whole number of GPUs")
-    return float(value)
-
-
-def check_trial_devices(fail: _Failer, trials, gpus: float, path: str) -> None:
+def check_trial_devices(trials: Iterable[TrialSpec], gpus: float, path: str,
+                        where: str = "") -> None:
     """Refuse a ``train.device`` no trial of this space could train on, before Ray starts.
 
     Ray shows a trial only the GPUs it granted, numbered from cuda:0 (a fraction counts as
@@ -738,110 +823,16 @@ def check_trial_devices(fail: _Failer, trials, gpus: float, path: str) -> None:
         device = trial.config.train.device
         kind, _, index = device.partition(":")
         if kind == "cuda" and visible == 0:
-            fail(path, f"{device!r} in trial {trial.name}, but each trial asks Ray for no GPU "
+            _refuse(where, path, f"{device!r} in trial {trial.name}, but each trial asks Ray for no GPU "
                        "(resources.gpus 0); use auto or cpu, or ask for GPUs")
         if kind == "cuda" and index and int(index) >= visible:
-            fail(path, f"{device!r} in trial {trial.name}, but each trial sees only the "
+            _refuse(where, path, f"{device!r} in trial {trial.name}, but each trial sees only the "
                        f"{visible} GPU(s) Ray grants it, as cuda:0..cuda:{visible - 1} "
                        f"(resources.gpus {gpus:g}); use auto or cuda")
         if kind == "cpu" and visible:
-            fail(path, f"'cpu' in trial {trial.name}, but each trial holds {gpus:g} GPU it "
+            _refuse(where, path, f"'cpu' in trial {trial.name}, but each trial holds {gpus:g} GPU it "
                        "would leave idle; use auto, or --gpus-per-trial 0")
 
-
-class _FlagFailer(_Failer):
-    """For command-line values: ``--gpus-per-trial: <problem>``, no file."""
-
-    def __init__(self) -> None:
-        super().__init__("")
-
-    def __call__(self, path: str, problem: str) -> typing.NoReturn:
-        raise ConfigError(_one_line(f"{path}: {problem}"))
-
-
-_flag_failer = _FlagFailer()
-
-
-def _section(fail: _Failer, name: str, value: Any, known: tuple[str, ...]) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        fail(name, f"expected a mapping with keys {', '.join(known)}, got {_yaml_type(value)}")
-    for key in value:
-        if key not in known:
-            fail(f"{name}.{key}", f"unknown key (known: {', '.join(known)})")
-    return value
-
-
-def _parse_resources(fail: _Failer, value: Any) -> Resources:
-    section = _section(fail, "resources", value, ("cpus", "gpus"))
-    return Resources(
-        cpus=_check_cpus("resources.cpus", section.get("cpus", DEFAULT_CPUS), fail),
-        gpus=_check_gpus("resources.gpus", section.get("gpus", DEFAULT_GPUS), fail),
-    )
-
-
-def _parse_checkpoint(fail: _Failer, value: Any) -> tuple[int, int]:
-    section = _section(fail, "checkpoint", value, ("every", "keep"))
-    every = _check_int("checkpoint.every", section.get("every", DEFAULT_CHECKPOINT_EVERY), 1,
-                       fail)
-    keep = section.get("keep", DEFAULT_CHECKPOINT_KEEP)
-    if _is_number(keep) and keep < 2:
-        # The newest checkpoint may be the one being written when a node dies.
-        fail("checkpoint.keep", f"must be >= 2 (the newest may be incomplete when a trial "
-                                f"dies while writing it), got {keep!r}")
-    return every, _check_int("checkpoint.keep", keep, 2, fail)
-
-
-def _parse_failure(fail: _Failer, value: Any) -> int:
-    section = _section(fail, "failure", value, ("max_retries",))
-    return _check_int("failure.max_retries", section.get("max_retries", DEFAULT_MAX_RETRIES),
-                      0, fail)
-
-
-def _parse_objective(fail: _Failer, value: Any) -> dict[str, str]:
-    """``{metric, mode}``; mode defaults to max for an accuracy, min for a loss."""
-    section = _section(fail, "objective", value, ("metric", "mode"))
-    metric = section.get("metric", M.DEFAULT_OBJECTIVE["metric"])
-    if metric not in M.OBJECTIVE_METRICS:
-        fail("objective.metric", f"unknown metric {metric!r} (choose from "
-                                 f"{', '.join(M.OBJECTIVE_METRICS)})")
-    mode = section.get("mode", "max" if M.is_accuracy(metric) else "min")
-    if mode not in M.OBJECTIVE_MODES:
-        fail("objective.mode", f"unknown mode {mode!r} (max: higher is better, min: lower)")
-    return {"metric": metric, "mode": mode}
-
-
-def _parse_trackers(fail: _Failer, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        fail("trackers", f"expected a list such as [mlflow], got {_yaml_type(value)}")
-    for i, name in enumerate(value):
-        if name not in TRACKERS:
-            fail(f"trackers[{i}]", f"unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
-    return tuple(dict.fromkeys(value))
-
-
-def _parse_seeds(fail: _Failer, value: Any) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            fail("seeds", f"a count of seeds must be >= 1, got {value}")
-        return tuple(range(value))
-    if not isinstance(value, list):
-        fail("seeds", f"expected a list of seeds or a count, got {_yaml_type(value)}")
-    if not value:
-        fail("seeds", "empty list (give at least one seed, e.g. seeds: [0])")
-    seen: set[int] = set()
-    for i, seed in enumerate(value):
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            fail(f"seeds[{i}]", f"expected an integer, got {_yaml_type(seed)}")
-        if seed < 0:
-            fail(f"seeds[{i}]", f"must be >= 0, got {seed}")
-        if seed in seen:
-            fail(f"seeds[{i}]", f"duplicate seed {seed}")
-        seen.add(seed)
-    return tuple(value)
 
 
 # --------------------------------------------------------------------------------------
@@ -863,67 +854,67 @@ def _fields(section: str) -> tuple[str, ...]:
     return tuple(SECTIONS[section].model_fields)
 
 
-def _canonical_key(fail: _Failer, path: str, key: Any, factory: bool = False) -> str:
+def _canonical_key(where: str, path: str, key: Any, factory: bool = False) -> str:
     if not isinstance(key, str):
-        fail(path, f"grid keys must be strings, got {_yaml_type(key)}")
+        _refuse(where, path, f"grid keys must be strings, got {_yaml_type(key)}")
     if key in ("seed", "train.seed"):
-        fail(path, "set seeds with the top-level seeds list (seeds: [0, 1, 2])")
+        _refuse(where, path, "set seeds with the top-level seeds list (seeds: [0, 1, 2])")
     if "." in key:
         section, _, name = key.partition(".")
         if section not in SECTIONS:
-            fail(path, f"not a config field (dotted keys start with {', '.join(SECTIONS)})")
+            _refuse(where, path, f"not a config field (dotted keys start with {', '.join(SECTIONS)})")
         if name not in _fields(section) and not (factory and section == "model"):
-            fail(path, f"not a config field ({section} fields: {', '.join(_fields(section))})")
+            _refuse(where, path, f"not a config field ({section} fields: {', '.join(_fields(section))})")
         return key
     if key in _fields("model") or factory:
         return f"model.{key}"  # with a model factory, a keyword argument of it
     for section in ("train", "data"):
         if key in _fields(section):
-            fail(path, f"not a model field; write {section}.{key} (bare names are model fields)")
-    fail(path, f"not a config field (model fields: {', '.join(_fields('model'))}; other "
+            _refuse(where, path, f"not a model field; write {section}.{key} (bare names are model fields)")
+    _refuse(where, path, f"not a config field (model fields: {', '.join(_fields('model'))}; other "
                "sections by dotted name, e.g. train.lr)")
 
 
-def _parse_grid(fail: _Failer, grid: Any, base: dict[str, dict],
+def _parse_grid(where: str, grid: Any, base: dict[str, dict],
                 factory: bool = False) -> list[_Block]:
     if grid is None:
-        fail("grid", "missing or empty (give a list of blocks, e.g. - activation: [relu, elu])")
+        _refuse(where, "grid", "missing or empty (give a list of blocks, e.g. - activation: [relu, elu])")
     if isinstance(grid, dict):
         raw_blocks = [("grid", grid)]  # a single block may be written without the list
     elif isinstance(grid, list):
         if not grid:
-            fail("grid", "empty list of blocks")
+            _refuse(where, "grid", "empty list of blocks")
         raw_blocks = [(f"grid[{i}]", b) for i, b in enumerate(grid)]
     else:
-        fail("grid", f"expected a list of blocks (mappings), got {_yaml_type(grid)}")
+        _refuse(where, "grid", f"expected a list of blocks (mappings), got {_yaml_type(grid)}")
 
     blocks = []
     for bpath, block in raw_blocks:
         if not isinstance(block, dict):
-            fail(bpath, f"expected a mapping of key: [values], got {_yaml_type(block)}")
+            _refuse(where, bpath, f"expected a mapping of key: [values], got {_yaml_type(block)}")
         if not block:
-            fail(bpath, "empty block (give at least one key: [values])")
+            _refuse(where, bpath, "empty block (give at least one key: [values])")
         keys, values = [], []
         seen: dict[str, str] = {}
         for key, vals in block.items():
             kpath = f"{bpath}.{key}"
-            canon = _canonical_key(fail, kpath, key, factory)
+            canon = _canonical_key(where, kpath, key, factory)
             if canon in seen:
-                fail(kpath, f"same field as {bpath}.{seen[canon]}")
+                _refuse(where, kpath, f"same field as {bpath}.{seen[canon]}")
             seen[canon] = key
             section, _, name = canon.partition(".")
             if name in base[section]:
-                fail(kpath, f"also set in the {section} section; set it in one place "
+                _refuse(where, kpath, f"also set in the {section} section; set it in one place "
                             f"(the grid, or {section}: {{{name}: ...}})")
             hint = _field_hint(section, name) if name in _fields(section) else Any
             is_tuple = typing.get_origin(hint) is tuple
             if isinstance(vals, list):
                 if not vals:
-                    fail(kpath, "empty list of values")
+                    _refuse(where, kpath, "empty list of values")
                 if is_tuple and not any(isinstance(v, list) for v in vals):
                     vals = [vals]  # lr_milestones: [81, 122] is one value, not two
             elif isinstance(vals, dict):
-                fail(kpath, "expected a list of values, got a mapping")
+                _refuse(where, kpath, "expected a list of values, got a mapping")
             else:
                 vals = [vals]  # a scalar is a one-element list
             keys.append((key, canon))
@@ -932,16 +923,16 @@ def _parse_grid(fail: _Failer, grid: Any, base: dict[str, dict],
     return blocks
 
 
-def _check_size(fail: _Failer, blocks: list[_Block], seeds: tuple[int, ...]) -> None:
+def _check_size(where: str, blocks: list[_Block], seeds: tuple[int, ...]) -> None:
     per_seed = sum(math.prod(len(values) for values in block.values) for block in blocks)
     total = per_seed * len(seeds)
     if total > MAX_TRIALS:
-        fail("grid", f"expands to {total:,} trials ({per_seed:,} per seed x {len(seeds)} "
+        _refuse(where, "grid", f"expands to {total:,} trials ({per_seed:,} per seed x {len(seeds)} "
                      f"seeds); a sweep runs at most {MAX_TRIALS:,}: split it into several "
                      "spaces or narrow the value lists")
 
 
-def _expand(fail: _Failer, blocks: list[_Block], base: dict[str, dict],
+def _expand(where: str, blocks: list[_Block], base: dict[str, dict],
             seeds: tuple[int, ...]) -> list[TrialSpec]:
     # Grid keys beyond the three every name has: params by dotted name, names compactly.
     extra: list[str] = []
@@ -968,17 +959,17 @@ def _expand(fail: _Failer, blocks: list[_Block], base: dict[str, dict],
                 merged["train"]["seed"] = seed
                 try:
                     config = TrialConfig.from_dict(merged)
-                except ConfigError as err:
-                    _report_trial_error(fail, err, block, combo, base_error)
+                except SchemaError as err:
+                    _report_trial_error(where, err, block, combo, base_error)
                 params = _params(config, extra)
                 tname = _trial_name(params, extra, config.model.factory)
                 key = config
                 if key in by_config:
                     other_name, other_block = by_config[key]
-                    fail(block.path, f"duplicate configuration {tname} (also produced by "
+                    _refuse(where, block.path, f"duplicate configuration {tname} (also produced by "
                                      f"{other_block}); each trial must differ")
                 if tname in by_name:
-                    fail(block.path, f"trial name {tname!r} is not unique (also from "
+                    _refuse(where, block.path, f"trial name {tname!r} is not unique (also from "
                                      f"{by_name[tname]}); make the values distinct")
                 by_config[key] = (tname, block.path)
                 by_name[tname] = block.path
@@ -994,20 +985,18 @@ def _validation_error(base: dict[str, dict]) -> Optional[str]:
     return None
 
 
-def _report_trial_error(fail: _Failer, err: ConfigError, block: _Block, combo: tuple,
-                        base_error: Optional[str]) -> typing.NoReturn:
+def _report_trial_error(where: str, err: SchemaError, block: _Block, combo: tuple,
+                        base_error: Optional[str]) -> NoReturn:
     """Name the place in the file that caused ``TrialConfig.from_dict``'s error."""
-    message = str(err)
-    path, sep, problem = message.partition(": ")
-    if sep:
-        for (key, canon), value in zip(block.keys, combo):
-            if path == canon or path.startswith((canon + "[", canon + ".")):
-                fail(f"{block.path}.{key}{path[len(canon):]}", problem)
-    if message == base_error:
-        raise ConfigError(_one_line(f"{fail.where}: {message}"))  # a section override's
+    path = err.path
+    for (key, canon), value in zip(block.keys, combo):
+        if path == canon or path.startswith((canon + "[", canon + ".")):
+            _refuse(where, f"{block.path}.{key}{path[len(canon):]}", err.problem)
+    if str(err) == base_error:
+        _refuse(where, path, err.problem)  # a section override's
     # A rule across fields, broken by this combination of grid values.
     combo_text = ", ".join(f"{key}={_fmt(v)}" for (key, _), v in zip(block.keys, combo))
-    raise ConfigError(_one_line(f"{fail.where}: {message} (with {block.path}: {combo_text})"))
+    _refuse(where, path, f"{err.problem} (with {block.path}: {combo_text})")
 
 
 def _replace_config(trial: TrialSpec, where: str, **sections: dict[str, Any]) -> TrialSpec:
@@ -1084,3 +1073,4 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "null"
     return str(value)
+
