@@ -42,15 +42,15 @@ import pandas as pd
 from scipy import special
 
 from . import metrics as M
-from .config import ModelConfig, TrainConfig
-from .errors import NinsweepError
+from .config import TrialConfig
+from .errors import ConfigError, NinsweepError
+from .space import MODEL_AXES, SEED, TRIAL_KEY, SweepSpec, TrialEntry
 from .storage import MANIFEST_FILE as MANIFEST
 from .storage import fetch_experiment, is_uri
 
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
-MANIFEST_FORMAT = 1
 
 FINISHED = "finished"
 INCOMPLETE = "incomplete"
@@ -84,9 +84,8 @@ OBJECTIVE_COLUMNS = {M.TEST_ACC: "final_test_acc_pct", M.TEST_LOSS: "final_test_
                      M.TRAIN_ACC: "final_train_acc_pct", M.TRAIN_LOSS: "final_train_loss"}
 NORM_KEY = "model.norm"  # a grid key whose levels label as "+GN", "+LN" (NORMS' labels)
 
-# The params every trial has; any other grid key (dotted, "train.lr") is an extra column.
-BASE_PARAMS = ("activation", "batchnorm", "init")
-SEED = "seed"
+# The params of every NIN trial (MODEL_AXES, SEED: ninsweep.space) are the first columns;
+# any other grid key (dotted, "train.lr") is an extra column.
 
 VERDICT_BEST = "best"
 VERDICT_LOWER = "significantly lower"
@@ -102,7 +101,7 @@ class TrialRecord:
 
     name: str
     params: dict[str, Any]
-    config: dict[str, Any]
+    config: TrialConfig
     status: str
     # The kept epochs (see load_history) as one array per metric: a DataFrame per trial
     # costs more than reading its file, so ``history`` builds one only when asked.
@@ -121,15 +120,16 @@ class TrialRecord:
 
     @property
     def epochs_planned(self) -> int:
-        return _epochs_planned(self.config)
+        return self.config.train.epochs
 
 
 @dataclass
 class Experiment:
     path: Path
     space_name: Optional[str]
-    manifest: Optional[dict[str, Any]]
+    manifest: Optional[dict[str, Any]]  # ninsweep.json as read (None: there is none)
     trials: list[TrialRecord] = field(default_factory=list)
+    spec: Optional[SweepSpec] = None  # the manifest, typed
 
     @property
     def name(self) -> str:
@@ -137,12 +137,9 @@ class Experiment:
 
     @property
     def objective(self) -> dict[str, str]:
-        """The space's ``objective`` ({metric, mode}); test_acc, max for older manifests."""
-        recorded = (self.manifest or {}).get("objective")
-        if isinstance(recorded, dict) and recorded.get("metric") in OBJECTIVE_COLUMNS \
-                and recorded.get("mode") in M.OBJECTIVE_MODES:
-            return {"metric": recorded["metric"], "mode": recorded["mode"]}
-        return dict(M.DEFAULT_OBJECTIVE)
+        """The space's ``objective`` ({metric, mode}); test_acc, max without a manifest (and
+        for older manifests, whose schema default it is)."""
+        return dict(self.spec.objective) if self.spec else dict(M.DEFAULT_OBJECTIVE)
 
     @property
     def is_lab4(self) -> bool:
@@ -315,14 +312,6 @@ def _epochs_done(metrics: dict[str, np.ndarray]) -> int:
     return int(epochs[-1]) if len(epochs) else 0  # kept epochs are increasing
 
 
-def _epochs_planned(config: dict[str, Any]) -> int:
-    train = config.get("train") if isinstance(config, dict) else None
-    epochs = train.get("epochs") if isinstance(train, dict) else None
-    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0:
-        return epochs
-    return TrainConfig().epochs
-
-
 def _read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -354,7 +343,7 @@ def _read_trial_dir(child: Path, columns: Optional[Sequence[str]]) -> Optional[_
     except (ValueError, UnicodeDecodeError):
         warnings.warn(f"{params_path}: unreadable, directory skipped", stacklevel=4)
         return None
-    trial = data.get("trial") if isinstance(data, dict) else None
+    trial = data.get(TRIAL_KEY) if isinstance(data, dict) else None
     if not isinstance(trial, dict) or not isinstance(trial.get("name"), str):
         return None  # a Ray trial of something else
     result = child / RESULT_FILE
@@ -443,19 +432,10 @@ def load_experiment(exp_dir: os.PathLike | str,
 
     manifest_path = path / MANIFEST
     manifest: Optional[dict[str, Any]] = None
-    planned: list[dict[str, Any]] = []
+    spec: Optional[SweepSpec] = None
     if manifest_path.is_file():
         manifest = _read_json(manifest_path, "the experiment manifest")
-        if not isinstance(manifest, dict):
-            raise NinsweepError(f"{manifest_path}: expected a JSON object")
-        fmt = manifest.get("format")
-        if fmt != MANIFEST_FORMAT:
-            raise NinsweepError(
-                f"{manifest_path}: unsupported manifest format {fmt!r} (this ninsweep reads {MANIFEST_FORMAT})")
-        planned = manifest.get("trials") or []
-        if not isinstance(planned, list) or not all(
-                isinstance(t, dict) and isinstance(t.get("name"), str) for t in planned):
-            raise NinsweepError(f"{manifest_path}: 'trials' must be a list of objects with a 'name'")
+        spec = SweepSpec.from_manifest(manifest, where=str(manifest_path))
 
     dirs = _scan_trial_dirs(path, columns)
     if manifest is None and not dirs:
@@ -467,64 +447,49 @@ def load_experiment(exp_dir: os.PathLike | str,
             f"{path}: not a ninsweep experiment (no {MANIFEST} and no trial directories with "
             f"{PARAMS_FILE}){hint}")
 
+    # The planned trials, then any trial directory the manifest does not list (a manifest-less
+    # experiment's, or one left by an earlier sweep of the same name), typed by its params.json.
+    planned = list(spec.trials) if spec else []
+    known = {t.name for t in planned}
+    for name, candidates in dirs.items():
+        if name not in known:
+            try:
+                planned.append(TrialEntry.from_dict(candidates[0].trial,
+                                                    where=str(candidates[0].path / PARAMS_FILE)))
+            except ConfigError as err:
+                warnings.warn(f"{err}; directory skipped", stacklevel=2)
     trials: list[TrialRecord] = []
-    seen: set[str] = set()
-    planned_names = {t["name"] for t in planned}
-    entries = [(t["name"], t) for t in planned] + [
-        (name, cands[0].trial) for name, cands in dirs.items() if name not in planned_names]
-    for name, entry in entries:
-        if name in seen:
-            continue
-        seen.add(name)
-        params = dict(entry.get("params") or {})
-        config = dict(entry.get("config") or {})
+    for entry in planned:
         trial_dir, history, error = None, _empty_columns(), None
-        if name in dirs:
-            picked = _pick_dir(name, dirs[name])
+        if entry.name in dirs:
+            picked = _pick_dir(entry.name, dirs[entry.name])
             trial_dir, history = picked.path, picked.metrics
-            params = params or dict(picked.trial.get("params") or {})
-            config = config or dict(picked.trial.get("config") or {})
-        status = _status(trial_dir, history, _epochs_planned(config))
+        status = _status(trial_dir, history, entry.config.train.epochs)
         if status == ERROR:
             error = _last_error_line(trial_dir / ERROR_FILE)
-        trials.append(TrialRecord(name, params, config, status, history, trial_dir, error))
+        trials.append(TrialRecord(entry.name, dict(entry.params), entry.config, status, history,
+                                  trial_dir, error))
 
     if not trials:
         raise NinsweepError(f"{path}: the experiment has no trials")
-    space_name = manifest.get("space_name") if manifest else None
-    return Experiment(path=path, space_name=space_name, manifest=manifest, trials=trials)
+    return Experiment(path=path, space_name=spec.name if spec else None, manifest=manifest,
+                      trials=trials, spec=spec)
 
 
 # --------------------------------------------------------------------------- labels
 
 
 def _base_params(trial: TrialRecord) -> dict[str, Any]:
-    """activation, batchnorm, init: from the params, else the config, else the defaults."""
-    model = trial.config.get("model") if isinstance(trial.config.get("model"), dict) else {}
-    defaults = ModelConfig()
-    out = {}
-    for key in BASE_PARAMS:
-        if key in trial.params:
-            out[key] = trial.params[key]
-        elif f"model.{key}" in trial.params:
-            out[key] = trial.params[f"model.{key}"]
-        else:
-            out[key] = model.get(key, getattr(defaults, key))
-    return out
+    """activation, batchnorm, init: the params' (a factory's trial has none: its config's)."""
+    return {key: trial.params.get(key, getattr(trial.config.model, key)) for key in MODEL_AXES}
 
 
 def _extra_params(trial: TrialRecord) -> dict[str, Any]:
-    skip = set(BASE_PARAMS) | {f"model.{k}" for k in BASE_PARAMS} | {SEED, "train.seed"}
-    return {k: v for k, v in trial.params.items() if k not in skip}
+    return {k: v for k, v in trial.params.items() if k not in MODEL_AXES and k != SEED}
 
 
 def _seed(trial: TrialRecord) -> Any:
-    if SEED in trial.params:
-        return trial.params[SEED]
-    if "train.seed" in trial.params:
-        return trial.params["train.seed"]
-    train = trial.config.get("train")
-    return train.get("seed", TrainConfig().seed) if isinstance(train, dict) else TrainConfig().seed
+    return trial.config.train.seed
 
 
 @functools.lru_cache(maxsize=1)
@@ -570,8 +535,7 @@ def factor_label(extra: dict[str, Any], model: str = "") -> str:
 
 def _trial_label(trial: TrialRecord, base: dict[str, Any], extra: dict[str, Any]) -> str:
     """The NIN's trials: the report's naming (ELU+BN+WI); a model factory's: its factors."""
-    model = trial.config.get("model") if isinstance(trial.config.get("model"), dict) else {}
-    factory = model.get("factory")
+    factory = trial.config.model.factory
     if factory:
         return factor_label(extra, str(factory).rpartition(":")[2])
     return config_label(base["activation"], base["batchnorm"], base["init"], extra)

@@ -276,11 +276,13 @@ def with_trial_log(trainable, experiment: str):
     """
     import functools
 
+    from .space import TRIAL_KEY
+
     remote = "://" in experiment
 
     @functools.wraps(trainable)
     def run_with_log(config):
-        name = config["trial"]["name"]
+        name = config[TRIAL_KEY]["name"]
         target = Path(TRIAL_LOG) if remote else Path(experiment, name, TRIAL_LOG)
         with output_to_file(target, header=f"trial {name}, pid {os.getpid()}"):
             return trainable(config)

@@ -87,7 +87,7 @@ def level_text(value: Any) -> str:
 def factor_columns(trials: pd.DataFrame) -> list[str]:
     """The grid keys of the trial table: activation, batchnorm, init, then the extra keys."""
     fixed = set(A.TRIAL_COLUMNS)
-    return list(A.BASE_PARAMS) + [c for c in trials.columns if c not in fixed]
+    return list(A.MODEL_AXES) + [c for c in trials.columns if c not in fixed]
 
 
 def _default_of(key: str) -> Any:

@@ -6,18 +6,20 @@ reference, they would make the experiment unreadable for a colleague who has Ray
 ninsweep (``ExperimentAnalysis``, ``Tuner.restore`` and ``ResultGrid`` would fail with "No
 module named 'ninsweep'"). So this module is registered with cloudpickle's public
 ``register_pickle_by_value`` (see ``register``): its functions travel as code, and it imports
-nothing from ninsweep. Keep it that way: a reference to another ninsweep module here would be
-pickled by reference again.
+nothing from ninsweep but a string constant (which travels as its value). Keep it that way: a
+reference to a function or class of another ninsweep module would be pickled by reference.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from .space import TRIAL_KEY
+
 
 def trial_dirname(trial) -> str:
     """Tune's trial name and directory name: the ninsweep trial name (``elu-bn-he-s0``)."""
-    return trial.config["trial"]["name"]
+    return trial.config[TRIAL_KEY]["name"]
 
 
 def load_or_fallback(module: str, factory: str, args: tuple, fallback_module: str,

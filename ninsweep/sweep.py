@@ -23,7 +23,7 @@ from . import portable
 from .console import Console, DriverLog, with_trial_log
 from .errors import NinsweepError, Terminated
 from .progress import LegacySweepProgress, SweepProgress as LiveProgress
-from .space import SweepSpec
+from .space import TRIAL_KEY, SweepSpec
 from .preflight import check_trials
 from .storage import (experiment_exists, is_uri, join, make_dirs, path_exists, read_manifest,
                       resolve_storage, write_manifest)
@@ -377,7 +377,7 @@ def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float,
     planned = {trial.name: trial.config.train.epochs for trial in spec.trials}
     finished = errored = config_errors = 0
     for result in grid:
-        name = result.config["trial"]["name"]
+        name = result.config[TRIAL_KEY]["name"]
         metrics = result.metrics or {}
         if metrics.get(M.CONFIG_ERROR):
             errored += 1

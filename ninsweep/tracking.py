@@ -31,7 +31,7 @@ from ray.tune.logger import TBXLoggerCallback
 from . import metrics as M
 from . import portable
 from .errors import ConfigError
-from .space import TRACKERS
+from .space import TRACKERS, TRIAL_KEY
 
 # Epoch metric -> TensorBoard tag. Tags group in TensorBoard by their first part.
 TENSORBOARD_TAGS = {
@@ -101,7 +101,7 @@ class TensorBoardLogger(TBXLoggerCallback):
         super().log_trial_start(trial)
         from tensorboardX.summary import hparams
 
-        params = trial.config["trial"]["params"]
+        params = trial.config[TRIAL_KEY]["params"]
         chosen = {name: _hparam_value(params.get(name)) for name in self.factor_names}
         # Declared when the trial starts, so running and interrupted trials show too; the
         # HParams view reads the metric values from the scalars of the same tags.

@@ -30,10 +30,10 @@ from .checkpoints import (LEGACY_STATE_FILE, STATE_FILE_RE, StoredState, list_st
 from .config import TrialConfig
 from .devices import hide_gpus, trial_device
 from .errors import DeviceError, NinsweepError
+from .space import TRIAL_KEY  # {TRIAL_KEY: {name, params, config}}: the param space
 from .storage import filesystem, join
 from .train import Trainer, load_checkpoint, save_checkpoint
 
-TRIAL_KEY = "trial"  # the one key of Tune's param space: {"trial": {name, params, config}}
 RESULT_FILE = "result.json"  # Ray's per-trial metrics history
 ERROR_FILE = "error.txt"  # where Ray (or a trial's configuration error) leaves the reason
 
