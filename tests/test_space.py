@@ -516,3 +516,23 @@ def test_objective_defaults_by_metric_and_rejects_what_cannot_be_ranked(tmp_path
         "objective.metric: val_acc needs a validation split (data.val_size > 0 in every trial)")
     assert load_error(tmp_path, grid + "objective: {mode: best}\n").endswith(
         "objective.mode: unknown mode 'best' (max: higher is better, min: lower)")
+
+
+# ------------------------------------------------------------------ one value parser (issue 11)
+
+def test_values_parse_the_same_from_yaml_and_from_set():
+    from ninsweep.space import parse_assignment, parse_value
+
+    grid = "grid:\n  - activation: [relu]\n"
+    in_yaml = parse_space(grid + "train: {weight_decay: 1e-4, lr: 1}\n", "a.yaml")
+    on_line = parse_space(grid, "a.yaml").with_overrides(settings=dict(
+        parse_assignment(text) for text in ("train.weight_decay=1e-4", "train.lr=1")))
+    assert on_line.trials[0].config == in_yaml.trials[0].config
+    train = in_yaml.trials[0].config.train
+    # An integer where a number is wanted is that number; 1e-4 is a float (YAML 1.2).
+    assert train.weight_decay == 1e-4 and train.lr == 1.0 and isinstance(train.lr, float)
+    # A number where an integer is wanted, or text where a number is, is not coerced.
+    with pytest.raises(ConfigError, match="train.epochs: expected an integer, got float 2.5"):
+        in_yaml.with_overrides(settings={"train.epochs": parse_value("2.5")})
+    with pytest.raises(ConfigError, match="train.lr: expected a number, got str '1e-4x'"):
+        in_yaml.with_overrides(settings={"train.lr": parse_value("1e-4x")})
