@@ -577,8 +577,9 @@ def _check_factories(where: str, blocks: list["_Block"], trials: list[TrialSpec]
             function = load_callable(f"{where}: data.factory", data.factory, dirs)
             problem = keyword_problem(function, data.factory, data.factory_kwargs)
             if problem is not None:
-                _refuse(where, f"data.factory_kwargs.{problem[0]}" if problem[0] in data.factory_kwargs
-                     else "data.factory", problem[1])
+                key = problem[0]
+                _refuse(where, f"data.factory_kwargs.{key}" if key in data.factory_kwargs
+                        else "data.factory", problem[1])
             path = code_path(data.factory, dirs)
             if path is not None and path not in code:
                 code.append(path)
@@ -593,7 +594,7 @@ def _check_factories(where: str, blocks: list["_Block"], trials: list[TrialSpec]
         if problem is not None:
             keyword, text = problem
             _refuse(where, _space_key(blocks, keyword) if keyword in model.factory_kwargs
-                 else "model.factory", text)
+                    else "model.factory", text)
         if model not in built:  # each distinct model once (configs hash, kwargs included)
             built.add(model)
             try:
@@ -768,6 +769,7 @@ def _refuse(where: str, path: str, problem: str) -> NoReturn:
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
+
 def _yaml_type(value: Any) -> str:
     if value is None:
         return "nothing (null)"
@@ -790,7 +792,7 @@ def _check_json_plain(where: str, value: Any, path: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 _refuse(where, f"{path}.{key!r}" if path else repr(key),
-                     f"keys must be strings, got {_yaml_type(key)}")
+                        f"keys must be strings, got {_yaml_type(key)}")
             _check_json_plain(where, item, f"{path}.{key}" if path else key)
     elif isinstance(value, list):
         for i, item in enumerate(value):
@@ -823,15 +825,15 @@ def check_trial_devices(trials: Iterable[TrialSpec], gpus: float, path: str,
         device = trial.config.train.device
         kind, _, index = device.partition(":")
         if kind == "cuda" and visible == 0:
-            _refuse(where, path, f"{device!r} in trial {trial.name}, but each trial asks Ray for no GPU "
-                       "(resources.gpus 0); use auto or cpu, or ask for GPUs")
+            _refuse(where, path, f"{device!r} in trial {trial.name}, but each trial asks Ray "
+                    "for no GPU (resources.gpus 0); use auto or cpu, or ask for GPUs")
         if kind == "cuda" and index and int(index) >= visible:
             _refuse(where, path, f"{device!r} in trial {trial.name}, but each trial sees only the "
-                       f"{visible} GPU(s) Ray grants it, as cuda:0..cuda:{visible - 1} "
-                       f"(resources.gpus {gpus:g}); use auto or cuda")
+                    f"{visible} GPU(s) Ray grants it, as cuda:0..cuda:{visible - 1} "
+                    f"(resources.gpus {gpus:g}); use auto or cuda")
         if kind == "cpu" and visible:
-            _refuse(where, path, f"'cpu' in trial {trial.name}, but each trial holds {gpus:g} GPU it "
-                       "would leave idle; use auto, or --gpus-per-trial 0")
+            _refuse(where, path, f"'cpu' in trial {trial.name}, but each trial holds {gpus:g} "
+                    "GPU it would leave idle; use auto, or --gpus-per-trial 0")
 
 
 
@@ -862,23 +864,27 @@ def _canonical_key(where: str, path: str, key: Any, factory: bool = False) -> st
     if "." in key:
         section, _, name = key.partition(".")
         if section not in SECTIONS:
-            _refuse(where, path, f"not a config field (dotted keys start with {', '.join(SECTIONS)})")
+            _refuse(where, path,
+                    f"not a config field (dotted keys start with {', '.join(SECTIONS)})")
         if name not in _fields(section) and not (factory and section == "model"):
-            _refuse(where, path, f"not a config field ({section} fields: {', '.join(_fields(section))})")
+            _refuse(where, path,
+                    f"not a config field ({section} fields: {', '.join(_fields(section))})")
         return key
     if key in _fields("model") or factory:
         return f"model.{key}"  # with a model factory, a keyword argument of it
     for section in ("train", "data"):
         if key in _fields(section):
-            _refuse(where, path, f"not a model field; write {section}.{key} (bare names are model fields)")
+            _refuse(where, path,
+                    f"not a model field; write {section}.{key} (bare names are model fields)")
     _refuse(where, path, f"not a config field (model fields: {', '.join(_fields('model'))}; other "
-               "sections by dotted name, e.g. train.lr)")
+            "sections by dotted name, e.g. train.lr)")
 
 
 def _parse_grid(where: str, grid: Any, base: dict[str, dict],
                 factory: bool = False) -> list[_Block]:
     if grid is None:
-        _refuse(where, "grid", "missing or empty (give a list of blocks, e.g. - activation: [relu, elu])")
+        _refuse(where, "grid",
+                "missing or empty (give a list of blocks, e.g. - activation: [relu, elu])")
     if isinstance(grid, dict):
         raw_blocks = [("grid", grid)]  # a single block may be written without the list
     elif isinstance(grid, list):
@@ -905,7 +911,7 @@ def _parse_grid(where: str, grid: Any, base: dict[str, dict],
             section, _, name = canon.partition(".")
             if name in base[section]:
                 _refuse(where, kpath, f"also set in the {section} section; set it in one place "
-                            f"(the grid, or {section}: {{{name}: ...}})")
+                        f"(the grid, or {section}: {{{name}: ...}})")
             hint = _field_hint(section, name) if name in _fields(section) else Any
             is_tuple = typing.get_origin(hint) is tuple
             if isinstance(vals, list):
@@ -928,8 +934,8 @@ def _check_size(where: str, blocks: list[_Block], seeds: tuple[int, ...]) -> Non
     total = per_seed * len(seeds)
     if total > MAX_TRIALS:
         _refuse(where, "grid", f"expands to {total:,} trials ({per_seed:,} per seed x {len(seeds)} "
-                     f"seeds); a sweep runs at most {MAX_TRIALS:,}: split it into several "
-                     "spaces or narrow the value lists")
+                f"seeds); a sweep runs at most {MAX_TRIALS:,}: split it into several "
+                "spaces or narrow the value lists")
 
 
 def _expand(where: str, blocks: list[_Block], base: dict[str, dict],
@@ -967,10 +973,10 @@ def _expand(where: str, blocks: list[_Block], base: dict[str, dict],
                 if key in by_config:
                     other_name, other_block = by_config[key]
                     _refuse(where, block.path, f"duplicate configuration {tname} (also produced by "
-                                     f"{other_block}); each trial must differ")
+                            f"{other_block}); each trial must differ")
                 if tname in by_name:
                     _refuse(where, block.path, f"trial name {tname!r} is not unique (also from "
-                                     f"{by_name[tname]}); make the values distinct")
+                            f"{by_name[tname]}); make the values distinct")
                 by_config[key] = (tname, block.path)
                 by_name[tname] = block.path
                 trials.append(TrialSpec(name=tname, params=params, config=config))
