@@ -44,7 +44,7 @@ from scipy import special
 from . import metrics as M
 from .config import TrialConfig
 from .errors import ConfigError, NinsweepError
-from .space import MODEL_AXES, SEED, TRIAL_KEY, SweepSpec, TrialEntry
+from .space import MODEL_AXES, SEED, TRIAL_KEY, SweepSpec, TrialSpec
 from .storage import MANIFEST_FILE as MANIFEST
 from .storage import fetch_experiment, is_uri
 
@@ -454,7 +454,7 @@ def load_experiment(exp_dir: os.PathLike | str,
     for name, candidates in dirs.items():
         if name not in known:
             try:
-                planned.append(TrialEntry.from_dict(candidates[0].trial,
+                planned.append(TrialSpec.from_dict(candidates[0].trial,
                                                     where=str(candidates[0].path / PARAMS_FILE)))
             except ConfigError as err:
                 warnings.warn(f"{err}; directory skipped", stacklevel=2)

@@ -158,6 +158,11 @@ class Schema(BaseModel):
                 if type(v) is dict else v for v in self.__dict__.values()))
         return private["_hash"]
 
+    def model_copy(self, *, update: Optional[dict[str, Any]] = None, deep: bool = False) -> Any:
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__pydantic_private__["_hash"] = None  # another value: hash it again
+        return copy
+
     def __eq__(self, other: Any) -> bool:
         # The fields alone (pydantic's own compares the cached hash too).
         return type(self) is type(other) and self.__dict__ == other.__dict__

@@ -211,11 +211,12 @@ class SpaceFile(Schema):
 TOP_LEVEL_KEYS = tuple(SpaceFile.model_fields)
 
 
-class TrialEntry(Schema):
-    """One trial as the manifest and Ray's params.json hold it."""
+class TrialSpec(Schema):
+    """One point of the space: a unique, readable name, its params and its full config;
+    ``to_dict()`` is what the manifest's ``trials`` and Ray's params.json hold."""
 
-    name: str
-    params: dict[str, Any]
+    name: str  # also the Ray trial directory name, e.g. "elu-bn-he-s0"
+    params: dict[str, Any]  # activation, batchnorm, init, seed, other grid keys (dotted)
     config: TrialConfig
 
     @field_validator("name")
@@ -247,7 +248,7 @@ class Manifest(Schema):
     description: str = ""
     space: dict[str, Any] = {}  # the YAML mapping as loaded
     seeds: Seeds = (0,)
-    trials: list[TrialEntry]
+    trials: list[TrialSpec]
     resources: Resources = Resources()
     checkpoint: Checkpoint = Checkpoint()
     failure: Failure = Failure()
@@ -286,19 +287,6 @@ class Manifest(Schema):
 
 # --------------------------------------------------------------------------------------
 # The typed result
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """One point of the space: a unique, readable name, its params and its full config."""
-
-    name: str  # also the Ray trial directory name, e.g. "elu-bn-he-s0"
-    params: dict[str, Any]  # activation, batchnorm, init, seed, other grid keys (dotted)
-    config: TrialConfig
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"name", "params", "config"}``: what the manifest and Ray's params.json hold."""
-        return {"name": self.name, "params": dict(self.params), "config": self.config.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -410,8 +398,7 @@ class SweepSpec:
         manifest = Manifest.model_construct(
             format=MANIFEST_FORMAT, space_file=self.source, space_name=self.name,
             description=self.description, space=self.raw, seeds=self.seeds,
-            trials=[TrialEntry.model_construct(name=t.name, params=t.params, config=t.config)
-                    for t in self.trials],
+            trials=list(self.trials),
             resources=self.resources,
             checkpoint=Checkpoint.model_construct(every=self.checkpoint_every,
                                                   keep=self.checkpoint_keep),
@@ -432,7 +419,7 @@ class SweepSpec:
         return cls(
             name=read.space_name, description=read.description, source=read.space_file,
             raw=read.space,
-            trials=tuple(TrialSpec(t.name, t.params, t.config) for t in read.trials),
+            trials=tuple(read.trials),
             resources=read.resources, checkpoint_every=read.checkpoint.every,
             checkpoint_keep=read.checkpoint.keep, max_retries=read.failure.max_retries,
             seeds=read.seeds, trackers=read.trackers, overrides=read.overrides,
@@ -1010,7 +997,7 @@ def _replace_config(trial: TrialSpec, where: str, **sections: dict[str, Any]) ->
         config = trial.config.replace(**sections)
     except ConfigError as err:
         raise ConfigError(_one_line(f"{where}: {err} (trial {trial.name})")) from None
-    return dataclasses.replace(trial, config=config)
+    return TrialSpec(name=trial.name, params=trial.params, config=config)
 
 
 def _plain(value: Any) -> Any:

@@ -18,7 +18,7 @@ import pytest
 
 from ninsweep import analysis
 from ninsweep.cli import main
-from ninsweep.space import MANIFEST_FORMAT, TRIAL_KEY, SweepSpec, TrialEntry
+from ninsweep.space import MANIFEST_FORMAT, TRIAL_KEY, SweepSpec, TrialSpec
 
 FIXTURE = Path(__file__).parent / "fixtures" / "main-795a84c" / "fixture"
 RELU, ELU = "relu-nobn-keras-lr0.05-s0", "elu-nobn-keras-lr0.05-s0"
@@ -44,9 +44,9 @@ def test_the_manifest_reads_typed_and_writes_back_byte_for_byte():
     assert json.dumps(again, indent=2, sort_keys=True) == text
 
 
-def test_rays_params_json_is_a_trial_entry():
+def test_rays_params_json_is_a_trial_spec():
     params = json.loads((FIXTURE / RELU / "params.json").read_text())
-    entry = TrialEntry.from_dict(params[TRIAL_KEY])
+    entry = TrialSpec.from_dict(params[TRIAL_KEY])
     manifest = SweepSpec.from_manifest(json.loads((FIXTURE / "ninsweep.json").read_text()))
     assert (entry.name, entry.params, entry.config) == (RELU, manifest.trial(RELU).params,
                                                         manifest.trial(RELU).config)
