@@ -18,11 +18,6 @@ has ``RAY_AUTH_MODE=token`` set; here the token is sent whenever one is found (i
 order: ``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)
 unless ``RAY_AUTH_MODE=disabled``.
 
-Storage: ``check_storage_for_cluster`` is the rule ``ninsweep run`` applies on a multi-node
-cluster: results must go where every node writes to the same place (a URI such as s3://,
-or a path on a network filesystem), otherwise trials restored on another node after a node
-is lost start from scratch.
-
 The Jobs SDK needs ``ray[default]`` (the ``ninsweep[cluster]`` extra); it is imported
 lazily, and its absence is a one-line error.
 """
@@ -50,6 +45,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from . import __version__
 from .errors import NinsweepError, first_line
+from .storage import is_uri, local_path
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"  # the variable Ray's own `ray job` CLI reads
@@ -58,7 +54,6 @@ DEFAULT_CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_ENV = "NINSWEEP_REQUEST_TIMEOUT"
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 TAG = "ninsweep"  # metadata key marking our jobs; value "1"
-SHARED_STORAGE_ENV = "NINSWEEP_SHARED_STORAGE"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 # Never shipped, wherever they appear: credentials and keys. The one list of secrets; a
@@ -79,110 +74,6 @@ EXCLUDES = (
     "/runs", "/.data", "/data", "/shared", "/build", "/dist", "/.gl",
     "*.ckpt", "*.pt", "*.pth", "*.tar.gz", "*.zip",
 ) + SECRET_EXCLUDES
-# Filesystem types whose files every node of a cluster sees (checked in /proc/mounts).
-SHARED_FS_TYPES = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "ceph", "glusterfs",
-    "beegfs", "fuse", "fuseblk",
-})
-# FUSE filesystems that are node-local although their type starts with "fuse.".
-LOCAL_FUSE_TYPES = frozenset({
-    "fuse.fuse-overlayfs", "fuse.lxcfs", "fuse.gvfsd-fuse", "fuse.portal", "fuse.snapfuse",
-    "fuse.appimagefuse", "fuse.squashfuse", "fuse.encfs", "fuse.gocryptfs", "fuse.bindfs",
-    "fuse.vmhgfs-fuse", "fuse.xdg-document-portal",
-})
-_URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_TRUE = {"1", "true", "yes", "on"}
-
-
-# --------------------------------------------------------------------------------------
-# Storage rule for multi-node runs
-
-
-def storage_scheme(storage: str) -> Optional[str]:
-    """The URI scheme of ``storage`` (``s3``), or None for a local path / ``file://``."""
-    match = _URI_RE.match(storage)
-    if not match or match.group(1).lower() == "file":
-        return None
-    return match.group(1).lower()
-
-
-def _unescape_mount_field(text: str) -> str:
-    # /proc/mounts writes space, tab, newline and backslash as \040, \011, \012, \134.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
-def _read_mounts(mounts_file: str) -> list[tuple[str, str, str]]:
-    """``(mount point, fs type, source)`` per line of ``mounts_file``, in file order."""
-    try:
-        text = Path(mounts_file).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    mounts = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 3:
-            mounts.append((_unescape_mount_field(fields[1]), fields[2],
-                           _unescape_mount_field(fields[0])))
-    return mounts
-
-
-def mount_of(path: str, mounts_file: str = "/proc/mounts") -> Optional[tuple[str, str, str]]:
-    """The mount ``(point, fs type, source)`` that holds ``path`` (which need not exist yet)."""
-    # Symlinks resolved as far as the path exists; a new experiment dir need not exist yet.
-    resolved = os.path.realpath(Path(path).expanduser())
-    best = None
-    for point, fstype, source in _read_mounts(mounts_file):
-        inside = resolved == point or point == "/" or resolved.startswith(point.rstrip("/") + "/")
-        # The longest mount point wins; among equals the last line (mounted on top) wins.
-        if inside and (best is None or len(point) >= len(best[0])):
-            best = (point, fstype, source)
-    return best
-
-
-def is_shared_fs_type(fstype: str) -> bool:
-    fstype = fstype.lower()
-    if fstype in SHARED_FS_TYPES:
-        return True
-    return fstype.startswith("fuse.") and fstype not in LOCAL_FUSE_TYPES
-
-
-def check_storage_for_cluster(storage: Optional[str], multi_node: bool, *,
-                              shared: Optional[bool] = None,
-                              mounts_file: str = "/proc/mounts") -> Optional[str]:
-    """Refuse node-local storage for a run whose trials may land on several nodes.
-
-    Accepted for a multi-node run: a URI with a scheme other than ``file`` (``s3://``,
-    ``gs://``, ``abfs://``, ...); a local path when ``shared`` is true or the environment
-    variable ``NINSWEEP_SHARED_STORAGE`` is 1/true/yes; a local path on a network
-    filesystem according to ``mounts_file`` (nfs, nfs4, cifs, lustre, gpfs, ceph, fuse
-    mounts such as s3fs or gcsfuse, ...). A single-node run accepts anything. ``None`` (the
-    default local directory) is node-local. Call it on the node that runs the sweep driver:
-    /proc/mounts is that machine's. Returns ``storage``; raises ``NinsweepError``.
-    """
-    if not multi_node:
-        return storage
-    if storage is None:
-        raise NinsweepError(
-            "this Ray cluster has several nodes and no --storage was given: the default "
-            "results directory is node-local; pass --storage s3://BUCKET/PREFIX or a path "
-            "on shared storage (e.g. /mnt/ninsweep/experiments on NFS/EFS)")
-    if storage_scheme(storage):
-        return storage
-    if shared is None:
-        shared = os.environ.get(SHARED_STORAGE_ENV, "").strip().lower() in _TRUE
-    if shared:
-        return storage
-    path = storage[len("file://"):] if storage.startswith("file://") else storage
-    mount = mount_of(path, mounts_file)
-    if mount is not None and is_shared_fs_type(mount[1]):
-        return storage
-    where = (f"on {mount[1]} mount {mount[0]}" if mount is not None
-             else "on an unknown filesystem")
-    raise NinsweepError(
-        f"--storage {storage} is {where}, local to one node, but this Ray cluster has "
-        "several nodes: trials restarted on another node would lose their checkpoints; "
-        "use s3://... / gs://... or a path on NFS/EFS, or set "
-        f"{SHARED_STORAGE_ENV}=1 if every node mounts this path from shared storage")
 
 
 # --------------------------------------------------------------------------------------
@@ -233,10 +124,9 @@ def _check_cluster_storage_arg(storage: Optional[str], what: str = "--storage") 
             "submit needs --storage: the job's working directory on the cluster is "
             "temporary; give a shared path every node mounts (/mnt/ninsweep/experiments) "
             "or a URI (s3://BUCKET/ninsweep)")
-    if storage_scheme(storage):
+    if is_uri(storage):
         return
-    path = storage[len("file://"):] if storage.startswith("file://") else storage
-    if not path.startswith("/"):
+    if not local_path(storage).startswith("/"):
         raise NinsweepError(
             f"{what} {storage}: a submitted job needs an absolute path on the cluster "
             "(/mnt/ninsweep/experiments) or a URI (s3://BUCKET/ninsweep); a relative or ~ "

@@ -25,8 +25,8 @@ from .errors import NinsweepError, Terminated
 from .progress import LegacySweepProgress, SweepProgress as LiveProgress
 from .space import SweepSpec
 from .preflight import check_trials
-from .storage import (experiment_exists, is_uri, join, make_dirs, path_exists, read_manifest,
-                      resolve_storage, write_manifest)
+from .storage import (check_storage_for_cluster, experiment_exists, is_uri, join, make_dirs,
+                      path_exists, read_manifest, resolve_storage, write_manifest)
 
 
 @dataclass(frozen=True)
@@ -210,8 +210,6 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
 def _check_cluster(spec: SweepSpec, storage: str, autoscaling: bool, log) -> None:
     check_schedulable(spec, autoscaling, log)
     if count_nodes() > 1:
-        from .jobs import check_storage_for_cluster
-
         check_storage_for_cluster(storage, multi_node=True)
 
 

@@ -1,5 +1,5 @@
-"""ninsweep.jobs without a cluster: what a submission ships, the storage rule, the auth
-token, errors on unreachable addresses, and the CLI glue against a fake Jobs client."""
+"""ninsweep.jobs without a cluster: what a submission ships, the storage rule (ninsweep.storage),
+the auth token, errors on unreachable addresses, and the CLI glue against a fake Jobs client."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import pytest
 
 from ninsweep import jobs
 from ninsweep.errors import NinsweepError
+from ninsweep.storage import (SHARED_STORAGE_ENV, check_storage_for_cluster, is_uri, local_path,
+                              mount_of, uri_scheme)
 
 REPO = Path(__file__).resolve().parents[1]
 LAB4 = REPO / "search_spaces" / "lab4.yaml"
@@ -197,7 +199,7 @@ nas:/share /mnt/over nfs4 rw 0 0
 
 @pytest.fixture()
 def mounts(tmp_path, monkeypatch):
-    monkeypatch.delenv(jobs.SHARED_STORAGE_ENV, raising=False)
+    monkeypatch.delenv(SHARED_STORAGE_ENV, raising=False)
     path = tmp_path / "mounts"
     path.write_text(MOUNTS)
     return str(path)
@@ -210,7 +212,7 @@ def mounts(tmp_path, monkeypatch):
     "file:///mnt/ninsweep/experiments",
 ])
 def test_multi_node_accepts_shared_storage(storage, mounts):
-    assert jobs.check_storage_for_cluster(storage, True, mounts_file=mounts) == storage
+    assert check_storage_for_cluster(storage, True, mounts_file=mounts) == storage
 
 
 @pytest.mark.parametrize("storage, fs", [
@@ -223,40 +225,49 @@ def test_multi_node_accepts_shared_storage(storage, mounts):
 ])
 def test_multi_node_refuses_node_local_storage(storage, fs, mounts):
     with pytest.raises(NinsweepError) as err:
-        jobs.check_storage_for_cluster(storage, True, mounts_file=mounts)
+        check_storage_for_cluster(storage, True, mounts_file=mounts)
     message = str(err.value)
     assert storage in message and fs in message and "\n" not in message
-    assert jobs.SHARED_STORAGE_ENV in message
+    assert SHARED_STORAGE_ENV in message
 
 
 def test_multi_node_refuses_the_default_storage(mounts):
     with pytest.raises(NinsweepError, match="--storage"):
-        jobs.check_storage_for_cluster(None, True, mounts_file=mounts)
+        check_storage_for_cluster(None, True, mounts_file=mounts)
 
 
 def test_single_node_accepts_anything(mounts):
     for storage in (None, "/tmp/x", "relative/dir", "s3://b/x"):
-        assert jobs.check_storage_for_cluster(storage, False, mounts_file=mounts) == storage
+        assert check_storage_for_cluster(storage, False, mounts_file=mounts) == storage
 
 
 def test_shared_storage_declared_by_flag_or_environment(mounts, monkeypatch):
-    assert jobs.check_storage_for_cluster("/data/shared", True, shared=True,
-                                          mounts_file=mounts) == "/data/shared"
-    monkeypatch.setenv(jobs.SHARED_STORAGE_ENV, "1")
-    assert jobs.check_storage_for_cluster("/data/shared", True,
-                                          mounts_file=mounts) == "/data/shared"
+    assert check_storage_for_cluster("/data/shared", True, shared=True,
+                                     mounts_file=mounts) == "/data/shared"
+    monkeypatch.setenv(SHARED_STORAGE_ENV, "1")
+    assert check_storage_for_cluster("/data/shared", True,
+                                     mounts_file=mounts) == "/data/shared"
     with pytest.raises(NinsweepError):
-        jobs.check_storage_for_cluster("/data/shared", True, shared=False, mounts_file=mounts)
+        check_storage_for_cluster("/data/shared", True, shared=False, mounts_file=mounts)
 
 
 def test_unreadable_mounts_file_means_not_shared(tmp_path, monkeypatch):
-    monkeypatch.delenv(jobs.SHARED_STORAGE_ENV, raising=False)
+    monkeypatch.delenv(SHARED_STORAGE_ENV, raising=False)
     with pytest.raises(NinsweepError, match="unknown filesystem"):
-        jobs.check_storage_for_cluster("/srv/x", True, mounts_file=str(tmp_path / "none"))
+        check_storage_for_cluster("/srv/x", True, mounts_file=str(tmp_path / "none"))
+
+
+def test_one_rule_for_uris_and_file_paths():
+    # The rule the storage check, submit's --storage check and the sweep's storage share.
+    assert [uri_scheme(s) for s in ("s3://b/x", "GS://b", "abfs://c@a/x")] == ["s3", "gs", "abfs"]
+    for local in ("/mnt/x", "runs", "file:///mnt/x", "FILE:///mnt/x", "/tmp/a://b"):
+        assert uri_scheme(local) is None and not is_uri(local)
+    assert local_path("file:///mnt/x") == local_path("FILE:///mnt/x") == "/mnt/x"
+    assert local_path("/mnt/x") == "/mnt/x"
 
 
 def test_real_proc_mounts_is_parsed():
-    mount = jobs.mount_of("/")
+    mount = mount_of("/")
     assert mount is not None and mount[0] == "/"
 
 
