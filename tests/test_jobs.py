@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ninsweep import jobs
+from ninsweep import cli, jobs
 from ninsweep.errors import NinsweepError
 from ninsweep.storage import (SHARED_STORAGE_ENV, check_storage_for_cluster, is_uri, local_path,
                               mount_of, uri_scheme)
@@ -453,8 +453,8 @@ def test_submit_sweep_submits_and_prints_how_to_follow(fake):
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="ninsweep")
     sub = parser.add_subparsers(dest="command", required=True)
-    jobs.add_submit_arguments(sub.add_parser("submit"))
-    jobs.add_jobs_arguments(sub.add_parser("jobs"))
+    cli.add_submit_arguments(sub.add_parser("submit"))
+    cli.add_jobs_arguments(sub.add_parser("jobs"))
     return parser.parse_args(argv)
 
 
@@ -463,20 +463,20 @@ def test_cli_glue(fake):
                    "--max-epochs", "3", "--gpus-per-trial", "0.5", "--data-dir", "/mnt/d"])
     assert args.space == "lab4" and args.wait and args.address is None
     out = []
-    assert jobs.cli_submit(args, out=out.append) == 0
+    assert cli.command_submit(args, out=out.append) == 0
     assert fake.submitted[0]["entrypoint"].endswith(
         "--max-epochs 3 --data-dir /mnt/d --gpus-per-trial 0.5")
     assert out[-1].endswith(": SUCCEEDED")
 
     out.clear()
-    assert jobs.cli_jobs(_parse(["jobs", "list", "--address", "head:8265"]),
-                         out=out.append) == 0
+    assert cli.command_jobs(_parse(["jobs", "list", "--address", "head:8265"]),
+                            out=out.append) == 0
     assert "ninsweep-a" in out[0]
-    assert jobs.cli_jobs(_parse(["jobs", "stop", "ninsweep-b"]), out=out.append) == 0
+    assert cli.command_jobs(_parse(["jobs", "stop", "ninsweep-b"]), out=out.append) == 0
     assert fake.stopped == ["ninsweep-b"]
-    assert jobs.cli_jobs(_parse(["jobs", "status", "ninsweep-b"]), out=out.append) == 0
+    assert cli.command_jobs(_parse(["jobs", "status", "ninsweep-b"]), out=out.append) == 0
     assert out[-1].startswith("ninsweep-b: RUNNING")
-    assert jobs.cli_jobs(_parse(["jobs", "logs", "ninsweep-b"]), out=out.append) == 0
+    assert cli.command_jobs(_parse(["jobs", "logs", "ninsweep-b"]), out=out.append) == 0
     assert out[-1] == "line 1\nline 2"
     with pytest.raises(SystemExit):
         _parse(["jobs"])
@@ -497,18 +497,16 @@ def test_resume_submission_runs_resume_on_the_cluster(project):
 
 
 def test_cli_submit_resume(fake):
-    assert jobs.cli_submit(_parse(["submit", "--resume", "/mnt/e/lab4"]), out=[].append) == 0
+    assert cli.command_submit(_parse(["submit", "--resume", "/mnt/e/lab4"]), out=[].append) == 0
     assert " resume /mnt/e/lab4 " in fake.submitted[-1]["entrypoint"]
     with pytest.raises(NinsweepError, match="drop: space, --max-epochs"):
-        jobs.cli_submit(_parse(["submit", "lab4", "--resume", "/mnt/e/lab4",
-                                "--max-epochs", "2"]), out=[].append)
+        cli.command_submit(_parse(["submit", "lab4", "--resume", "/mnt/e/lab4",
+                                   "--max-epochs", "2"]), out=[].append)
     with pytest.raises(NinsweepError, match="needs a SPACE"):
-        jobs.cli_submit(_parse(["submit", "--storage", "/mnt/e"]), out=[].append)
+        cli.command_submit(_parse(["submit", "--storage", "/mnt/e"]), out=[].append)
 
 
 def test_submit_and_jobs_are_ninsweep_subcommands(fake):
-    from ninsweep import cli
-
     assert cli.main(["jobs", "list"]) == 0
     assert cli.main(["submit", "lab4", "--storage", "/mnt/x", "--max-epochs", "1"]) == 0
     assert fake.submitted[-1]["entrypoint"].endswith("--storage /mnt/x --max-epochs 1")
@@ -516,11 +514,11 @@ def test_submit_and_jobs_are_ninsweep_subcommands(fake):
 
 
 def test_autoscaling_reaches_run_and_resume_on_the_cluster(fake):
-    assert jobs.cli_submit(_parse(["submit", "lab4", "--storage", "/mnt/x", "--autoscaling"]),
-                           out=[].append) == 0
+    assert cli.command_submit(_parse(["submit", "lab4", "--storage", "/mnt/x", "--autoscaling"]),
+                              out=[].append) == 0
     assert fake.submitted[-1]["entrypoint"].endswith("--storage /mnt/x --autoscaling")
-    assert jobs.cli_submit(_parse(["submit", "--resume", "/mnt/x/lab4", "--autoscaling"]),
-                           out=[].append) == 0
+    assert cli.command_submit(_parse(["submit", "--resume", "/mnt/x/lab4", "--autoscaling"]),
+                              out=[].append) == 0
     assert fake.submitted[-1]["entrypoint"].endswith("resume /mnt/x/lab4 --address auto --autoscaling")
 
 
