@@ -1,5 +1,11 @@
 """Submit sweeps to a Ray cluster through the Ray Jobs API, and look after them there.
 
+Two jobs: building a submission (``prepare_submission``, ``prepare_resume``: what ships, the
+command the cluster runs) and talking to the cluster through the Ray Jobs SDK's public API
+(``JobSubmissionClient``, ``JobStatus``, ``JobDetails``). The one private use of Ray, a
+timeout on the SDK's HTTP requests, is ``_bounded_client``, which says why. Storage
+questions are ``storage.py``'s, the ``submit`` and ``jobs`` commands ``cli.py``'s.
+
 ``ninsweep submit SPACE --address http://HEAD:8265`` ships the ``ninsweep`` package (as a
 ``py_modules`` entry) and the space file (alone in the job's ``working_dir``) to the cluster,
 never the rest of the checkout, and runs ``python -m ninsweep run SPACE --address auto``
@@ -13,10 +19,8 @@ expose it publicly: reach it through ``ray dashboard cluster/aws-gpu.yaml`` (an 
 or ``kubectl port-forward``, which both give ``http://127.0.0.1:8265`` (the default).
 
 Token authentication: since Ray 2.52 a cluster started with ``RAY_AUTH_MODE=token`` refuses
-requests without its token. Ray's own client only sends the token when the *client* process
-has ``RAY_AUTH_MODE=token`` set; here the token is sent whenever one is found (in Ray's
-order: ``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)
-unless ``RAY_AUTH_MODE=disabled``.
+requests without its token. The token is sent whenever one is configured here
+(``auth_headers``), unless ``RAY_AUTH_MODE=disabled``.
 
 The Jobs SDK needs ``ray[default]`` (the ``ninsweep[cluster]`` extra); it is imported
 lazily, and its absence is a one-line error.
@@ -43,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from . import __version__
+from .console import duration
 from .errors import NinsweepError, first_line
 from .storage import is_uri, local_path
 
@@ -53,7 +58,6 @@ DEFAULT_CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_ENV = "NINSWEEP_REQUEST_TIMEOUT"
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 TAG = "ninsweep"  # metadata key marking our jobs; value "1"
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 # Never shipped, wherever they appear: credentials and keys. The one list of secrets; a
 # submission ships only the ninsweep package and the space file, and this list is applied
@@ -295,51 +299,89 @@ def _preflight(address: str, timeout: float) -> None:
 
 
 def auth_headers() -> dict[str, str]:
-    """``{"Authorization": "Bearer <token>"}`` when a Ray auth token is configured here."""
+    """``{"Authorization": "Bearer <token>"}`` when a Ray auth token is configured here.
+
+    Read where Ray's documentation says Ray reads it ("Ray token authentication"):
+    ``$RAY_AUTH_TOKEN``, else the file ``$RAY_AUTH_TOKEN_PATH`` names (unreadable or empty is
+    an error, as in Ray), else ``~/.ray/auth_token``. Ray has no public function for this
+    (its loader lives in ``ray._raylet``), and its client attaches the token only when this
+    process has ``RAY_AUTH_MODE=token``; here it goes whenever one is configured, unless
+    ``RAY_AUTH_MODE=disabled``.
+    """
     if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled":
         return {}
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if not token:
+        named = os.environ.get("RAY_AUTH_TOKEN_PATH", "").strip()
+        token_file = Path(named) if named else Path.home() / ".ray" / "auth_token"
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            if named:
+                raise NinsweepError(f"cannot read the Ray auth token: no file {token_file} "
+                                    "(RAY_AUTH_TOKEN_PATH)") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise NinsweepError(f"cannot read the Ray auth token: {token_file}: "
+                                f"{getattr(err, 'strerror', None) or first_line(err)}") from None
+        if named and not token:
+            raise NinsweepError(f"cannot read the Ray auth token: {token_file} is empty "
+                                "(RAY_AUTH_TOKEN_PATH)")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _authentication_error() -> type:
     try:
-        from ray._raylet import AuthenticationTokenLoader
-    except ImportError:  # a Ray without token auth (< 2.52)
-        return {}
-    loader = AuthenticationTokenLoader.instance()
+        from ray.exceptions import AuthenticationError  # public since token auth (Ray 2.52)
+    except ImportError:
+        return type("NoAuthenticationError", (Exception,), {})  # an older Ray: never raised
+    return AuthenticationError
+
+
+def _job_exists(client, job_id: str) -> bool:
+    """Whether the cluster knows ``job_id`` (a submission id or a job id); True when it
+    cannot tell, so a failure we cannot explain is reported as it came."""
     try:
-        loader.reset_cache()  # the environment may have changed since the last call
-        if not loader.has_token(ignore_auth_mode=True):
-            return {}
-        token = loader.get_raw_token(ignore_auth_mode=True)
-    except Exception as err:  # ray.exceptions.AuthenticationError: unreadable token file
-        raise NinsweepError(f"cannot read the Ray auth token: {first_line(err)}") from None
-    return {"Authorization": f"Bearer {token.strip()}"} if token.strip() else {}
+        return any(job_id in (job.submission_id, job.job_id) for job in client.list_jobs())
+    except Exception:
+        return True
 
 
 @contextlib.contextmanager
-def _network_errors(address: str, job_id: Optional[str] = None) -> Iterator[None]:
-    """Turn the SDK's connection, HTTP and auth errors into one-line NinsweepErrors."""
+def _sdk_errors(address: str, *, token_sent: bool, client=None,
+                job_id: Optional[str] = None) -> Iterator[None]:
+    """Turn the Jobs SDK's failures into one-line NinsweepErrors, told apart by their type
+    and by what we know, not by their text."""
+    authentication_error = _authentication_error()
     try:
         yield
     except NinsweepError:
         raise
-    except Exception as err:
-        name = type(err).__name__
-        text = first_line(err)
-        if name == "AuthenticationError" or "status code 401" in text or "status code 403" in text:
-            if "Invalid" in str(err) or "403" in text or "Forbidden" in str(err):
-                raise NinsweepError(
-                    f"the Ray cluster at {address} rejected this auth token; use the "
-                    "cluster's token (`ray get-auth-token` on the head) in RAY_AUTH_TOKEN "
-                    "or ~/.ray/auth_token") from None
+    except authentication_error:
+        # Ray raises it for HTTP 401 (no token) and 403 (a wrong one) alike.
+        if token_sent:
             raise NinsweepError(
-                f"the Ray cluster at {address} requires an auth token: set RAY_AUTH_TOKEN "
-                "or save the cluster's token (`ray get-auth-token` on the head) to "
-                "~/.ray/auth_token") from None
-        if job_id is not None and ("404" in text or "does not exist" in str(err)):
+                f"the Ray cluster at {address} rejected this auth token; use the "
+                "cluster's token (`ray get-auth-token` on the head) in RAY_AUTH_TOKEN "
+                "or ~/.ray/auth_token") from None
+        raise NinsweepError(
+            f"the Ray cluster at {address} requires an auth token: set RAY_AUTH_TOKEN "
+            "or save the cluster's token (`ray get-auth-token` on the head) to "
+            "~/.ray/auth_token") from None
+    except OSError as err:  # requests' connection errors and timeouts, Ray's ConnectionError
+        raise NinsweepError(f"cannot reach the Ray dashboard at {address}: "
+                            f"{first_line(err)}") from None
+    except (RuntimeError, ValueError) as err:
+        # The SDK raises RuntimeError for any HTTP error, its status only in the text: ask
+        # the cluster's job list whether the job is there instead of reading it.
+        if job_id is not None and client is not None and not _job_exists(client, job_id):
             raise NinsweepError(f"no job {job_id} on the Ray cluster at {address}") from None
-        if isinstance(err, (ConnectionError, OSError)) or "Connection" in name:
-            raise NinsweepError(f"cannot reach the Ray dashboard at {address}: {text}") from None
-        if isinstance(err, (RuntimeError, ValueError)) or "HTTPError" in name:
-            raise NinsweepError(f"Ray cluster at {address}: {text}") from None
-        raise
+        raise NinsweepError(f"Ray cluster at {address}: {first_line(err)}") from None
+
+
+def _client_errors(client, job_id: Optional[str] = None):
+    """``_sdk_errors`` for calls on a client from ``connect``."""
+    token_sent = getattr(client, "ninsweep_token_sent", False)
+    return _sdk_errors(_address_of(client), token_sent=token_sent, client=client, job_id=job_id)
 
 
 def connect(address: Optional[str] = None, *, timeout: Optional[float] = None):
@@ -350,16 +392,22 @@ def connect(address: Optional[str] = None, *, timeout: Optional[float] = None):
         timeout = float(os.environ.get(CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT_S))
     _preflight(address, timeout)
     headers = auth_headers()
-    with _network_errors(address):
+    with _sdk_errors(address, token_sent=bool(headers)):
         client = _bounded_client(job_submission, timeout)(address, headers=headers or None)
     client.ninsweep_address = address  # for messages
+    client.ninsweep_token_sent = bool(headers)  # tells a wrong token from a missing one
     return client
 
 
 def _bounded_client(job_submission, connect_timeout: float):
-    """``JobSubmissionClient`` whose HTTP requests end: Ray's sends them with no timeout, so a
-    dashboard port that accepts and never answers (a tunnel whose far end is gone) would
-    hang every command. Reads may take ``$NINSWEEP_REQUEST_TIMEOUT`` s (default 60)."""
+    """``JobSubmissionClient`` whose HTTP requests end. The one use of Ray's private API
+    here, because Ray offers no public one: the client sends every request through
+    ``SubmissionClient._do_request`` with no timeout (Ray 2.60), and ``requests`` then waits
+    forever (``socket.setdefaulttimeout`` does not reach it), so a dashboard port that
+    accepts and never answers (a tunnel whose far end is gone) would hang every command.
+    The override only adds ``timeout=(connect, read)``; a Ray that renames ``_do_request``
+    never calls it, and requests lose their bound but still work. Reads may take
+    ``$NINSWEEP_REQUEST_TIMEOUT`` s (default 60)."""
     read_timeout = float(os.environ.get(REQUEST_TIMEOUT_ENV) or DEFAULT_REQUEST_TIMEOUT_S)
 
     class BoundedJobSubmissionClient(job_submission.JobSubmissionClient):
@@ -371,7 +419,7 @@ def _bounded_client(job_submission, connect_timeout: float):
 
 
 def _address_of(client) -> str:
-    return getattr(client, "ninsweep_address", None) or getattr(client, "_address", "?")
+    return getattr(client, "ninsweep_address", None) or "the Ray dashboard"
 
 
 # --------------------------------------------------------------------------------------
@@ -388,17 +436,16 @@ def submit_sweep(address: Optional[str], space: str, *, storage: Optional[str] =
 
         check_experiment_name(name)
     client = connect(address)
-    address = _address_of(client)
     with prepare_submission(space, storage=storage, name=name, extra_args=extra_args,
                             working_dir=working_dir) as sub:
-        with _network_errors(address):
+        with _client_errors(client):
             job_id = client.submit_job(entrypoint=sub.entrypoint,
                                        submission_id=sub.submission_id,
                                        runtime_env=sub.runtime_env, metadata=sub.metadata)
     if out is not None:
         for note in sub.notes:
             out(f"note: {note}")
-        for line in follow_hint(job_id, address):
+        for line in follow_hint(job_id, _address_of(client)):
             out(line)
     return job_id
 
@@ -408,13 +455,12 @@ def submit_resume(address: Optional[str], experiment: str, *,
                   out: Optional[Callable[[str], None]] = print) -> str:
     """Submit ``ninsweep resume EXPERIMENT --address auto`` as a Ray job; return its id."""
     client = connect(address)
-    address = _address_of(client)
     sub = prepare_resume(experiment, working_dir=working_dir, extra_args=extra_args)
-    with _network_errors(address):
+    with _client_errors(client):
         job_id = client.submit_job(entrypoint=sub.entrypoint, submission_id=sub.submission_id,
                                    runtime_env=sub.runtime_env, metadata=sub.metadata)
     if out is not None:
-        for line in follow_hint(job_id, address):
+        for line in follow_hint(job_id, _address_of(client)):
             out(line)
     return job_id
 
@@ -428,7 +474,14 @@ def follow_hint(job_id: str, address: str) -> list[str]:
 
 
 def _status_str(status: Any) -> str:
+    """A ``JobStatus`` (a str enum) or a plain string, as its name: ``SUCCEEDED``."""
     return str(getattr(status, "value", status))
+
+
+def _is_terminal(status: str) -> bool:
+    from ray.job_submission import JobStatus
+
+    return JobStatus(status).is_terminal()
 
 
 def wait_for_job(client, job_id: str, *, out: Optional[Callable[[str], None]] = None,
@@ -440,7 +493,6 @@ def wait_for_job(client, job_id: str, *, out: Optional[Callable[[str], None]] = 
         def out(chunk: str) -> None:
             sys.stdout.write(chunk)
             sys.stdout.flush()
-    address = _address_of(client)
     deadline = None if timeout is None else time.monotonic() + timeout
     shown = 0  # characters of the log already written
 
@@ -455,8 +507,8 @@ def wait_for_job(client, job_id: str, *, out: Optional[Callable[[str], None]] = 
             emit(chunk)
 
     streamed = False
-    with _network_errors(address, job_id):
-        _status_str(client.get_job_status(job_id))  # 404 -> "no job ..." before streaming
+    with _client_errors(client, job_id):
+        client.get_job_status(job_id)  # an unknown id: "no job ..." before streaming
         try:
             remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
             asyncio.run(asyncio.wait_for(tail(), remaining))
@@ -471,7 +523,7 @@ def wait_for_job(client, job_id: str, *, out: Optional[Callable[[str], None]] = 
             if not streamed:
                 logs = client.get_job_logs(job_id)
                 emit(logs[shown:] if len(logs) >= shown else logs)
-            if status in TERMINAL:
+            if _is_terminal(status):
                 return status
             if deadline is not None and time.monotonic() > deadline:
                 raise NinsweepError(f"job {job_id} still running after {timeout:g} s; it goes "
@@ -486,8 +538,9 @@ def _iso(ms: Optional[int]) -> Optional[str]:
 
 
 def _job_row(info) -> dict[str, Any]:
-    metadata = dict(getattr(info, "metadata", None) or {})
-    start, end = getattr(info, "start_time", None), getattr(info, "end_time", None)
+    """A ``JobDetails`` as the plain row ``jobs list`` / ``jobs status`` print."""
+    metadata = dict(info.metadata or {})
+    start, end = info.start_time, info.end_time
     duration = None
     if start:
         duration = round(((end or time.time() * 1000) - start) / 1000.0, 1)
@@ -509,25 +562,24 @@ def _job_row(info) -> dict[str, Any]:
 def list_jobs(address: Optional[str] = None) -> list[dict[str, Any]]:
     """ninsweep's jobs on the cluster (metadata tag ``ninsweep=1``), oldest first."""
     client = connect(address)
-    with _network_errors(_address_of(client)):
+    with _client_errors(client):
         jobs = client.list_jobs()
-    ours = [job for job in jobs
-            if (getattr(job, "metadata", None) or {}).get(TAG) == "1" and job.submission_id]
-    ours.sort(key=lambda job: getattr(job, "start_time", None) or 0)
+    ours = [job for job in jobs if (job.metadata or {}).get(TAG) == "1" and job.submission_id]
+    ours.sort(key=lambda job: job.start_time or 0)
     return [_job_row(job) for job in ours]
 
 
 def job_status(address: Optional[str], job_id: str) -> dict[str, Any]:
     """One job's row (as in ``list_jobs``), whether or not ninsweep submitted it."""
     client = connect(address)
-    with _network_errors(_address_of(client), job_id):
+    with _client_errors(client, job_id):
         return _job_row(client.get_job_info(job_id))
 
 
 def job_logs(address: Optional[str], job_id: str) -> str:
     """The job's whole log so far."""
     client = connect(address)
-    with _network_errors(_address_of(client), job_id):
+    with _client_errors(client, job_id):
         return client.get_job_logs(job_id)
 
 
@@ -541,7 +593,7 @@ def follow_job(address: Optional[str], job_id: str, *,
 def stop_job(address: Optional[str], job_id: str) -> bool:
     """Ask Ray to stop the job (SIGTERM, then SIGKILL); False if it had already ended."""
     client = connect(address)
-    with _network_errors(_address_of(client), job_id):
+    with _client_errors(client, job_id):
         return bool(client.stop_job(job_id))
 
 
@@ -558,7 +610,7 @@ def format_jobs_table(rows: Sequence[dict[str, Any]]) -> str:
     def cell(row, col):
         value = row.get(col)
         if col == "duration_s" and value is not None:
-            value = _format_duration(value)
+            value = duration(value)
         return "" if value is None else str(value)
 
     cells = [[cell(row, col) for col in columns] for row in rows]
@@ -568,18 +620,11 @@ def format_jobs_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _format_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 def format_job_status(row: dict[str, Any]) -> str:
     lines = [f"{row['job_id']}: {row['status']}"]
     for key in ("space", "name", "storage", "start", "end", "message", "entrypoint"):
         if row.get(key):
             lines.append(f"  {key}: {row[key]}")
     if row.get("duration_s") is not None:
-        lines.append(f"  time: {_format_duration(row['duration_s'])}")
+        lines.append(f"  time: {duration(row['duration_s'])}")
     return "\n".join(lines)

@@ -425,6 +425,29 @@ def test_unknown_job_is_one_line(fake):
         jobs.job_status(None, "missing")
 
 
+def test_sdk_errors_are_told_apart_by_type_and_state_not_text(fake):
+    from ray.exceptions import AuthenticationError
+
+    def refuse(job_id):
+        raise AuthenticationError("whatever the server wrote")
+
+    fake.get_job_info = refuse
+    fake.ninsweep_token_sent = False
+    with pytest.raises(NinsweepError, match="requires an auth token"):
+        jobs.job_status(None, "ninsweep-b")
+    fake.ninsweep_token_sent = True
+    with pytest.raises(NinsweepError, match="rejected this auth token"):
+        jobs.job_status(None, "ninsweep-b")
+
+    def server_error(job_id):  # a job the cluster lists, failing for another reason
+        raise RuntimeError("Request failed with status code 404: Not Found.")
+
+    fake.get_job_info = server_error
+    with pytest.raises(NinsweepError) as err:
+        jobs.job_status(None, "ninsweep-b")
+    assert "no job" not in str(err.value) and "status code 404" in str(err.value)
+
+
 @pytest.mark.parametrize("tail_fails", [False, True])
 def test_wait_for_job_streams_logs_until_terminal(tail_fails):
     client = FakeClient(statuses=("RUNNING", "RUNNING", "SUCCEEDED"), tail_fails=tail_fails)
