@@ -257,6 +257,19 @@ def test_unreadable_mounts_file_means_not_shared(tmp_path, monkeypatch):
         check_storage_for_cluster("/srv/x", True, mounts_file=str(tmp_path / "none"))
 
 
+def test_a_sweep_on_several_nodes_applies_the_storage_rule(tmp_path, monkeypatch):
+    from ninsweep import sweep
+
+    monkeypatch.delenv(SHARED_STORAGE_ENV, raising=False)
+    monkeypatch.setattr(sweep, "check_schedulable", lambda *args, **kwargs: None)
+    monkeypatch.setattr(sweep, "count_nodes", lambda: 2)
+    with pytest.raises(NinsweepError, match=SHARED_STORAGE_ENV):
+        sweep._check_cluster(None, str(tmp_path / "exp"), False, None)
+    sweep._check_cluster(None, "s3://bucket/exp", False, None)
+    monkeypatch.setattr(sweep, "count_nodes", lambda: 1)
+    sweep._check_cluster(None, str(tmp_path / "exp"), False, None)
+
+
 def test_one_rule_for_uris_and_file_paths():
     # The rule the storage check, submit's --storage check and the sweep's storage share.
     assert [uri_scheme(s) for s in ("s3://b/x", "GS://b", "abfs://c@a/x")] == ["s3", "gs", "abfs"]
