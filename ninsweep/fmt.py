@@ -9,7 +9,7 @@ this module).
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Collection, Optional, Sequence
 
 
 def clock(seconds: float) -> str:
@@ -55,8 +55,8 @@ def one_line(text: object) -> str:
 
 def table(header: Optional[Sequence[str]], rows: Sequence[Sequence[Any]], align: str = "",
           rule: bool = False, indent: str = "", sep: str = "  ") -> list[str]:
-    """A fixed-width text table as lines: each column as wide as its widest cell, cells
-    separated by ``sep``, trailing blanks cut.
+    """A fixed-width text table as lines (rows of equal length): each column as wide as its
+    widest cell, cells separated by ``sep``, trailing blanks cut.
 
     ``align``: one character per column, ``<`` (left, the default for missing ones) or ``>``
     (right). ``header``: the first line, or None for none; ``rule``: a line of dashes under it.
@@ -64,15 +64,13 @@ def table(header: Optional[Sequence[str]], rows: Sequence[Sequence[Any]], align:
     """
     cells = [[str(cell) for cell in row] for row in rows]
     head = [str(h) for h in header] if header is not None else None
-    widths: list[int] = []
-    for row in ([head] if head is not None else []) + cells:
-        widths += [0] * (len(row) - len(widths))
-        for i, value in enumerate(row):
-            widths[i] = max(widths[i], len(value))
+    grid = ([head] if head is not None else []) + cells
+    widths = [max(len(value) for value in column) for column in zip(*grid)]
 
     def line(values: Sequence[str]) -> str:
-        return (indent + sep.join(value.rjust(width) if align[i:i + 1] == ">" else value.ljust(width)
-                                  for i, (value, width) in enumerate(zip(values, widths)))).rstrip()
+        padded = [value.rjust(width) if align[i:i + 1] == ">" else value.ljust(width)
+                  for i, (value, width) in enumerate(zip(values, widths))]
+        return (indent + sep.join(padded)).rstrip()
 
     lines = []
     if head is not None:
@@ -83,7 +81,7 @@ def table(header: Optional[Sequence[str]], rows: Sequence[Sequence[Any]], align:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
-                   right: frozenset[str] | set[str] = frozenset()) -> list[str]:
+                   right: Collection[str] = ()) -> list[str]:
     """A Markdown (GitHub) table as lines; columns named in ``right`` are right-aligned. Cells
     are ``str()``-ed, their ``|`` escaped and newlines made spaces."""
     rule = ["---:" if h in right else "---" for h in header]
