@@ -17,13 +17,11 @@ No Ray here: this module runs alone in a test or a notebook.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ import torch.nn.functional as F
 from filelock import FileLock, Timeout
 
 from .config import DataConfig
+from .atomic import write_atomic
 from .errors import DataError, first_line
 
 Log = Callable[[str], None]
@@ -321,22 +320,10 @@ def _build_cache(cfg: DataConfig, path: Path, fingerprint: str, scan: Optional["
 
 def _write_atomically(record: dict, path: Path) -> None:
     """Readers see the old file or the complete new one, never a partial write."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(record, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp makes 0600; the cache is shared on the machine
-        os.replace(temp_name, path)
+        write_atomic(path, lambda stream: torch.save(record, stream))  # 0644: shared cache
     except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
         raise DataError(f"{path}: cannot write the data cache ({err.strerror or err})") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:

@@ -27,6 +27,7 @@ import yaml
 from . import metrics as M
 from .config import DataConfig, ModelConfig, TrainConfig, TrialConfig
 from .errors import ConfigError
+from .fmt import one_line as _one_line, table
 
 MANIFEST_FORMAT = 1
 SPACE_SUFFIXES = (".yaml", ".yml")
@@ -499,12 +500,8 @@ def format_dry_run(spec: SweepSpec) -> str:
         header += "; overrides: " + ", ".join(f"{k}={_fmt(v)}" for k, v in spec.overrides.items())
     res = spec.resources
     res_text = f"cpus={_fmt(res.cpus)} gpus={_fmt(res.gpus)}"
-    names = [t.name for t in spec.trials]
-    params = [" ".join(f"{k}={_fmt(v)}" for k, v in t.params.items()) for t in spec.trials]
-    wn = max(len(s) for s in names)
-    wp = max(len(s) for s in params)
-    lines = [header]
-    lines += [f"  {nm:<{wn}}  {pm:<{wp}}  {res_text}" for nm, pm in zip(names, params)]
+    lines = [header] + table(None, [[t.name, " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items()),
+                                     res_text] for t in spec.trials], indent="  ")
     lines.append(
         f"total: {n} trial{'s' if n != 1 else ''}, {spec.trial_epochs} trial-epochs; each "
         f"{res_text}; all at once cpus={_fmt(round(res.cpus * n, 6))} "
@@ -638,10 +635,6 @@ class _Failer:
 
     def top(self, problem: str) -> typing.NoReturn:
         raise ConfigError(_one_line(f"{self.where}: {problem}"))
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def _yaml_type(value: Any) -> str:

@@ -18,7 +18,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from .atomic import write_atomic
 from .errors import NinsweepError
+from .fmt import first_line
 
 MANIFEST_FILE = "ninsweep.json"
 LOCK_FILE = ".ninsweep.lock"  # held by the run or resume writing the experiment
@@ -73,9 +75,7 @@ def resolve_storage(storage: Optional[str]) -> str:
 
 def _reason(err: BaseException) -> str:
     """The first line of a storage library's error, cut short: cloud SDKs write paragraphs."""
-    lines = str(err).strip().splitlines()
-    text = lines[0] if lines else type(err).__name__
-    return text if len(text) <= 240 else text[:237] + "..."
+    return first_line(err, 240)
 
 
 def storage_timeout() -> float:
@@ -142,20 +142,15 @@ def write_manifest(experiment: str, manifest: dict[str, Any]) -> None:
             raise NinsweepError(f"{target}: cannot write the manifest "
                                 f"({_reason(err)})") from None
         return
-    directory = Path(experiment)
-    temporary = directory / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(text, encoding="utf-8")
-        os.link(temporary, target)  # fails if the target exists: never overwrite
+        Path(experiment).mkdir(parents=True, exist_ok=True)
+        write_atomic(target, text, exclusive=True)  # never overwrite
     except FileExistsError:
         raise NinsweepError(f"{target} already exists: another run made this experiment; "
                             "choose another --name") from None
     except OSError as err:
         raise NinsweepError(f"{target}: cannot write the manifest "
                             f"({err.strerror or err})") from None
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -264,9 +259,7 @@ def fetch_experiment(uri: str, destination: Optional[os.PathLike | str] = None) 
         target.parent.mkdir(parents=True, exist_ok=True)
         with remote.open_input_stream(entry.path) as source:
             data = source.read()
-        temporary = target.with_name(f".{target.name}.tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, target)
+        write_atomic(target, data, sync=False)  # a cache: fetched again if lost
     return destination
 
 

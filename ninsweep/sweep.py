@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 from . import portable
 from .console import Console, DriverLog, with_trial_log
 from .errors import NinsweepError, Terminated
+from .fmt import first_line
 from .progress import LegacySweepProgress, SweepProgress as LiveProgress
 from .space import SweepSpec
 from .preflight import check_trials
@@ -107,7 +108,7 @@ def start_ray(address: Optional[str], log: Callable[[str], None],
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            raise NinsweepError(f"cannot connect to Ray at {address}: {str(err).splitlines()[0]}") from None
+            raise NinsweepError(f"cannot connect to Ray at {address}: {first_line(err)}") from None
         log(f"connected to Ray at {address}")
     else:
         _put_on_pythonpath(code)
