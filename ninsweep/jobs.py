@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from . import __version__
-from .console import duration
+from . import fmt
 from .errors import NinsweepError, first_line
 from .storage import is_uri, local_path
 
@@ -610,14 +610,10 @@ def format_jobs_table(rows: Sequence[dict[str, Any]]) -> str:
     def cell(row, col):
         value = row.get(col)
         if col == "duration_s" and value is not None:
-            value = duration(value)
+            value = fmt.clock(value)
         return "" if value is None else str(value)
 
-    cells = [[cell(row, col) for col in columns] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    return "\n".join(lines)
+    return "\n".join(fmt.table(headers, [[cell(row, col) for col in columns] for row in rows]))
 
 
 def format_job_status(row: dict[str, Any]) -> str:
@@ -626,5 +622,5 @@ def format_job_status(row: dict[str, Any]) -> str:
         if row.get(key):
             lines.append(f"  {key}: {row[key]}")
     if row.get("duration_s") is not None:
-        lines.append(f"  time: {duration(row['duration_s'])}")
+        lines.append(f"  time: {fmt.clock(row['duration_s'])}")
     return "\n".join(lines)
