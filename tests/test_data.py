@@ -205,7 +205,7 @@ _RACE = textwrap.dedent("""
     from ninsweep.config import DataConfig
 
     work, me = Path(sys.argv[1]), sys.argv[2]
-    real_decoder = data._DECODERS["synthetic"]
+    real_decoder = data._generate_synthetic
 
     def slow_counted_decoder(cfg, scan, log):
         with open(work / "decodes", "a") as counter:
@@ -213,7 +213,7 @@ _RACE = textwrap.dedent("""
         time.sleep(1.0)  # hold the lock while the other process arrives
         return real_decoder(cfg, scan, log)
 
-    data._DECODERS["synthetic"] = slow_counted_decoder
+    data._generate_synthetic = slow_counted_decoder  # SOURCES names it; looked up per load
     (work / f"ready-{me}").touch()
     while len(list(work.glob("ready-*"))) < 2:  # start both loads together
         time.sleep(0.005)
