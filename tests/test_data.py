@@ -21,6 +21,7 @@ from PIL import Image
 
 from ninsweep.config import DataConfig
 from ninsweep.data import DeviceLoader, cache_path, load_data, resolve_cache_dir, resolve_data_root
+from ninsweep.registry import SOURCES, resolve
 from ninsweep.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -225,6 +226,11 @@ _RACE = textwrap.dedent("""
         "waited" if any("waiting" in line for line in log) else "late")
     print(role, int(images.train_images.double().sum()), int(images.test_labels.sum()))
 """)
+
+
+def test_every_source_names_a_decoder():
+    assert set(SOURCES) == {"cifar10", "imagefolder", "synthetic", "factory"}
+    assert all(callable(resolve(path)) for path in SOURCES.values())
 
 
 def test_two_processes_racing_build_the_cache_once(tmp_path):

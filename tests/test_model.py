@@ -2,6 +2,10 @@
 
 import hashlib
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +17,7 @@ from ninsweep.config import ModelConfig
 from ninsweep.registry import ACTIVATIONS, INITS, NORMS
 from ninsweep.errors import ConfigError
 from ninsweep.layers import ConvNormAct, Maxout
-from ninsweep.model import SamePool2d, count_parameters, decayed_parameters
+from ninsweep.model import Conv, SamePool2d, count_parameters, decayed_parameters
 
 
 def convs(model):
@@ -255,6 +259,31 @@ def test_orthogonal_init_gives_orthonormal_rows_or_columns():
         w = conv.weight.flatten(1)
         gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
         assert torch.allclose(gram, torch.eye(gram.shape[0]), atol=1e-4)
+
+
+def test_registry_names_and_labels_import_no_torch():
+    """config, space and analysis check names and label configs from the registry alone, so
+    `ninsweep status`, `export` and `run --dry-run` never pay for importing torch."""
+    code = ("import sys, ninsweep.config as c, ninsweep.space, ninsweep.analysis as a\n"
+            "names = c._registry_names()\n"
+            "print(a.config_label('maxout', True, 'he', {'model.norm': 'group'}), len(names))\n"
+            "print(sorted(m for m in sys.modules if m.partition('.')[0] == 'torch'))")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["Maxout+GN+WI 4", "[]"]
+
+
+def test_every_registered_entry_reads_settings_that_exist():
+    for entries in (ACTIVATIONS, NORMS):
+        for entry in entries.values():
+            assert all(hasattr(ModelConfig(), key) for key in entry.options)
+    for name, entry in ACTIVATIONS.items():
+        assert entry.pieces is None or hasattr(ModelConfig(), entry.pieces), name
+    for entry in INITS.values():
+        assert all(hasattr(Conv(1, 1), key) for key in entry.options)
 
 
 def test_activation_parameters_are_model_fields_and_reach_the_modules():
