@@ -1,7 +1,8 @@
 """The Network-in-Network of the reference, built from a list of layer specs.
 
 The architecture is data (``NIN_LAYERS``, report Table 1) turned into modules by one
-function, and every weight-init scheme lives in ``initialize`` (torchvision's vgg.py style).
+function, and ``initialize`` applies a weight-init scheme to every conv in one loop
+(torchvision's vgg.py style).
 
 Init schemes (``ModelConfig.init``):
 - ``keras`` (default; the lab's "without WI"): spatial convs normal(0, 0.01 / 0.05 / 0.05),
@@ -125,7 +126,8 @@ class NIN(nn.Module):
                 layers.append(nn.AdaptiveAvgPool2d(1))
                 layers.append(nn.Flatten())
         self.layers = nn.Sequential(*layers)
-        # After every module exists, as before: building a conv draws from the RNG.
+        # Only once every module exists: building a conv draws from the RNG, so initialising
+        # in between would change every seeded model.
         initialize(convs, cfg.init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
