@@ -529,17 +529,12 @@ def _seed(trial: TrialRecord) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _registry_labels() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """(activation, norm, init) -> report label, from the registries that build them.
+    """(activation, norm, init) -> report label, from ``ninsweep/registry.py`` (no torch)."""
+    from .registry import ACTIVATIONS, INITS, NORMS
 
-    Imported lazily: the registries live next to the torch code, which listing a table
-    does not otherwise need.
-    """
-    from .layers import ACTIVATIONS, NORMS
-    from .model import INITS
-
-    return ({name: spec.label for name, spec in ACTIVATIONS.items()},
-            {name: spec.label for name, spec in NORMS.items()},
-            {name: spec.label for name, spec in INITS.items()})
+    return ({name: entry.label for name, entry in ACTIVATIONS.items()},
+            {name: entry.label for name, entry in NORMS.items()},
+            {name: entry.label for name, entry in INITS.items()})
 
 
 def config_label(activation: str, batchnorm: bool, init: str, extra: Optional[dict[str, Any]] = None) -> str:

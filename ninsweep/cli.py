@@ -150,13 +150,14 @@ def _add_train_parser(commands) -> None:
         description="Train one NIN with the reference recipe. Flags override the recipe; "
                     "--set SECTION.KEY=VALUE reaches every setting (see ninsweep/config.py).",
         epilog=TRAIN_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
-    parser.add_argument("--activation", help="relu (default), or any name of ninsweep/layers.py's ACTIVATIONS: "
-                        "leaky_relu, elu, maxout, gelu, silu, mish, selu, tanh, prelu, ...")
+    from .registry import ACTIVATIONS, INITS, SOURCES  # the names, without torch
+
+    parser.add_argument("--activation", help=f"{', '.join(ACTIVATIONS)} (default relu)")
     parser.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                         help="BatchNorm after every conv (default off)")
-    parser.add_argument("--init", help="keras (default), he, torch, or any name of ninsweep/model.py's INITS")
+    parser.add_argument("--init", help=f"{', '.join(INITS)} (default keras)")
     parser.add_argument("--pool2", help="max (default, the report's table) or avg (its code)")
-    parser.add_argument("--data", help="cifar10 (default), imagefolder or synthetic")
+    parser.add_argument("--data", help=f"{', '.join(SOURCES)} (default cifar10)")
     parser.add_argument("--data-dir", help="cifar10 download root, or the image folder root")
     parser.add_argument("--train-subset", type=int, help="train on the first N images")
     parser.add_argument("--test-subset", type=int, help="test on the first N images")

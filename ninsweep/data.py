@@ -35,6 +35,7 @@ from filelock import FileLock, Timeout
 from .config import DataConfig
 from .atomic import write_atomic
 from .errors import DataError, first_line
+from .registry import SOURCES, resolve
 
 Log = Callable[[str], None]
 
@@ -294,7 +295,7 @@ def _build_cache(cfg: DataConfig, path: Path, fingerprint: str, scan: Optional["
 
         started = time.perf_counter()
         log(f"data: decoding {_describe_source(cfg)} into {path}")
-        decoded = _DECODERS[cfg.source](cfg, scan, log)
+        decoded = resolve(SOURCES[cfg.source])(cfg, scan, log)
         mean, std = channel_stats(decoded.train_images)
         record = {
             "format": CACHE_FORMAT, "source": cfg.source, "fingerprint": fingerprint,
@@ -628,16 +629,6 @@ def _split_tensors(part: Any, split: str, path: str
     if images.is_floating_point():
         images = (images.float() * 255).round().clamp(0, 255)  # [0, 1] floats, ToTensor's
     return images.to(torch.uint8).contiguous(), labels, classes
-
-
-# The one list of data sources: config validates data.source against it.
-_DECODERS: dict[str, Callable[[DataConfig, Any, Log], _Decoded]] = {
-    "cifar10": _decode_cifar10,
-    "imagefolder": _decode_imagefolder,
-    "synthetic": _generate_synthetic,
-    "factory": _load_factory,
-}
-SOURCES = tuple(_DECODERS)
 
 
 # ---------------------------------------------------------------------------------- batches
