@@ -255,11 +255,8 @@ def _route_diagnostics(args: argparse.Namespace, console=None) -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from .console import DriverLog
-    from .space import check_experiment_name, format_dry_run
-    from .sweep import run_sweep
-
     from .preflight import check_trials
+    from .space import check_experiment_name, format_dry_run
 
     started_at = time.time()
     if args.name is not None:
@@ -269,7 +266,10 @@ def command_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(format_dry_run(spec))
         return 0
+    # Ray Tune (~2 s of imports) only past --dry-run, which needs neither Ray nor torch.
+    from .console import DriverLog
     from .storage import experiment_lock, join, resolve_storage
+    from .sweep import run_sweep
 
     console = _sweep_console(args)
     # Taken before Ray starts: a second run of this name at the same moment, or a storage
