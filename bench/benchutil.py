@@ -1,7 +1,8 @@
 """Small helpers shared by the benchmarks: medians, the loopback-namespace check, tables.
 
-Imports nothing but the standard library, so every benchmark (and the GPU machine, which has
-no Ray) can use it.
+Imports nothing but the standard library and ``ninsweep.fmt`` (the project's table layout;
+itself standard library only), so every benchmark (and the GPU machine, which has no Ray) can
+use it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import statistics
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
+
+from ninsweep import fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,10 +67,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]],
     """Right-aligned columns, the first left-aligned; ``formats`` are format specs per column."""
     formats = formats or [""] * len(header)
     cells = [[_cell(value, spec) for value, spec in zip(row, formats)] for row in rows]
-    widths = [max(len(str(h)), *(len(row[i]) for row in cells)) for i, h in enumerate(header)]
-    lines = [_line(header, widths)]
-    lines += [_line(row, widths) for row in cells]
-    return "\n".join(lines)
+    return "\n".join(fmt.table(header, cells, align="<" + ">" * (len(header) - 1)))
 
 
 def _cell(value: Any, spec: str) -> str:
@@ -76,11 +76,6 @@ def _cell(value: Any, spec: str) -> str:
     if isinstance(value, str):
         return value
     return format(value, spec)
-
-
-def _line(cells: Sequence[Any], widths: Sequence[int]) -> str:
-    first, *rest = [str(c) for c in cells]
-    return "  ".join([first.ljust(widths[0])] + [c.rjust(w) for c, w in zip(rest, widths[1:])])
 
 
 def write_json(path: Optional[str], record: dict[str, Any]) -> None:

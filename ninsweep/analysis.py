@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from . import fmt
 from . import metrics as M
 from .config import TrialConfig
 from .errors import ConfigError, NinsweepError
@@ -494,17 +494,12 @@ def _seed(trial: TrialRecord) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _registry_labels() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """(activation, norm, init) -> report label, from the registries that build them.
+    """(activation, norm, init) -> report label, from ``ninsweep/registry.py`` (no torch)."""
+    from .registry import ACTIVATIONS, INITS, NORMS
 
-    Imported lazily: the registries live next to the torch code, which listing a table
-    does not otherwise need.
-    """
-    from .layers import ACTIVATIONS, NORMS
-    from .model import INITS
-
-    return ({name: spec.label for name, spec in ACTIVATIONS.items()},
-            {name: spec.label for name, spec in NORMS.items()},
-            {name: spec.label for name, spec in INITS.items()})
+    return ({name: entry.label for name, entry in ACTIVATIONS.items()},
+            {name: entry.label for name, entry in NORMS.items()},
+            {name: entry.label for name, entry in INITS.items()})
 
 
 def config_label(activation: str, batchnorm: bool, init: str, extra: Optional[dict[str, Any]] = None) -> str:
@@ -656,18 +651,18 @@ def format_status(exp: Experiment) -> str:
     peak_of = {t.name: pd.to_numeric(t.metrics.get(M.PEAK_GPU_MEM_MB, np.zeros(0)), errors="coerce")
                for t in exp.trials}
     peaks = {name: float(np.nanmax(v)) for name, v in peak_of.items() if np.isfinite(v).any()}
-    header = (f"{'trial':<28} {'status':<10} {'epoch':>9} {'test acc':>9} {'best':>7} "
-              f"{'train loss':>10} {'test loss':>9} {'img/s':>7} {'wall time':>9}")
-    lines = [f"experiment {exp.path}: {len(exp.trials)} trials: {summary}",
-             header + (f" {'peak GPU MiB':>12}" if peaks else "")]
-    for row in trial_table(exp).itertuples(index=False):
-        line = (f"{row.trial:<28} {row.status:<10} {f'{row.epochs_done}/{row.epochs_planned}':>9} "
-                f"{fmt_num(row.final_test_acc_pct):>8}% {fmt_num(row.best_test_acc_pct):>6}% "
-                f"{fmt_num(row.final_train_loss, digits=4):>10} "
-                f"{fmt_num(row.final_test_loss, digits=4):>9} "
-                f"{fmt_num(row.images_per_s, digits=0):>7} {_fmt_duration(row.wall_time_s):>9}")
-        if peaks:
-            line += f" {fmt_num(peaks.get(row.trial), digits=0):>12}"
+    header = ["trial", "status", "epoch", "test acc", "best", "train loss", "test loss",
+              "img/s", "wall time"] + (["peak GPU MiB"] if peaks else [])
+    trials = trial_table(exp)
+    cells = [[row.trial, row.status, f"{row.epochs_done}/{row.epochs_planned}",
+              fmt_pct(row.final_test_acc_pct), fmt_pct(row.best_test_acc_pct),
+              fmt_num(row.final_train_loss, digits=4), fmt_num(row.final_test_loss, digits=4),
+              fmt_num(row.images_per_s, digits=0), fmt.duration(row.wall_time_s)]
+             + ([fmt_num(peaks.get(row.trial), digits=0)] if peaks else [])
+             for row in trials.itertuples(index=False)]
+    head, *rows = fmt.table(header, cells, align="<<>>>>>>>>")
+    lines = [f"experiment {exp.path}: {len(exp.trials)} trials: {summary}", head]
+    for row, line in zip(trials.itertuples(index=False), rows):
         lines.append(line)
         if row.error:
             lines.append(f"    error: {row.error}")
@@ -688,14 +683,6 @@ def _checkpointed_beyond(exp: Experiment, name: str, epochs_done: int) -> Option
         return None
     newest = newest_checkpointed_epoch(trial.trial_dir)
     return newest if newest is not None and newest > epochs_done else None
-
-
-def _fmt_duration(seconds: float) -> str:
-    if seconds is None or pd.isna(seconds):
-        return "-"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def config_table(exp: Experiment) -> pd.DataFrame:
@@ -921,13 +908,8 @@ def format_table(config_df: pd.DataFrame, significance_df: Optional[pd.DataFrame
             row += [fmt_unfinished(c)]
         rows.append(row)
     right = {"#", "n", "min", "max", "report", "diff", "p (Holm)"}
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(cell.rjust(w) if h in right else cell.ljust(w)
-                         for cell, w, h in zip(cells, widths, headers)).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    out = fmt.table(headers, rows, align="".join(">" if h in right else "<" for h in headers),
+                    rule=True)
     notes = ["n: finished seeds; statistics over finished trials only."]
     if sig:
         notes.append(f"vs best: Welch's t-test against the best config, Holm-corrected, alpha {alpha:g}.")
@@ -940,6 +922,11 @@ def fmt_num(v: Any, signed: bool = False, none: str = "-", digits: int = 2) -> s
     if v is None or (isinstance(v, float) and not np.isfinite(v)) or pd.isna(v):
         return none
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def fmt_pct(v: Any) -> str:
+    text = fmt_num(v)
+    return text if text == "-" else text + "%"
 
 
 def fmt_pm(mean: float, std: float) -> str:
@@ -998,6 +985,7 @@ def write_csvs(exp: Experiment, out: Optional[os.PathLike | str] = None,
     effects CSV holds the factor effects (``ninsweep.effects``) and, with ``baseline`` (a
     config label), every config against that one.
     """
+    from .atomic import write_output
     from .effects import effects_table
     from .outputs import check_outputs
 
@@ -1011,33 +999,7 @@ def write_csvs(exp: Experiment, out: Optional[os.PathLike | str] = None,
     if not configs.empty:
         configs = configs.merge(sig[["config", "diff_vs_best_pct", "p_value", "p_holm", "verdict"]],
                                 on="config", how="left")
-    _atomic_write_text(trials_path, trials.to_csv(index=False, float_format="%.6g"))
-    _atomic_write_text(configs_path, configs.to_csv(index=False, float_format="%.6g"))
-    _atomic_write_text(effects_path, effects.to_csv(index=False, float_format="%.6g"))
+    write_output(trials_path, trials.to_csv(index=False, float_format="%.6g"))
+    write_output(configs_path, configs.to_csv(index=False, float_format="%.6g"))
+    write_output(effects_path, effects.to_csv(index=False, float_format="%.6g"))
     return trials_path, configs_path, effects_path
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory + rename."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise NinsweepError(f"{path}: cannot write: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):  # disk full, quota, read-only: the old file is intact
-            raise NinsweepError(f"{path}: cannot write: {err.strerror or err}") from None
-        raise

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 
 from .errors import CheckpointError, ConfigError, NinsweepError, Terminated
@@ -150,13 +150,14 @@ def _add_train_parser(commands) -> None:
         description="Train one NIN with the reference recipe. Flags override the recipe; "
                     "--set SECTION.KEY=VALUE reaches every setting (see ninsweep/config.py).",
         epilog=TRAIN_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
-    parser.add_argument("--activation", help="relu (default), or any name of ninsweep/layers.py's ACTIVATIONS: "
-                        "leaky_relu, elu, maxout, gelu, silu, mish, selu, tanh, prelu, ...")
+    from .registry import ACTIVATIONS, INITS, SOURCES  # the names, without torch
+
+    parser.add_argument("--activation", help=f"{', '.join(ACTIVATIONS)} (default relu)")
     parser.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                         help="BatchNorm after every conv (default off)")
-    parser.add_argument("--init", help="keras (default), he, torch, or any name of ninsweep/model.py's INITS")
+    parser.add_argument("--init", help=f"{', '.join(INITS)} (default keras)")
     parser.add_argument("--pool2", help="max (default, the report's table) or avg (its code)")
-    parser.add_argument("--data", help="cifar10 (default), imagefolder or synthetic")
+    parser.add_argument("--data", help=f"{', '.join(SOURCES)} (default cifar10)")
     parser.add_argument("--data-dir", help="cifar10 download root, or the image folder root")
     parser.add_argument("--train-subset", type=int, help="train on the first N images")
     parser.add_argument("--test-subset", type=int, help="test on the first N images")
@@ -254,11 +255,8 @@ def _route_diagnostics(args: argparse.Namespace, console=None) -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from .console import DriverLog
-    from .space import check_experiment_name, format_dry_run
-    from .sweep import run_sweep
-
     from .preflight import check_trials
+    from .space import check_experiment_name, format_dry_run
 
     started_at = time.time()
     if args.name is not None:
@@ -268,7 +266,10 @@ def command_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(format_dry_run(spec))
         return 0
+    # Ray Tune (~2 s of imports) only past --dry-run, which needs neither Ray nor torch.
+    from .console import DriverLog
     from .storage import experiment_lock, join, resolve_storage
+    from .sweep import run_sweep
 
     console = _sweep_console(args)
     # Taken before Ray starts: a second run of this name at the same moment, or a storage
@@ -442,6 +443,171 @@ def _add_sweep_parsers(commands) -> None:
     report.set_defaults(handler=command_report)
 
 
+# -- submit, jobs: a Ray cluster through the Ray Jobs API (ninsweep/jobs.py) -----------------
+
+def _add_address(parser: argparse.ArgumentParser) -> None:
+    from .jobs import ADDRESS_ENV, DEFAULT_ADDRESS
+
+    parser.add_argument(
+        "--address", default=None, metavar="URL",
+        help=f"the Ray dashboard, http://HOST:8265 (default: ${ADDRESS_ENV} or "
+             f"{DEFAULT_ADDRESS}, where `ray dashboard` / `kubectl port-forward` put it)")
+
+
+# `ninsweep run` options that `submit` passes through: (flag, type, metavar, help).
+RUN_OPTIONS = (
+    ("--max-epochs", int, "N", "cap every trial's epochs"),
+    ("--data-dir", str, "DIR", "dataset directory on the cluster nodes"),
+    ("--gpus-per-trial", float, "F", "override the space's GPUs per trial"),
+    ("--cpus-per-trial", float, "N", "override the space's CPUs per trial"),
+)
+# Repeatable ones: (flag, metavar, help). --tracker also goes to `resume`.
+REPEATED_RUN_OPTIONS = (
+    ("--set", "SECTION.KEY=VALUE", "change a setting of every trial"),
+    ("--tracker", "NAME", "also log to this tracker (mlflow, wandb); its package must be "
+                          "installed on the cluster"),
+)
+
+
+def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
+    """``submit (SPACE --storage URI [--name NAME] | --resume EXPERIMENT) [--address URL]
+    [--wait]`` plus the ``run`` options in ``RUN_OPTIONS``."""
+    parser.add_argument("space", nargs="?", help="a search space file or name (lab4)")
+    parser.add_argument("--resume", metavar="EXPERIMENT", default=None,
+                        help="instead of a space: resume this experiment on the cluster "
+                             "(its path there, e.g. /mnt/ninsweep/experiments/lab4, or URI)")
+    _add_address(parser)
+    parser.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                        help="where the cluster writes results: a path every node mounts "
+                             "(/mnt/ninsweep/experiments) or s3://BUCKET/PREFIX")
+    parser.add_argument("--name", default=None, help="experiment name (default: the space's)")
+    parser.add_argument("--wait", action="store_true",
+                        help="stream the job's logs until it ends; exit 0 only if it succeeded")
+    for flag, kind, metavar, text in RUN_OPTIONS:
+        parser.add_argument(flag, type=kind, default=None, metavar=metavar,
+                            help=f"passed to `ninsweep run` on the cluster: {text}")
+    for flag, metavar, text in REPEATED_RUN_OPTIONS:
+        parser.add_argument(flag, action="append", default=None, metavar=metavar,
+                            help=f"passed to `ninsweep run` on the cluster: {text}")
+    parser.add_argument("--autoscaling", action="store_true",
+                        help="passed to `ninsweep run`/`resume` on the cluster: wait for the "
+                             "autoscaler to add GPU nodes instead of refusing a space that no "
+                             "node running now can take")
+
+
+def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
+    """``jobs list | status ID | logs ID [--follow] | stop ID``, each with ``--address``."""
+    sub = parser.add_subparsers(dest="jobs_command", metavar="{list,status,logs,stop}")
+    sub.required = True
+    _add_address(sub.add_parser("list", help="ninsweep's jobs on the cluster"))
+    for command, text in (("status", "one job's status"), ("logs", "a job's log"),
+                          ("stop", "stop a job")):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("job_id", metavar="ID")
+        _add_address(p)
+        if command == "logs":
+            p.add_argument("--follow", "-f", action="store_true",
+                           help="keep streaming until the job ends")
+
+
+def _run_args(args: argparse.Namespace) -> list[str]:
+    extra = []
+    for flag, _, _, _ in RUN_OPTIONS:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            extra += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    for flag, _, _ in REPEATED_RUN_OPTIONS:
+        for value in getattr(args, flag.lstrip("-"), None) or ():
+            extra += [flag, value]
+    return extra
+
+
+def _tracker_args(args: argparse.Namespace) -> list[str]:
+    return [part for name in getattr(args, "tracker", None) or () for part in ("--tracker", name)]
+
+
+def command_submit(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    from . import jobs
+
+    resume = getattr(args, "resume", None)
+    if resume:
+        extra = [flag for flag in ("space", "storage", "name")
+                 if getattr(args, flag, None) is not None] + [
+            f for f in _run_args(args) if f.startswith("--") and f != "--tracker"]
+        if extra:
+            raise NinsweepError("submit --resume takes the experiment alone (its space, "
+                                f"storage and settings are in its manifest); drop: "
+                                f"{', '.join(extra)}")
+        job_id = jobs.submit_resume(args.address, resume, out=out,
+                                    extra_args=(["--autoscaling"] if args.autoscaling else [])
+                                    + _tracker_args(args))
+    elif not args.space:
+        raise NinsweepError("submit needs a SPACE (a file or a name such as lab4), or "
+                            "--resume EXPERIMENT")
+    else:
+        autoscaling = ["--autoscaling"] if args.autoscaling else []
+        job_id = jobs.submit_sweep(args.address, args.space, storage=args.storage,
+                                   name=args.name, extra_args=_run_args(args) + autoscaling,
+                                   out=out)
+    if not getattr(args, "wait", False):
+        return 0
+    return _follow_job(args.address, job_id, out)
+
+
+def _follow_job(address: Optional[str], job_id: str, out: Callable[[str], None]) -> int:
+    """Stream a job's log until it ends: 0 if it succeeded, 1 if not, 130 on Ctrl-C (the
+    job goes on)."""
+    from . import jobs
+
+    try:
+        status = jobs.follow_job(address, job_id)
+    except KeyboardInterrupt:
+        out(f"\nstopped following; {job_id} keeps running on the cluster "
+            f"(ninsweep jobs stop {job_id} ends it)")
+        return EXIT_INTERRUPTED
+    out(f"{job_id}: {status}")
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def command_jobs(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    from . import jobs
+
+    command = args.jobs_command
+    if command == "list":
+        out(jobs.format_jobs_table(jobs.list_jobs(args.address)))
+        return 0
+    if command == "status":
+        out(jobs.format_job_status(jobs.job_status(args.address, args.job_id)))
+        return 0
+    if command == "logs":
+        if getattr(args, "follow", False):
+            return _follow_job(args.address, args.job_id, out)
+        out(jobs.job_logs(args.address, args.job_id).rstrip("\n"))
+        return 0
+    if command == "stop":
+        stopped = jobs.stop_job(args.address, args.job_id)
+        out(f"{args.job_id}: stop requested" if stopped
+            else f"{args.job_id}: already finished")
+        return 0
+    raise NinsweepError(f"unknown jobs command {command!r}")
+
+
+def _add_cluster_parsers(commands) -> None:
+    submit = commands.add_parser(
+        "submit", help="run a sweep on a Ray cluster as a Ray job",
+        description="Ship this project and a search space to a Ray cluster and run "
+                    "`ninsweep run SPACE --address auto` there as a Ray job (or, with "
+                    "--resume, `ninsweep resume EXPERIMENT`). Reach the dashboard first: "
+                    "`ray dashboard cluster/aws-gpu.yaml` or `kubectl port-forward "
+                    "svc/ninsweep-head-svc 8265:8265` (cluster/README.md).")
+    add_submit_arguments(submit)
+    submit.set_defaults(handler=command_submit)
+    jobs = commands.add_parser("jobs", help="list, follow and stop ninsweep's Ray jobs",
+                               description="ninsweep's jobs on a Ray cluster (Ray Jobs API).")
+    add_jobs_arguments(jobs)
+    jobs.set_defaults(handler=command_jobs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ninsweep",
@@ -456,9 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train_parser(commands)
     _add_sweep_parsers(commands)
-    from .jobs import register_cli  # submit, jobs: the Ray Jobs API (ninsweep[cluster])
-
-    register_cli(commands)
+    _add_cluster_parsers(commands)
     return parser
 
 

@@ -401,15 +401,11 @@ class TrialConfig(Schema):
 
 @functools.lru_cache(maxsize=1)
 def _registry_names() -> dict[str, tuple[str, ...]]:
-    """The names of each registry, read once. The registries live next to the torch code
-    that builds each name (layers, model, data) and are the one list of them; imported
-    here lazily so that importing config stays cheap."""
-    from .data import SOURCES
-    from .layers import ACTIVATIONS, NORMS
-    from .model import INITS
+    """The names of each registry (``ninsweep/registry.py``, their one list; no torch)."""
+    from .registry import ACTIVATIONS, INITS, NORMS, SOURCES
 
     return {"activation": tuple(ACTIVATIONS), "norm": tuple(NORMS), "init": tuple(INITS),
-            "source": SOURCES}
+            "source": tuple(SOURCES)}
 
 
 def to_dict(obj: Schema) -> dict[str, Any]:

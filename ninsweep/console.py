@@ -1,8 +1,8 @@
 """What reaches the user's terminal: ninsweep's own lines, and nothing of Ray's.
 
-Three pieces, used by the CLI, the sweep driver and the trial workers:
+Two pieces, used by the CLI, the sweep driver and the trial workers (the text itself,
+durations and tables, is formatted by ``ninsweep.fmt``):
 
-- formatting helpers (``duration``, ``first_line``) shared by every table and message;
 - ``Console``: where our lines go. Timestamped progress lines (dropped by ``--quiet``), errors
   (always), and plain text blocks such as the final tables (always). On a terminal it is a
   ``rich`` console, so a live progress bar can stay below the lines; elsewhere it writes plain
@@ -28,25 +28,12 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional, TextIO
 
+from .fmt import clock, first_line
+
 LOG = logging.getLogger("ninsweep")
 
 DRIVER_LOG = "driver.log"  # in the experiment directory: the Ray session of each run/resume
 TRIAL_LOG = "trial.log"  # in each trial directory: the trial's own output and Ray's worker logs
-
-
-def duration(seconds: float) -> str:
-    """``m:ss`` or ``h:mm:ss``."""
-    seconds = int(round(max(seconds, 0)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
-
-
-def first_line(text: object, limit: int = 200) -> str:
-    """The first non-empty line of ``text`` (an error, a file's content), cut to ``limit``."""
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    line = lines[0] if lines else ""
-    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -205,7 +192,7 @@ class DriverLog:
                 self.path = target
             except Exception as err:  # the sweep's outcome matters more than its log's upload
                 LOG.warning("could not upload the driver log %s to %s: %s", self._temporary,
-                            self._remote, first_line(err))
+                            self._remote, first_line(err, 200))
 
 
 class StepProgress:
@@ -241,7 +228,7 @@ class StepProgress:
         elif now - self._last_line >= self.every_s and step < steps:
             self._last_line = now
             self.console.line(f"epoch {self.epoch_of()}: step {step}/{steps} "
-                              f"({100 * step / steps:.0f}%), {duration(now - self._epoch_started)}")
+                              f"({100 * step / steps:.0f}%), {clock(now - self._epoch_started)}")
         if step == steps:
             self.close()
 

@@ -17,13 +17,11 @@ No Ray here: this module runs alone in a test or a notebook.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -35,7 +33,9 @@ import torch.nn.functional as F
 from filelock import FileLock, Timeout
 
 from .config import DataConfig
+from .atomic import write_atomic
 from .errors import DataError, first_line
+from .registry import SOURCES, resolve
 
 Log = Callable[[str], None]
 
@@ -295,7 +295,7 @@ def _build_cache(cfg: DataConfig, path: Path, fingerprint: str, scan: Optional["
 
         started = time.perf_counter()
         log(f"data: decoding {_describe_source(cfg)} into {path}")
-        decoded = _DECODERS[cfg.source](cfg, scan, log)
+        decoded = resolve(SOURCES[cfg.source])(cfg, scan, log)
         mean, std = channel_stats(decoded.train_images)
         record = {
             "format": CACHE_FORMAT, "source": cfg.source, "fingerprint": fingerprint,
@@ -321,22 +321,10 @@ def _build_cache(cfg: DataConfig, path: Path, fingerprint: str, scan: Optional["
 
 def _write_atomically(record: dict, path: Path) -> None:
     """Readers see the old file or the complete new one, never a partial write."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(record, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp makes 0600; the cache is shared on the machine
-        os.replace(temp_name, path)
+        write_atomic(path, lambda stream: torch.save(record, stream))  # 0644: shared cache
     except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
         raise DataError(f"{path}: cannot write the data cache ({err.strerror or err})") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -641,16 +629,6 @@ def _split_tensors(part: Any, split: str, path: str
     if images.is_floating_point():
         images = (images.float() * 255).round().clamp(0, 255)  # [0, 1] floats, ToTensor's
     return images.to(torch.uint8).contiguous(), labels, classes
-
-
-# The one list of data sources: config validates data.source against it.
-_DECODERS: dict[str, Callable[[DataConfig, Any, Log], _Decoded]] = {
-    "cifar10": _decode_cifar10,
-    "imagefolder": _decode_imagefolder,
-    "synthetic": _generate_synthetic,
-    "factory": _load_factory,
-}
-SOURCES = tuple(_DECODERS)
 
 
 # ---------------------------------------------------------------------------------- batches

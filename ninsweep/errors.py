@@ -7,14 +7,8 @@ message on one line and exits with status 2; everything else is a bug and keeps 
 
 from __future__ import annotations
 
-from typing import Optional
-
-
-def first_line(err: BaseException, limit: Optional[int] = None) -> str:
-    """The first line of ``err``'s message (cut to ``limit``), or its type's name if empty:
-    what a one-line message quotes of an exception raised by a library or user code."""
-    lines = str(err).strip().splitlines()
-    return lines[0][:limit] if lines else type(err).__name__
+# Quoting an exception in a one-line message; imported from here by the modules that raise.
+from .fmt import first_line  # noqa: F401
 
 
 class NinsweepError(Exception):

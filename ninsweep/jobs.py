@@ -1,5 +1,11 @@
 """Submit sweeps to a Ray cluster through the Ray Jobs API, and look after them there.
 
+Two jobs: building a submission (``prepare_submission``, ``prepare_resume``: what ships, the
+command the cluster runs) and talking to the cluster through the Ray Jobs SDK's public API
+(``JobSubmissionClient``, ``JobStatus``, ``JobDetails``). The one private use of Ray, a
+timeout on the SDK's HTTP requests, is ``_bounded_client``, which says why. Storage
+questions are ``storage.py``'s, the ``submit`` and ``jobs`` commands ``cli.py``'s.
+
 ``ninsweep submit SPACE --address http://HEAD:8265`` ships the ``ninsweep`` package (as a
 ``py_modules`` entry) and the space file (alone in the job's ``working_dir``) to the cluster,
 never the rest of the checkout, and runs ``python -m ninsweep run SPACE --address auto``
@@ -13,15 +19,8 @@ expose it publicly: reach it through ``ray dashboard cluster/aws-gpu.yaml`` (an 
 or ``kubectl port-forward``, which both give ``http://127.0.0.1:8265`` (the default).
 
 Token authentication: since Ray 2.52 a cluster started with ``RAY_AUTH_MODE=token`` refuses
-requests without its token. Ray's own client only sends the token when the *client* process
-has ``RAY_AUTH_MODE=token`` set; here the token is sent whenever one is found (in Ray's
-order: ``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)
-unless ``RAY_AUTH_MODE=disabled``.
-
-Storage: ``check_storage_for_cluster`` is the rule ``ninsweep run`` applies on a multi-node
-cluster: results must go where every node writes to the same place (a URI such as s3://,
-or a path on a network filesystem), otherwise trials restored on another node after a node
-is lost start from scratch.
+requests without its token. The token is sent whenever one is configured here
+(``auth_headers``), unless ``RAY_AUTH_MODE=disabled``.
 
 The Jobs SDK needs ``ray[default]`` (the ``ninsweep[cluster]`` extra); it is imported
 lazily, and its absence is a one-line error.
@@ -29,7 +28,6 @@ lazily, and its absence is a one-line error.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import datetime as _dt
@@ -49,7 +47,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from . import __version__
+from . import fmt
 from .errors import NinsweepError, first_line
+from .storage import is_uri, local_path
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"  # the variable Ray's own `ray job` CLI reads
@@ -58,8 +58,6 @@ DEFAULT_CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_ENV = "NINSWEEP_REQUEST_TIMEOUT"
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 TAG = "ninsweep"  # metadata key marking our jobs; value "1"
-SHARED_STORAGE_ENV = "NINSWEEP_SHARED_STORAGE"
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 # Never shipped, wherever they appear: credentials and keys. The one list of secrets; a
 # submission ships only the ninsweep package and the space file, and this list is applied
@@ -79,110 +77,6 @@ EXCLUDES = (
     "/runs", "/.data", "/data", "/shared", "/build", "/dist", "/.gl",
     "*.ckpt", "*.pt", "*.pth", "*.tar.gz", "*.zip",
 ) + SECRET_EXCLUDES
-# Filesystem types whose files every node of a cluster sees (checked in /proc/mounts).
-SHARED_FS_TYPES = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "ceph", "glusterfs",
-    "beegfs", "fuse", "fuseblk",
-})
-# FUSE filesystems that are node-local although their type starts with "fuse.".
-LOCAL_FUSE_TYPES = frozenset({
-    "fuse.fuse-overlayfs", "fuse.lxcfs", "fuse.gvfsd-fuse", "fuse.portal", "fuse.snapfuse",
-    "fuse.appimagefuse", "fuse.squashfuse", "fuse.encfs", "fuse.gocryptfs", "fuse.bindfs",
-    "fuse.vmhgfs-fuse", "fuse.xdg-document-portal",
-})
-_URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_TRUE = {"1", "true", "yes", "on"}
-
-
-# --------------------------------------------------------------------------------------
-# Storage rule for multi-node runs
-
-
-def storage_scheme(storage: str) -> Optional[str]:
-    """The URI scheme of ``storage`` (``s3``), or None for a local path / ``file://``."""
-    match = _URI_RE.match(storage)
-    if not match or match.group(1).lower() == "file":
-        return None
-    return match.group(1).lower()
-
-
-def _unescape_mount_field(text: str) -> str:
-    # /proc/mounts writes space, tab, newline and backslash as \040, \011, \012, \134.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
-def _read_mounts(mounts_file: str) -> list[tuple[str, str, str]]:
-    """``(mount point, fs type, source)`` per line of ``mounts_file``, in file order."""
-    try:
-        text = Path(mounts_file).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    mounts = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 3:
-            mounts.append((_unescape_mount_field(fields[1]), fields[2],
-                           _unescape_mount_field(fields[0])))
-    return mounts
-
-
-def mount_of(path: str, mounts_file: str = "/proc/mounts") -> Optional[tuple[str, str, str]]:
-    """The mount ``(point, fs type, source)`` that holds ``path`` (which need not exist yet)."""
-    # Symlinks resolved as far as the path exists; a new experiment dir need not exist yet.
-    resolved = os.path.realpath(Path(path).expanduser())
-    best = None
-    for point, fstype, source in _read_mounts(mounts_file):
-        inside = resolved == point or point == "/" or resolved.startswith(point.rstrip("/") + "/")
-        # The longest mount point wins; among equals the last line (mounted on top) wins.
-        if inside and (best is None or len(point) >= len(best[0])):
-            best = (point, fstype, source)
-    return best
-
-
-def is_shared_fs_type(fstype: str) -> bool:
-    fstype = fstype.lower()
-    if fstype in SHARED_FS_TYPES:
-        return True
-    return fstype.startswith("fuse.") and fstype not in LOCAL_FUSE_TYPES
-
-
-def check_storage_for_cluster(storage: Optional[str], multi_node: bool, *,
-                              shared: Optional[bool] = None,
-                              mounts_file: str = "/proc/mounts") -> Optional[str]:
-    """Refuse node-local storage for a run whose trials may land on several nodes.
-
-    Accepted for a multi-node run: a URI with a scheme other than ``file`` (``s3://``,
-    ``gs://``, ``abfs://``, ...); a local path when ``shared`` is true or the environment
-    variable ``NINSWEEP_SHARED_STORAGE`` is 1/true/yes; a local path on a network
-    filesystem according to ``mounts_file`` (nfs, nfs4, cifs, lustre, gpfs, ceph, fuse
-    mounts such as s3fs or gcsfuse, ...). A single-node run accepts anything. ``None`` (the
-    default local directory) is node-local. Call it on the node that runs the sweep driver:
-    /proc/mounts is that machine's. Returns ``storage``; raises ``NinsweepError``.
-    """
-    if not multi_node:
-        return storage
-    if storage is None:
-        raise NinsweepError(
-            "this Ray cluster has several nodes and no --storage was given: the default "
-            "results directory is node-local; pass --storage s3://BUCKET/PREFIX or a path "
-            "on shared storage (e.g. /mnt/ninsweep/experiments on NFS/EFS)")
-    if storage_scheme(storage):
-        return storage
-    if shared is None:
-        shared = os.environ.get(SHARED_STORAGE_ENV, "").strip().lower() in _TRUE
-    if shared:
-        return storage
-    path = storage[len("file://"):] if storage.startswith("file://") else storage
-    mount = mount_of(path, mounts_file)
-    if mount is not None and is_shared_fs_type(mount[1]):
-        return storage
-    where = (f"on {mount[1]} mount {mount[0]}" if mount is not None
-             else "on an unknown filesystem")
-    raise NinsweepError(
-        f"--storage {storage} is {where}, local to one node, but this Ray cluster has "
-        "several nodes: trials restarted on another node would lose their checkpoints; "
-        "use s3://... / gs://... or a path on NFS/EFS, or set "
-        f"{SHARED_STORAGE_ENV}=1 if every node mounts this path from shared storage")
 
 
 # --------------------------------------------------------------------------------------
@@ -233,10 +127,9 @@ def _check_cluster_storage_arg(storage: Optional[str], what: str = "--storage") 
             "submit needs --storage: the job's working directory on the cluster is "
             "temporary; give a shared path every node mounts (/mnt/ninsweep/experiments) "
             "or a URI (s3://BUCKET/ninsweep)")
-    if storage_scheme(storage):
+    if is_uri(storage):
         return
-    path = storage[len("file://"):] if storage.startswith("file://") else storage
-    if not path.startswith("/"):
+    if not local_path(storage).startswith("/"):
         raise NinsweepError(
             f"{what} {storage}: a submitted job needs an absolute path on the cluster "
             "(/mnt/ninsweep/experiments) or a URI (s3://BUCKET/ninsweep); a relative or ~ "
@@ -406,51 +299,89 @@ def _preflight(address: str, timeout: float) -> None:
 
 
 def auth_headers() -> dict[str, str]:
-    """``{"Authorization": "Bearer <token>"}`` when a Ray auth token is configured here."""
+    """``{"Authorization": "Bearer <token>"}`` when a Ray auth token is configured here.
+
+    Read where Ray's documentation says Ray reads it ("Ray token authentication"):
+    ``$RAY_AUTH_TOKEN``, else the file ``$RAY_AUTH_TOKEN_PATH`` names (unreadable or empty is
+    an error, as in Ray), else ``~/.ray/auth_token``. Ray has no public function for this
+    (its loader lives in ``ray._raylet``), and its client attaches the token only when this
+    process has ``RAY_AUTH_MODE=token``; here it goes whenever one is configured, unless
+    ``RAY_AUTH_MODE=disabled``.
+    """
     if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled":
         return {}
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if not token:
+        named = os.environ.get("RAY_AUTH_TOKEN_PATH", "").strip()
+        token_file = Path(named) if named else Path.home() / ".ray" / "auth_token"
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            if named:
+                raise NinsweepError(f"cannot read the Ray auth token: no file {token_file} "
+                                    "(RAY_AUTH_TOKEN_PATH)") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise NinsweepError(f"cannot read the Ray auth token: {token_file}: "
+                                f"{getattr(err, 'strerror', None) or first_line(err)}") from None
+        if named and not token:
+            raise NinsweepError(f"cannot read the Ray auth token: {token_file} is empty "
+                                "(RAY_AUTH_TOKEN_PATH)")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _authentication_error() -> type:
     try:
-        from ray._raylet import AuthenticationTokenLoader
-    except ImportError:  # a Ray without token auth (< 2.52)
-        return {}
-    loader = AuthenticationTokenLoader.instance()
+        from ray.exceptions import AuthenticationError  # public since token auth (Ray 2.52)
+    except ImportError:
+        return type("NoAuthenticationError", (Exception,), {})  # an older Ray: never raised
+    return AuthenticationError
+
+
+def _job_exists(client, job_id: str) -> bool:
+    """Whether the cluster knows ``job_id`` (a submission id or a job id); True when it
+    cannot tell, so a failure we cannot explain is reported as it came."""
     try:
-        loader.reset_cache()  # the environment may have changed since the last call
-        if not loader.has_token(ignore_auth_mode=True):
-            return {}
-        token = loader.get_raw_token(ignore_auth_mode=True)
-    except Exception as err:  # ray.exceptions.AuthenticationError: unreadable token file
-        raise NinsweepError(f"cannot read the Ray auth token: {first_line(err)}") from None
-    return {"Authorization": f"Bearer {token.strip()}"} if token.strip() else {}
+        return any(job_id in (job.submission_id, job.job_id) for job in client.list_jobs())
+    except Exception:
+        return True
 
 
 @contextlib.contextmanager
-def _network_errors(address: str, job_id: Optional[str] = None) -> Iterator[None]:
-    """Turn the SDK's connection, HTTP and auth errors into one-line NinsweepErrors."""
+def _sdk_errors(address: str, *, token_sent: bool, client=None,
+                job_id: Optional[str] = None) -> Iterator[None]:
+    """Turn the Jobs SDK's failures into one-line NinsweepErrors, told apart by their type
+    and by what we know, not by their text."""
+    authentication_error = _authentication_error()
     try:
         yield
     except NinsweepError:
         raise
-    except Exception as err:
-        name = type(err).__name__
-        text = first_line(err)
-        if name == "AuthenticationError" or "status code 401" in text or "status code 403" in text:
-            if "Invalid" in str(err) or "403" in text or "Forbidden" in str(err):
-                raise NinsweepError(
-                    f"the Ray cluster at {address} rejected this auth token; use the "
-                    "cluster's token (`ray get-auth-token` on the head) in RAY_AUTH_TOKEN "
-                    "or ~/.ray/auth_token") from None
+    except authentication_error:
+        # Ray raises it for HTTP 401 (no token) and 403 (a wrong one) alike.
+        if token_sent:
             raise NinsweepError(
-                f"the Ray cluster at {address} requires an auth token: set RAY_AUTH_TOKEN "
-                "or save the cluster's token (`ray get-auth-token` on the head) to "
-                "~/.ray/auth_token") from None
-        if job_id is not None and ("404" in text or "does not exist" in str(err)):
+                f"the Ray cluster at {address} rejected this auth token; use the "
+                "cluster's token (`ray get-auth-token` on the head) in RAY_AUTH_TOKEN "
+                "or ~/.ray/auth_token") from None
+        raise NinsweepError(
+            f"the Ray cluster at {address} requires an auth token: set RAY_AUTH_TOKEN "
+            "or save the cluster's token (`ray get-auth-token` on the head) to "
+            "~/.ray/auth_token") from None
+    except OSError as err:  # requests' connection errors and timeouts, Ray's ConnectionError
+        raise NinsweepError(f"cannot reach the Ray dashboard at {address}: "
+                            f"{first_line(err)}") from None
+    except (RuntimeError, ValueError) as err:
+        # The SDK raises RuntimeError for any HTTP error, its status only in the text: ask
+        # the cluster's job list whether the job is there instead of reading it.
+        if job_id is not None and client is not None and not _job_exists(client, job_id):
             raise NinsweepError(f"no job {job_id} on the Ray cluster at {address}") from None
-        if isinstance(err, (ConnectionError, OSError)) or "Connection" in name:
-            raise NinsweepError(f"cannot reach the Ray dashboard at {address}: {text}") from None
-        if isinstance(err, (RuntimeError, ValueError)) or "HTTPError" in name:
-            raise NinsweepError(f"Ray cluster at {address}: {text}") from None
-        raise
+        raise NinsweepError(f"Ray cluster at {address}: {first_line(err)}") from None
+
+
+def _client_errors(client, job_id: Optional[str] = None):
+    """``_sdk_errors`` for calls on a client from ``connect``."""
+    token_sent = getattr(client, "ninsweep_token_sent", False)
+    return _sdk_errors(_address_of(client), token_sent=token_sent, client=client, job_id=job_id)
 
 
 def connect(address: Optional[str] = None, *, timeout: Optional[float] = None):
@@ -461,16 +392,22 @@ def connect(address: Optional[str] = None, *, timeout: Optional[float] = None):
         timeout = float(os.environ.get(CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT_S))
     _preflight(address, timeout)
     headers = auth_headers()
-    with _network_errors(address):
+    with _sdk_errors(address, token_sent=bool(headers)):
         client = _bounded_client(job_submission, timeout)(address, headers=headers or None)
     client.ninsweep_address = address  # for messages
+    client.ninsweep_token_sent = bool(headers)  # tells a wrong token from a missing one
     return client
 
 
 def _bounded_client(job_submission, connect_timeout: float):
-    """``JobSubmissionClient`` whose HTTP requests end: Ray's sends them with no timeout, so a
-    dashboard port that accepts and never answers (a tunnel whose far end is gone) would
-    hang every command. Reads may take ``$NINSWEEP_REQUEST_TIMEOUT`` s (default 60)."""
+    """``JobSubmissionClient`` whose HTTP requests end. The one use of Ray's private API
+    here, because Ray offers no public one: the client sends every request through
+    ``SubmissionClient._do_request`` with no timeout (Ray 2.60), and ``requests`` then waits
+    forever (``socket.setdefaulttimeout`` does not reach it), so a dashboard port that
+    accepts and never answers (a tunnel whose far end is gone) would hang every command.
+    The override only adds ``timeout=(connect, read)``; a Ray that renames ``_do_request``
+    never calls it, and requests lose their bound but still work. Reads may take
+    ``$NINSWEEP_REQUEST_TIMEOUT`` s (default 60)."""
     read_timeout = float(os.environ.get(REQUEST_TIMEOUT_ENV) or DEFAULT_REQUEST_TIMEOUT_S)
 
     class BoundedJobSubmissionClient(job_submission.JobSubmissionClient):
@@ -482,7 +419,7 @@ def _bounded_client(job_submission, connect_timeout: float):
 
 
 def _address_of(client) -> str:
-    return getattr(client, "ninsweep_address", None) or getattr(client, "_address", "?")
+    return getattr(client, "ninsweep_address", None) or "the Ray dashboard"
 
 
 # --------------------------------------------------------------------------------------
@@ -499,17 +436,16 @@ def submit_sweep(address: Optional[str], space: str, *, storage: Optional[str] =
 
         check_experiment_name(name)
     client = connect(address)
-    address = _address_of(client)
     with prepare_submission(space, storage=storage, name=name, extra_args=extra_args,
                             working_dir=working_dir) as sub:
-        with _network_errors(address):
+        with _client_errors(client):
             job_id = client.submit_job(entrypoint=sub.entrypoint,
                                        submission_id=sub.submission_id,
                                        runtime_env=sub.runtime_env, metadata=sub.metadata)
     if out is not None:
         for note in sub.notes:
             out(f"note: {note}")
-        for line in follow_hint(job_id, address):
+        for line in follow_hint(job_id, _address_of(client)):
             out(line)
     return job_id
 
@@ -519,13 +455,12 @@ def submit_resume(address: Optional[str], experiment: str, *,
                   out: Optional[Callable[[str], None]] = print) -> str:
     """Submit ``ninsweep resume EXPERIMENT --address auto`` as a Ray job; return its id."""
     client = connect(address)
-    address = _address_of(client)
     sub = prepare_resume(experiment, working_dir=working_dir, extra_args=extra_args)
-    with _network_errors(address):
+    with _client_errors(client):
         job_id = client.submit_job(entrypoint=sub.entrypoint, submission_id=sub.submission_id,
                                    runtime_env=sub.runtime_env, metadata=sub.metadata)
     if out is not None:
-        for line in follow_hint(job_id, address):
+        for line in follow_hint(job_id, _address_of(client)):
             out(line)
     return job_id
 
@@ -539,7 +474,14 @@ def follow_hint(job_id: str, address: str) -> list[str]:
 
 
 def _status_str(status: Any) -> str:
+    """A ``JobStatus`` (a str enum) or a plain string, as its name: ``SUCCEEDED``."""
     return str(getattr(status, "value", status))
+
+
+def _is_terminal(status: str) -> bool:
+    from ray.job_submission import JobStatus
+
+    return JobStatus(status).is_terminal()
 
 
 def wait_for_job(client, job_id: str, *, out: Optional[Callable[[str], None]] = None,
@@ -551,7 +493,6 @@ def wait_for_job(client, job_id: str, *, out: Optional[Callable[[str], None]] = 
         def out(chunk: str) -> None:
             sys.stdout.write(chunk)
             sys.stdout.flush()
-    address = _address_of(client)
     deadline = None if timeout is None else time.monotonic() + timeout
     shown = 0  # characters of the log already written
 
@@ -566,8 +507,8 @@ def wait_for_job(client, job_id: str, *, out: Optional[Callable[[str], None]] = 
             emit(chunk)
 
     streamed = False
-    with _network_errors(address, job_id):
-        _status_str(client.get_job_status(job_id))  # 404 -> "no job ..." before streaming
+    with _client_errors(client, job_id):
+        client.get_job_status(job_id)  # an unknown id: "no job ..." before streaming
         try:
             remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
             asyncio.run(asyncio.wait_for(tail(), remaining))
@@ -582,7 +523,7 @@ def wait_for_job(client, job_id: str, *, out: Optional[Callable[[str], None]] = 
             if not streamed:
                 logs = client.get_job_logs(job_id)
                 emit(logs[shown:] if len(logs) >= shown else logs)
-            if status in TERMINAL:
+            if _is_terminal(status):
                 return status
             if deadline is not None and time.monotonic() > deadline:
                 raise NinsweepError(f"job {job_id} still running after {timeout:g} s; it goes "
@@ -597,8 +538,9 @@ def _iso(ms: Optional[int]) -> Optional[str]:
 
 
 def _job_row(info) -> dict[str, Any]:
-    metadata = dict(getattr(info, "metadata", None) or {})
-    start, end = getattr(info, "start_time", None), getattr(info, "end_time", None)
+    """A ``JobDetails`` as the plain row ``jobs list`` / ``jobs status`` print."""
+    metadata = dict(info.metadata or {})
+    start, end = info.start_time, info.end_time
     duration = None
     if start:
         duration = round(((end or time.time() * 1000) - start) / 1000.0, 1)
@@ -620,25 +562,24 @@ def _job_row(info) -> dict[str, Any]:
 def list_jobs(address: Optional[str] = None) -> list[dict[str, Any]]:
     """ninsweep's jobs on the cluster (metadata tag ``ninsweep=1``), oldest first."""
     client = connect(address)
-    with _network_errors(_address_of(client)):
+    with _client_errors(client):
         jobs = client.list_jobs()
-    ours = [job for job in jobs
-            if (getattr(job, "metadata", None) or {}).get(TAG) == "1" and job.submission_id]
-    ours.sort(key=lambda job: getattr(job, "start_time", None) or 0)
+    ours = [job for job in jobs if (job.metadata or {}).get(TAG) == "1" and job.submission_id]
+    ours.sort(key=lambda job: job.start_time or 0)
     return [_job_row(job) for job in ours]
 
 
 def job_status(address: Optional[str], job_id: str) -> dict[str, Any]:
     """One job's row (as in ``list_jobs``), whether or not ninsweep submitted it."""
     client = connect(address)
-    with _network_errors(_address_of(client), job_id):
+    with _client_errors(client, job_id):
         return _job_row(client.get_job_info(job_id))
 
 
 def job_logs(address: Optional[str], job_id: str) -> str:
     """The job's whole log so far."""
     client = connect(address)
-    with _network_errors(_address_of(client), job_id):
+    with _client_errors(client, job_id):
         return client.get_job_logs(job_id)
 
 
@@ -652,12 +593,12 @@ def follow_job(address: Optional[str], job_id: str, *,
 def stop_job(address: Optional[str], job_id: str) -> bool:
     """Ask Ray to stop the job (SIGTERM, then SIGKILL); False if it had already ended."""
     client = connect(address)
-    with _network_errors(_address_of(client), job_id):
+    with _client_errors(client, job_id):
         return bool(client.stop_job(job_id))
 
 
 # --------------------------------------------------------------------------------------
-# Plain-text output and argparse glue for the CLI
+# Plain-text output (the CLI's `submit` and `jobs` commands live in cli.py)
 
 
 def format_jobs_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -669,21 +610,10 @@ def format_jobs_table(rows: Sequence[dict[str, Any]]) -> str:
     def cell(row, col):
         value = row.get(col)
         if col == "duration_s" and value is not None:
-            value = _format_duration(value)
+            value = fmt.clock(value)
         return "" if value is None else str(value)
 
-    cells = [[cell(row, col) for col in columns] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    return "\n".join(lines)
-
-
-def _format_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return "\n".join(fmt.table(headers, [[cell(row, col) for col in columns] for row in rows]))
 
 
 def format_job_status(row: dict[str, Any]) -> str:
@@ -692,163 +622,5 @@ def format_job_status(row: dict[str, Any]) -> str:
         if row.get(key):
             lines.append(f"  {key}: {row[key]}")
     if row.get("duration_s") is not None:
-        lines.append(f"  time: {_format_duration(row['duration_s'])}")
+        lines.append(f"  time: {fmt.clock(row['duration_s'])}")
     return "\n".join(lines)
-
-
-def _add_address(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--address", default=None, metavar="URL",
-        help=f"the Ray dashboard, http://HOST:8265 (default: ${ADDRESS_ENV} or "
-             f"{DEFAULT_ADDRESS}, where `ray dashboard` / `kubectl port-forward` put it)")
-
-
-# `ninsweep run` options that `submit` passes through: (flag, type, metavar, help).
-RUN_OPTIONS = (
-    ("--max-epochs", int, "N", "cap every trial's epochs"),
-    ("--data-dir", str, "DIR", "dataset directory on the cluster nodes"),
-    ("--gpus-per-trial", float, "F", "override the space's GPUs per trial"),
-    ("--cpus-per-trial", float, "N", "override the space's CPUs per trial"),
-)
-# Repeatable ones: (flag, metavar, help). --tracker also goes to `resume`.
-REPEATED_RUN_OPTIONS = (
-    ("--set", "SECTION.KEY=VALUE", "change a setting of every trial"),
-    ("--tracker", "NAME", "also log to this tracker (mlflow, wandb); its package must be "
-                          "installed on the cluster"),
-)
-
-
-def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
-    """``submit (SPACE --storage URI [--name NAME] | --resume EXPERIMENT) [--address URL]
-    [--wait]`` plus the ``run`` options in ``RUN_OPTIONS``."""
-    parser.add_argument("space", nargs="?", help="a search space file or name (lab4)")
-    parser.add_argument("--resume", metavar="EXPERIMENT", default=None,
-                        help="instead of a space: resume this experiment on the cluster "
-                             "(its path there, e.g. /mnt/ninsweep/experiments/lab4, or URI)")
-    _add_address(parser)
-    parser.add_argument("--storage", default=None, metavar="PATH_OR_URI",
-                        help="where the cluster writes results: a path every node mounts "
-                             "(/mnt/ninsweep/experiments) or s3://BUCKET/PREFIX")
-    parser.add_argument("--name", default=None, help="experiment name (default: the space's)")
-    parser.add_argument("--wait", action="store_true",
-                        help="stream the job's logs until it ends; exit 0 only if it succeeded")
-    for flag, kind, metavar, text in RUN_OPTIONS:
-        parser.add_argument(flag, type=kind, default=None, metavar=metavar,
-                            help=f"passed to `ninsweep run` on the cluster: {text}")
-    for flag, metavar, text in REPEATED_RUN_OPTIONS:
-        parser.add_argument(flag, action="append", default=None, metavar=metavar,
-                            help=f"passed to `ninsweep run` on the cluster: {text}")
-    parser.add_argument("--autoscaling", action="store_true",
-                        help="passed to `ninsweep run`/`resume` on the cluster: wait for the "
-                             "autoscaler to add GPU nodes instead of refusing a space that no "
-                             "node running now can take")
-
-
-def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
-    """``jobs list | status ID | logs ID [--follow] | stop ID``, each with ``--address``."""
-    sub = parser.add_subparsers(dest="jobs_command", metavar="{list,status,logs,stop}")
-    sub.required = True
-    _add_address(sub.add_parser("list", help="ninsweep's jobs on the cluster"))
-    for command, text in (("status", "one job's status"), ("logs", "a job's log"),
-                          ("stop", "stop a job")):
-        p = sub.add_parser(command, help=text)
-        p.add_argument("job_id", metavar="ID")
-        _add_address(p)
-        if command == "logs":
-            p.add_argument("--follow", "-f", action="store_true",
-                           help="keep streaming until the job ends")
-
-
-def _run_args(args: argparse.Namespace) -> list[str]:
-    extra = []
-    for flag, _, _, _ in RUN_OPTIONS:
-        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
-        if value is not None:
-            extra += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    for flag, _, _ in REPEATED_RUN_OPTIONS:
-        for value in getattr(args, flag.lstrip("-"), None) or ():
-            extra += [flag, value]
-    return extra
-
-
-def _tracker_args(args: argparse.Namespace) -> list[str]:
-    return [part for name in getattr(args, "tracker", None) or () for part in ("--tracker", name)]
-
-
-def _exit_code(status: str) -> int:
-    return 0 if status == "SUCCEEDED" else 1
-
-
-def cli_submit(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
-    resume = getattr(args, "resume", None)
-    if resume:
-        extra = [flag for flag in ("space", "storage", "name")
-                 if getattr(args, flag, None) is not None] + [
-            f for f in _run_args(args) if f.startswith("--") and f != "--tracker"]
-        if extra:
-            raise NinsweepError("submit --resume takes the experiment alone (its space, "
-                                f"storage and settings are in its manifest); drop: "
-                                f"{', '.join(extra)}")
-        job_id = submit_resume(args.address, resume, out=out,
-                               extra_args=(["--autoscaling"] if args.autoscaling else [])
-                               + _tracker_args(args))
-    elif not args.space:
-        raise NinsweepError("submit needs a SPACE (a file or a name such as lab4), or "
-                            "--resume EXPERIMENT")
-    else:
-        autoscaling = ["--autoscaling"] if args.autoscaling else []
-        job_id = submit_sweep(args.address, args.space, storage=args.storage, name=args.name,
-                              extra_args=_run_args(args) + autoscaling, out=out)
-    if not getattr(args, "wait", False):
-        return 0
-    return _follow_cli(args.address, job_id, out)
-
-
-def _follow_cli(address: Optional[str], job_id: str, out: Callable[[str], None]) -> int:
-    try:
-        status = follow_job(address, job_id)
-    except KeyboardInterrupt:
-        out(f"\nstopped following; {job_id} keeps running on the cluster "
-            f"(ninsweep jobs stop {job_id} ends it)")
-        return 130
-    out(f"{job_id}: {status}")
-    return _exit_code(status)
-
-
-def cli_jobs(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
-    command = args.jobs_command
-    if command == "list":
-        out(format_jobs_table(list_jobs(args.address)))
-        return 0
-    if command == "status":
-        row = job_status(args.address, args.job_id)
-        out(format_job_status(row))
-        return 0
-    if command == "logs":
-        if getattr(args, "follow", False):
-            return _follow_cli(args.address, args.job_id, out)
-        out(job_logs(args.address, args.job_id).rstrip("\n"))
-        return 0
-    if command == "stop":
-        stopped = stop_job(args.address, args.job_id)
-        out(f"{args.job_id}: stop requested" if stopped
-            else f"{args.job_id}: already finished")
-        return 0
-    raise NinsweepError(f"unknown jobs command {command!r}")
-
-
-def register_cli(commands) -> None:
-    """Add ``submit`` and ``jobs`` to the CLI's subparsers (``args.handler(args)``)."""
-    submit = commands.add_parser(
-        "submit", help="run a sweep on a Ray cluster as a Ray job",
-        description="Ship this project and a search space to a Ray cluster and run "
-                    "`ninsweep run SPACE --address auto` there as a Ray job (or, with "
-                    "--resume, `ninsweep resume EXPERIMENT`). Reach the dashboard first: "
-                    "`ray dashboard cluster/aws-gpu.yaml` or `kubectl port-forward "
-                    "svc/ninsweep-head-svc 8265:8265` (cluster/README.md).")
-    add_submit_arguments(submit)
-    submit.set_defaults(handler=cli_submit)
-    jobs = commands.add_parser("jobs", help="list, follow and stop ninsweep's Ray jobs",
-                               description="ninsweep's jobs on a Ray cluster (Ray Jobs API).")
-    add_jobs_arguments(jobs)
-    jobs.set_defaults(handler=cli_jobs)

@@ -1,22 +1,17 @@
-"""Building blocks: the activation and normalisation registries, Maxout, conv -> norm -> act.
+"""Building blocks: Maxout, GroupNorm of any width, and one conv -> norm -> act block.
 
-Activations and normalisations are looked up by name in ``ACTIVATIONS`` and ``NORMS``
-(timm's create_act / create_norm style). These tables are the one place a name lives:
-``ninsweep.config`` validates ``model.activation`` / ``model.norm`` against them and the
-analysis takes its report labels ("ReLU", "+BN") from them. Adding an activation is one
-table entry here, nothing else.
+``ConvNormAct`` takes its norm and activation as types, as timm's does: ``norm_layer``
+builds a norm for a given width, ``act_layer`` builds an activation. model.py turns the
+names of a ``ModelConfig`` into those constructors through ``ninsweep/registry.py``, the one
+table of activation and normalisation names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
-
-if TYPE_CHECKING:  # config imports this module lazily to validate names: no cycle at import
-    from .config import ModelConfig
 
 
 class Maxout(nn.Module):
@@ -42,39 +37,6 @@ class Maxout(nn.Module):
         return f"pieces={self.pieces}"
 
 
-@dataclass(frozen=True)
-class ActivationSpec:
-    """How to build an activation from the model settings, and how wide its input must be."""
-
-    label: str  # how reports name it: "ReLU", "LeakyReLU"
-    make: Callable[["ModelConfig"], nn.Module]
-    # Channels the preceding conv must produce per output channel (Maxout's k, else 1).
-    pieces: Callable[["ModelConfig"], int] = lambda cfg: 1
-    # The ModelConfig fields this activation reads (its parameters, usable as grid keys).
-    options: tuple[str, ...] = ()
-
-
-ACTIVATIONS: dict[str, ActivationSpec] = {
-    "relu": ActivationSpec("ReLU", lambda cfg: nn.ReLU(inplace=True)),
-    "leaky_relu": ActivationSpec("LeakyReLU",
-                                 lambda cfg: nn.LeakyReLU(cfg.leaky_relu_slope, inplace=True),
-                                 options=("leaky_relu_slope",)),
-    "elu": ActivationSpec("ELU", lambda cfg: nn.ELU(cfg.elu_alpha, inplace=True),
-                          options=("elu_alpha",)),
-    "maxout": ActivationSpec("Maxout", lambda cfg: Maxout(cfg.maxout_pieces),
-                             pieces=lambda cfg: cfg.maxout_pieces, options=("maxout_pieces",)),
-    "gelu": ActivationSpec("GELU", lambda cfg: nn.GELU()),
-    "silu": ActivationSpec("SiLU", lambda cfg: nn.SiLU(inplace=True)),
-    "mish": ActivationSpec("Mish", lambda cfg: nn.Mish(inplace=True)),
-    "selu": ActivationSpec("SELU", lambda cfg: nn.SELU(inplace=True)),
-    "tanh": ActivationSpec("Tanh", lambda cfg: nn.Tanh()),
-    # One learned slope per layer (PyTorch's default), starting at prelu_init.
-    "prelu": ActivationSpec("PReLU", lambda cfg: nn.PReLU(init=cfg.prelu_init),
-                            options=("prelu_init",)),
-    "hardswish": ActivationSpec("Hardswish", lambda cfg: nn.Hardswish(inplace=True)),
-}
-
-
 def group_count(channels: int, groups: int) -> int:
     """The largest divisor of ``channels`` that is at most ``groups``.
 
@@ -88,48 +50,30 @@ def group_count(channels: int, groups: int) -> int:
     return 1
 
 
-@dataclass(frozen=True)
-class NormSpec:
-    """How to build a normalisation layer for ``channels`` channels from the model settings."""
-
-    label: str  # appended to a report label: "+BN"; "" for none
-    make: Optional[Callable[[int, "ModelConfig"], nn.Module]]  # None: no layer
-    options: tuple[str, ...] = field(default=())
-
-
-NORMS: dict[str, NormSpec] = {
-    "none": NormSpec("", None),
-    # Keras BatchNormalization defaults (bn_momentum, bn_eps): the reference's BN.
-    "batch": NormSpec("+BN", lambda c, cfg: nn.BatchNorm2d(c, eps=cfg.bn_eps,
-                                                           momentum=cfg.bn_momentum),
-                      options=("bn_momentum", "bn_eps")),
-    "group": NormSpec("+GN", lambda c, cfg: nn.GroupNorm(group_count(c, cfg.norm_groups), c,
-                                                         eps=cfg.bn_eps),
-                      options=("norm_groups", "bn_eps")),
-    # Layer norm of a conv net: one group over (C, H, W) per image, as ConvNeXt-style
-    # GroupNorm(1, C) does; a per-channel affine like BN's.
-    "layer": NormSpec("+LN", lambda c, cfg: nn.GroupNorm(1, c, eps=cfg.bn_eps),
-                      options=("bn_eps",)),
-}
+def group_norm(num_channels: int, groups: int, eps: float) -> nn.GroupNorm:
+    """GroupNorm with ``group_count(num_channels, groups)`` groups (1: layer norm)."""
+    return nn.GroupNorm(group_count(num_channels, groups), num_channels, eps=eps)
 
 
 class ConvNormAct(nn.Sequential):
     """conv -> [norm] -> activation: z = f(N(Wx + b)), the reference's every layer.
 
-    The conv keeps its bias even with a norm, as Keras did (the parameter count of the
-    reference includes it); the norm then makes it redundant but harmless.
+    ``pieces`` conv channels feed each output channel (Maxout's k, else 1): the conv is
+    ``pieces * out_channels`` wide. The conv keeps its bias even with a norm, as Keras did
+    (the parameter count of the reference includes it); the norm then makes it redundant
+    but harmless.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, cfg: "ModelConfig"):
-        activation = ACTIVATIONS[cfg.activation]
-        conv_channels = out_channels * activation.pieces(cfg)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *,
+                 act_layer: Callable[[], nn.Module] = nn.ReLU,
+                 norm_layer: Optional[Callable[[int], nn.Module]] = None, pieces: int = 1):
+        conv_channels = out_channels * pieces
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, conv_channels, kernel_size, padding=kernel_size // 2, bias=True)
         ]
-        norm = NORMS[cfg.norm]
-        if norm.make is not None:
-            layers.append(norm.make(conv_channels, cfg))
-        layers.append(activation.make(cfg))
+        if norm_layer is not None:
+            layers.append(norm_layer(conv_channels))
+        layers.append(act_layer())
         super().__init__(*layers)
         self.out_channels = out_channels
 

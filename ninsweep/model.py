@@ -1,7 +1,8 @@
 """The Network-in-Network of the reference, built from a list of layer specs.
 
 The architecture is data (``NIN_LAYERS``, report Table 1) turned into modules by one
-function, and every weight-init scheme lives in ``initialize`` (torchvision's vgg.py style).
+function, and ``initialize`` applies a weight-init scheme to every conv in one loop
+(torchvision's vgg.py style).
 
 Init schemes (``ModelConfig.init``):
 - ``keras`` (default; the lab's "without WI"): spatial convs normal(0, 0.01 / 0.05 / 0.05),
@@ -15,15 +16,16 @@ Init schemes (``ModelConfig.init``):
   ``kaiming_fan_out`` (He normal with ReLU's gain, fan over C_in or C_out times k^2): the
   named PyTorch initialiser on *every* conv, 1x1 ones included, zero biases.
 
-``INITS`` is the one list of scheme names: config validates against it, the analysis takes
-each scheme's report suffix ("+WI") from it.
+The scheme names, like the activation and norm names, live in ``ninsweep/registry.py``
+(``INITS``): config validates against it, the analysis takes each report suffix ("+WI")
+from it, and ``initialize`` applies the named initialiser.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,7 @@ from torch import nn
 from .config import ModelConfig, from_dict
 from .errors import ConfigError
 from .layers import ConvNormAct
+from .registry import ACTIVATIONS, INITS, NORMS
 
 
 @dataclass(frozen=True)
@@ -100,13 +103,18 @@ class NIN(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
+        # The config's names as layer types, resolved once for every block.
+        activation = ACTIVATIONS[cfg.activation]
+        block_types = dict(act_layer=activation.build(cfg), norm_layer=NORMS[cfg.norm].build(cfg),
+                           pieces=getattr(cfg, activation.pieces) if activation.pieces else 1)
         layers: list[nn.Module] = []
+        convs: list[tuple[nn.Conv2d, Conv]] = []  # each conv with its spec, for the init
         in_channels = 3
         for spec in NIN_LAYERS:
             if isinstance(spec, Conv):
                 out_channels = spec.channels or cfg.num_classes
-                block = ConvNormAct(in_channels, out_channels, spec.kernel, cfg)
-                block.keras_std = spec.keras_std
+                block = ConvNormAct(in_channels, out_channels, spec.kernel, **block_types)
+                convs.append((block.conv, spec))
                 layers.append(block)
                 in_channels = out_channels
             elif isinstance(spec, Pool):
@@ -118,7 +126,9 @@ class NIN(nn.Module):
                 layers.append(nn.AdaptiveAvgPool2d(1))
                 layers.append(nn.Flatten())
         self.layers = nn.Sequential(*layers)
-        initialize(self, cfg.init)
+        # Only once every module exists: building a conv draws from the RNG, so initialising
+        # in between would change every seeded model.
+        initialize(convs, cfg.init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -127,52 +137,32 @@ class NIN(nn.Module):
         return (m for m in self.layers if isinstance(m, ConvNormAct))
 
 
-def _keras_or_he(he: bool) -> Callable[[nn.Conv2d, Optional[float]], None]:
-    def init(conv: nn.Conv2d, keras_std: Optional[float]) -> None:
-        kernel = conv.kernel_size[0]
-        if kernel == 1:
-            nn.init.xavier_uniform_(conv.weight)  # Keras glorot_uniform, fans = channels
-        elif he:
-            nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (kernel * kernel * conv.out_channels)))
-        else:
-            nn.init.normal_(conv.weight, 0.0, keras_std)
-    return init
+def keras_init_(weight: torch.Tensor, std: Optional[float]) -> None:
+    """The lab's "without WI": normal(0, std) on a spatial conv (``std``: its layer spec's
+    ``keras_std``), glorot_uniform on a 1x1 conv (Keras's fans = channels)."""
+    if weight.shape[2] == 1:
+        nn.init.xavier_uniform_(weight)
+    else:
+        nn.init.normal_(weight, 0.0, std)
 
 
-@dataclass(frozen=True)
-class InitSpec:
-    """A weight-init scheme: its report suffix and what it does to one conv's weight."""
-
-    label: str  # appended to a report label: "+WI"; "" for the lab's default
-    # (conv, the lab's explicit std of a spatial conv or None) -> None; None: leave PyTorch's
-    # defaults, biases included.
-    apply: Optional[Callable[[nn.Conv2d, Optional[float]], None]]
-
-
-INITS: dict[str, InitSpec] = {
-    "keras": InitSpec("", _keras_or_he(he=False)),
-    "he": InitSpec("+WI", _keras_or_he(he=True)),
-    "torch": InitSpec("+torchinit", None),
-    "orthogonal": InitSpec("+orthogonal", lambda conv, _: nn.init.orthogonal_(conv.weight)),
-    "xavier_uniform": InitSpec("+xavier_uniform",
-                               lambda conv, _: nn.init.xavier_uniform_(conv.weight)),
-    "xavier_normal": InitSpec("+xavier_normal",
-                              lambda conv, _: nn.init.xavier_normal_(conv.weight)),
-    "kaiming_fan_in": InitSpec("+kaiming_fan_in", lambda conv, _: nn.init.kaiming_normal_(
-        conv.weight, mode="fan_in", nonlinearity="relu")),
-    "kaiming_fan_out": InitSpec("+kaiming_fan_out", lambda conv, _: nn.init.kaiming_normal_(
-        conv.weight, mode="fan_out", nonlinearity="relu")),
-}
+def he_init_(weight: torch.Tensor) -> None:
+    """The report's WI: normal(0, sqrt(2 / (k^2 * C_out))) on a spatial conv, 1x1 as keras."""
+    kernel = weight.shape[2]
+    if kernel == 1:
+        nn.init.xavier_uniform_(weight)
+    else:
+        nn.init.normal_(weight, 0.0, math.sqrt(2.0 / (kernel * kernel * weight.shape[0])))
 
 
-def initialize(model: NIN, scheme: str) -> None:
-    """Apply an init scheme to every conv of ``model`` (see the module docstring)."""
-    apply = INITS[scheme].apply
-    if apply is None:
+def initialize(convs: Iterable[tuple[nn.Conv2d, Conv]], scheme: str) -> None:
+    """Apply init ``scheme`` (``INITS``) to each conv, given with its layer spec; zero biases."""
+    entry = INITS[scheme]
+    if entry.builder is None:
         return
-    for block in model.conv_blocks():
-        apply(block.conv, block.keras_std)
-        nn.init.zeros_(block.conv.bias)
+    for conv, spec in convs:
+        entry.build(spec)(conv.weight)
+        nn.init.zeros_(conv.bias)
 
 
 def build_factory_model(config: ModelConfig, search_dirs: tuple = ()) -> nn.Module:

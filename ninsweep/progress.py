@@ -23,9 +23,10 @@ from ray.tune import Callback
 from ray.tune.callback import CallbackList
 
 from . import metrics as M
-from . import portable
+from . import fmt, portable
 from .analysis import ERROR, FINISHED, INCOMPLETE, PENDING
-from .console import TRIAL_LOG, Console, duration, first_line
+from .console import TRIAL_LOG, Console
+from .fmt import clock, first_line
 from .tracking import portable_reduce
 
 RUNNING = "running"  # only while the sweep runs; on disk such a trial reads as incomplete
@@ -138,7 +139,7 @@ class SweepProgress(Callback):
         text = f"{done}/{len(self.planned)} done, {counts[RUNNING]} running"
         left = self.seconds_left()
         if left is not None and done < len(self.planned):
-            text += f", ETA {duration(left)}"
+            text += f", ETA {clock(left)}"
         return text
 
     # -- Tune's hooks -----------------------------------------------------------------------
@@ -161,7 +162,7 @@ class SweepProgress(Callback):
             left = self.seconds_left()
             detail = f"{counts[RUNNING]} running"
             if left is not None:
-                detail += f" · ETA {duration(left)}"
+                detail += f" · ETA {clock(left)}"
             self._bar.update(self._task, completed=self.epochs_done(), detail=detail)
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -245,15 +246,15 @@ class SweepProgress(Callback):
             self._bar = None
 
     def table(self) -> str:
-        rows = [f"{'trial':<24} {'status':<11} {'epoch':>9} {'test acc':>9} {'img/s':>7}"]
+        rows = []
         for name, epochs in self.planned.items():
             result = self._latest.get(name, {})
-            epoch = f"{self._epochs.get(name, 0)}/{epochs}"
             accuracy = f"{100 * result[M.TEST_ACC]:.2f}%" if M.TEST_ACC in result else "-"
             speed = f"{result[M.IMAGES_PER_S]:.0f}" if M.IMAGES_PER_S in result else "-"
-            rows.append(f"{name:<24} {self._statuses.get(name, PENDING):<11} {epoch:>9} "
-                        f"{accuracy:>9} {speed:>7}")
-        return "\n".join(rows)
+            rows.append([name, self._statuses.get(name, PENDING),
+                         f"{self._epochs.get(name, 0)}/{epochs}", accuracy, speed])
+        return "\n".join(fmt.table(["trial", "status", "epoch", "test acc", "img/s"], rows,
+                                   align="<<>>>"))
 
 
 def _error_line(trial) -> str:
@@ -269,7 +270,7 @@ def _error_line(trial) -> str:
         if text.strip():
             break
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return first_line(lines[-1]) if lines else "see its error.txt"
+    return first_line(lines[-1], 200) if lines else "see its error.txt"
 
 
 class LegacySweepProgress(CallbackList):

@@ -17,6 +17,7 @@ import socket
 from typing import Optional
 
 from .errors import NinsweepError
+from .fmt import first_line
 
 CONNECT_TIMEOUT_ENV = "NINSWEEP_CONNECT_TIMEOUT"
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
@@ -67,7 +68,7 @@ def ray_bootstrap_address(address: str) -> str:
         try:
             resolved: Optional[str] = services.canonicalize_bootstrap_address(address)
         except (ConnectionError, ValueError) as err:
-            raise NinsweepError(f"--address {address}: {str(err).splitlines()[0]}") from None
+            raise NinsweepError(f"--address {address}: {first_line(err)}") from None
         if resolved is None:
             raise NinsweepError(f"--address {address}: no running Ray cluster found")
         return resolved

@@ -14,7 +14,8 @@ from typing import Any, Optional
 import pandas as pd
 
 from . import metrics as M
-from .analysis import Experiment, atomic_write_bytes, csv_paths, trial_table
+from .analysis import Experiment, csv_paths, trial_table
+from .atomic import write_output
 
 STATUS_FORMAT = 1  # bumped when a key of status_json changes meaning
 
@@ -72,5 +73,5 @@ def check_epoch_csv(exp: Experiment, out: Optional[os.PathLike | str] = None,
 
 def write_epoch_csv(exp: Experiment, path: Path) -> Path:
     text = epoch_table(exp).to_csv(index=False, float_format="%.6g")
-    atomic_write_bytes(path, text.encode("utf-8"))
+    write_output(path, text)
     return path

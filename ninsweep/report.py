@@ -30,7 +30,9 @@ import pandas as pd
 from . import analysis as A
 from . import effects as E
 from . import metrics as M
+from .atomic import write_output
 from .errors import NinsweepError
+from .fmt import duration, markdown_cell, markdown_table
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.md"
@@ -82,7 +84,7 @@ def write_report(exp: A.Experiment, out_dir: Optional[os.PathLike | str] = None,
     figures.update(write_effect_figures(exp, trials, effects, out))
     text = render_markdown(exp, trials, configs, sig, figures, alpha, effects, baseline)
     path = out / REPORT_FILE
-    A.atomic_write_bytes(path, text.encode("utf-8"))
+    write_output(path, text)
     return path
 
 
@@ -163,7 +165,7 @@ def render_markdown(exp: A.Experiment, trials: pd.DataFrame, configs: pd.DataFra
     errors = trials[trials["status"] == A.ERROR]
     if len(errors):
         md += ["", "### Errors", ""]
-        md += [f"- `{r.trial}` ({r.trial_dir}/error.txt): {_md_cell(r.error)}" for r in errors.itertuples()]
+        md += [f"- `{r.trial}` ({r.trial_dir}/error.txt): {markdown_cell(r.error)}" for r in errors.itertuples()]
     md.append("")
     return "\n".join(md)
 
@@ -190,11 +192,11 @@ def _config_markdown(configs: pd.DataFrame, sig: pd.DataFrame) -> list[str]:
             row += [A.fmt_num(c["report_acc_pct"], none="none"), A.fmt_num(c["diff_vs_report_pct"], signed=True)]
         row += [A.fmt_num(si.get("diff_vs_best_pct", np.nan), signed=True), A.fmt_p(si.get("p_holm", np.nan)),
                 str(si.get("verdict", "")), A.fmt_num(c["mean_final_train_loss"], digits=3),
-                A.fmt_num(c["mean_final_test_loss"], digits=3), fmt_duration(c["mean_wall_time_s"])]
+                A.fmt_num(c["mean_final_test_loss"], digits=3), duration(c["mean_wall_time_s"])]
         if len(row) < len(head):
             row.append(A.fmt_unfinished(c))
         rows.append(row)
-    return _md_table(head, rows, right={"#", "n", "report %", "ours − report", "Δ best", "p (Holm)",
+    return markdown_table(head, rows, right={"#", "n", "report %", "ours − report", "Δ best", "p (Holm)",
                                          "train loss", "test loss", "time / trial"})
 
 
@@ -295,7 +297,7 @@ def _effect_rows(rows: pd.DataFrame, level_head: str) -> list[str]:
                      A.fmt_ci(r.ci_low_pct, r.ci_high_pct) if not r.note else r.note,
                      A.fmt_p(r.p), A.fmt_p(r.p_holm), f"{r.n_level} + {r.n_baseline}",
                      "yes" if r.paired else "no", r.over])
-    return _md_table(head, body, right={"effect (points)", "p", "p (Holm)", "n"})
+    return markdown_table(head, body, right={"effect (points)", "p", "p (Holm)", "n"})
 
 
 def _baseline_markdown(effects: pd.DataFrame, baseline: str) -> list[str]:
@@ -361,8 +363,8 @@ def _trials_markdown(trials: pd.DataFrame) -> list[str]:
         rows.append([f"`{r.trial}`", r.config, str(r.seed), r.status, f"{r.epochs_done}/{r.epochs_planned}",
                      A.fmt_num(r.final_test_acc_pct), A.fmt_num(r.best_test_acc_pct),
                      A.fmt_num(r.final_train_loss, digits=3), A.fmt_num(r.final_test_loss, digits=3),
-                     fmt_duration(r.wall_time_s), A.fmt_num(r.images_per_s, digits=0)])
-    return _md_table(head, rows, right={"seed", "epochs", "final test acc. %", "best %", "train loss",
+                     duration(r.wall_time_s), A.fmt_num(r.images_per_s, digits=0)])
+    return markdown_table(head, rows, right={"seed", "epochs", "final test acc. %", "best %", "train loss",
                                         "test loss", "time", "images/s"})
 
 
@@ -374,30 +376,6 @@ def _best_epoch_note(trials: pd.DataFrame) -> str:
     text = ("best %: the highest test accuracy over the epochs -- chosen on the test set, so "
             "optimistic; a validation split (data.val_size) chooses the epoch honestly.")
     return text if M.VAL_ACC not in chosen else text + " Trials with a validation split used it."
-
-
-def _md_table(head: list[str], rows: list[list[str]], right: set[str]) -> list[str]:
-    rule = ["---:" if h in right else "---" for h in head]
-    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def _md_cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def fmt_duration(seconds: Any) -> str:
-    if seconds is None or pd.isna(seconds):
-        return "-"
-    s = float(seconds)
-    if s < 60:
-        return f"{s:.1f}s"
-    m, s = divmod(int(round(s)), 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
 
 
 # --------------------------------------------------------------------------- figures
@@ -783,5 +761,5 @@ def _jitter(n: int) -> np.ndarray:
 def _save(fig, path: Path) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
-    A.atomic_write_bytes(path, buf.getvalue())
+    write_output(path, buf.getvalue())
     return path.name

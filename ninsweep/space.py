@@ -33,6 +33,7 @@ from . import metrics as M
 from .config import (DataConfig, ModelConfig, Schema, SchemaError, TrainConfig, TrialConfig,
                      describe, fail)
 from .errors import ConfigError
+from .fmt import one_line as _one_line, table
 
 MANIFEST_FORMAT = 1
 SPACE_SUFFIXES = (".yaml", ".yml")
@@ -620,12 +621,8 @@ def format_dry_run(spec: SweepSpec) -> str:
         header += "; overrides: " + ", ".join(f"{k}={_fmt(v)}" for k, v in spec.overrides.items())
     res = spec.resources
     res_text = f"cpus={_fmt(res.cpus)} gpus={_fmt(res.gpus)}"
-    names = [t.name for t in spec.trials]
-    params = [" ".join(f"{k}={_fmt(v)}" for k, v in t.params.items()) for t in spec.trials]
-    wn = max(len(s) for s in names)
-    wp = max(len(s) for s in params)
-    lines = [header]
-    lines += [f"  {nm:<{wn}}  {pm:<{wp}}  {res_text}" for nm, pm in zip(names, params)]
+    lines = [header] + table(None, [[t.name, " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items()),
+                                     res_text] for t in spec.trials], indent="  ")
     lines.append(
         f"total: {n} trial{'s' if n != 1 else ''}, {spec.trial_epochs} trial-epochs; each "
         f"{res_text}; all at once cpus={_fmt(round(res.cpus * n, 6))} "
@@ -751,10 +748,6 @@ def _parse_yaml(text: str, where: str) -> Any:
 def _refuse(where: str, path: str, problem: str) -> NoReturn:
     """Raise ``ConfigError("<file>: <key path>: <problem>")``."""
     raise SchemaError(path, problem, where)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def _yaml_type(value: Any) -> str:

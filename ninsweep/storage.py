@@ -1,8 +1,11 @@
 """Where experiments live: a local path, or a URI that pyarrow understands (s3://, gs://).
 
-Ray Tune writes the experiment itself; this module holds the few file operations ninsweep does
-around it (the manifest, existence checks) and fetches a remote experiment's results so the
-analysis, which reads a local directory, works on it too.
+Every storage question is answered here: whether a location is a URI (``uri_scheme``,
+``is_uri``; ``file://`` is a local path), whether a local path is on storage every node of a
+cluster shares (``check_storage_for_cluster``, from the mounts in /proc/mounts), and the few
+file operations ninsweep does around what Ray Tune writes (the manifest, the lock, existence
+checks). ``fetch_experiment`` copies a remote experiment's results so the analysis, which
+reads a local directory, works on it too.
 """
 
 from __future__ import annotations
@@ -15,17 +18,51 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from .atomic import write_atomic
 from .errors import NinsweepError
+from .fmt import first_line
 
 MANIFEST_FILE = "ninsweep.json"
 LOCK_FILE = ".ninsweep.lock"  # held by the run or resume writing the experiment
 STORAGE_TIMEOUT_ENV = "NINSWEEP_STORAGE_TIMEOUT"
 DEFAULT_STORAGE_TIMEOUT_S = 30.0
 DEFAULT_STORAGE = "~/ninsweep-results"
+SHARED_STORAGE_ENV = "NINSWEEP_SHARED_STORAGE"  # 1: every node mounts --storage from shared storage
+# Filesystem types whose files every node of a cluster sees (checked in /proc/mounts).
+SHARED_FS_TYPES = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "ceph", "glusterfs",
+    "beegfs", "fuse", "fuseblk",
+})
+# FUSE filesystems that are node-local although their type starts with "fuse.".
+LOCAL_FUSE_TYPES = frozenset({
+    "fuse.fuse-overlayfs", "fuse.lxcfs", "fuse.gvfsd-fuse", "fuse.portal", "fuse.snapfuse",
+    "fuse.appimagefuse", "fuse.squashfuse", "fuse.encfs", "fuse.gocryptfs", "fuse.bindfs",
+    "fuse.vmhgfs-fuse", "fuse.xdg-document-portal",
+})
+_URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_FILE_PREFIX = "file://"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def uri_scheme(location: str) -> Optional[str]:
+    """The URI scheme of ``location`` in lower case (``s3``), or None for a local path,
+    ``file://`` included."""
+    match = _URI_RE.match(location)
+    if not match or match.group(1).lower() == "file":
+        return None
+    return match.group(1).lower()
 
 
 def is_uri(location: str) -> bool:
-    return "://" in location and not location.startswith("file://")
+    """A remote location (s3://, gs://, ...), read and written through pyarrow."""
+    return uri_scheme(location) is not None
+
+
+def local_path(location: str) -> str:
+    """A local location without its ``file://`` prefix, if it has one."""
+    if location[:len(_FILE_PREFIX)].lower() == _FILE_PREFIX:
+        return location[len(_FILE_PREFIX):]
+    return location
 
 
 def resolve_storage(storage: Optional[str]) -> str:
@@ -33,16 +70,12 @@ def resolve_storage(storage: Optional[str]) -> str:
     storage = storage or os.environ.get("NINSWEEP_STORAGE") or DEFAULT_STORAGE
     if is_uri(storage):
         return storage.rstrip("/")
-    if storage.startswith("file://"):
-        storage = storage[len("file://"):]
-    return str(Path(storage).expanduser().resolve())
+    return str(Path(local_path(storage)).expanduser().resolve())
 
 
 def _reason(err: BaseException) -> str:
     """The first line of a storage library's error, cut short: cloud SDKs write paragraphs."""
-    lines = str(err).strip().splitlines()
-    text = lines[0] if lines else type(err).__name__
-    return text if len(text) <= 240 else text[:237] + "..."
+    return first_line(err, 240)
 
 
 def storage_timeout() -> float:
@@ -109,20 +142,15 @@ def write_manifest(experiment: str, manifest: dict[str, Any]) -> None:
             raise NinsweepError(f"{target}: cannot write the manifest "
                                 f"({_reason(err)})") from None
         return
-    directory = Path(experiment)
-    temporary = directory / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(text, encoding="utf-8")
-        os.link(temporary, target)  # fails if the target exists: never overwrite
+        Path(experiment).mkdir(parents=True, exist_ok=True)
+        write_atomic(target, text, exclusive=True)  # never overwrite
     except FileExistsError:
         raise NinsweepError(f"{target} already exists: another run made this experiment; "
                             "choose another --name") from None
     except OSError as err:
         raise NinsweepError(f"{target}: cannot write the manifest "
                             f"({err.strerror or err})") from None
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -231,9 +259,7 @@ def fetch_experiment(uri: str, destination: Optional[os.PathLike | str] = None) 
         target.parent.mkdir(parents=True, exist_ok=True)
         with remote.open_input_stream(entry.path) as source:
             data = source.read()
-        temporary = target.with_name(f".{target.name}.tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, target)
+        write_atomic(target, data, sync=False)  # a cache: fetched again if lost
     return destination
 
 
@@ -249,3 +275,84 @@ def make_dirs(location: str) -> None:
     """Create a directory (and its parents) at a path or URI."""
     fs, path = filesystem(location)
     fs.create_dir(path, recursive=True)
+
+
+# -- shared storage for multi-node runs -------------------------------------------------
+
+
+def _unescape_mount_field(text: str) -> str:
+    # /proc/mounts writes space, tab, newline and backslash as \040, \011, \012, \134.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def _read_mounts(mounts_file: str) -> list[tuple[str, str, str]]:
+    """``(mount point, fs type, source)`` per line of ``mounts_file``, in file order."""
+    try:
+        text = Path(mounts_file).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            mounts.append((_unescape_mount_field(fields[1]), fields[2],
+                           _unescape_mount_field(fields[0])))
+    return mounts
+
+
+def mount_of(path: str, mounts_file: str = "/proc/mounts") -> Optional[tuple[str, str, str]]:
+    """The mount ``(point, fs type, source)`` that holds ``path`` (which need not exist yet)."""
+    # Symlinks resolved as far as the path exists; a new experiment dir need not exist yet.
+    resolved = os.path.realpath(Path(path).expanduser())
+    best = None
+    for point, fstype, source in _read_mounts(mounts_file):
+        inside = resolved == point or point == "/" or resolved.startswith(point.rstrip("/") + "/")
+        # The longest mount point wins; among equals the last line (mounted on top) wins.
+        if inside and (best is None or len(point) >= len(best[0])):
+            best = (point, fstype, source)
+    return best
+
+
+def is_shared_fs_type(fstype: str) -> bool:
+    fstype = fstype.lower()
+    if fstype in SHARED_FS_TYPES:
+        return True
+    return fstype.startswith("fuse.") and fstype not in LOCAL_FUSE_TYPES
+
+
+def check_storage_for_cluster(storage: Optional[str], multi_node: bool, *,
+                              shared: Optional[bool] = None,
+                              mounts_file: str = "/proc/mounts") -> Optional[str]:
+    """Refuse node-local storage for a run whose trials may land on several nodes.
+
+    Accepted for a multi-node run: a URI with a scheme other than ``file`` (``s3://``,
+    ``gs://``, ``abfs://``, ...); a local path when ``shared`` is true or the environment
+    variable ``NINSWEEP_SHARED_STORAGE`` is 1/true/yes; a local path on a network
+    filesystem according to ``mounts_file`` (nfs, nfs4, cifs, lustre, gpfs, ceph, fuse
+    mounts such as s3fs or gcsfuse, ...). A single-node run accepts anything. ``None`` (the
+    default local directory) is node-local. Call it on the node that runs the sweep driver:
+    /proc/mounts is that machine's. Returns ``storage``; raises ``NinsweepError``.
+    """
+    if not multi_node:
+        return storage
+    if storage is None:
+        raise NinsweepError(
+            "this Ray cluster has several nodes and no --storage was given: the default "
+            "results directory is node-local; pass --storage s3://BUCKET/PREFIX or a path "
+            "on shared storage (e.g. /mnt/ninsweep/experiments on NFS/EFS)")
+    if is_uri(storage):
+        return storage
+    if shared is None:
+        shared = os.environ.get(SHARED_STORAGE_ENV, "").strip().lower() in _TRUE
+    if shared:
+        return storage
+    mount = mount_of(local_path(storage), mounts_file)
+    if mount is not None and is_shared_fs_type(mount[1]):
+        return storage
+    where = (f"on {mount[1]} mount {mount[0]}" if mount is not None
+             else "on an unknown filesystem")
+    raise NinsweepError(
+        f"--storage {storage} is {where}, local to one node, but this Ray cluster has "
+        "several nodes: trials restarted on another node would lose their checkpoints; "
+        "use s3://... / gs://... or a path on NFS/EFS, or set "
+        f"{SHARED_STORAGE_ENV}=1 if every node mounts this path from shared storage")

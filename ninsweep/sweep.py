@@ -22,11 +22,12 @@ from typing import Any, Callable, Optional, Sequence
 from . import portable
 from .console import Console, DriverLog, with_trial_log
 from .errors import NinsweepError, Terminated
+from .fmt import first_line
 from .progress import LegacySweepProgress, SweepProgress as LiveProgress
 from .space import TRIAL_KEY, SweepSpec
 from .preflight import check_trials
-from .storage import (experiment_exists, is_uri, join, make_dirs, path_exists, read_manifest,
-                      resolve_storage, write_manifest)
+from .storage import (check_storage_for_cluster, experiment_exists, is_uri, join, make_dirs,
+                      path_exists, read_manifest, resolve_storage, write_manifest)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def start_ray(address: Optional[str], log: Callable[[str], None],
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            raise NinsweepError(f"cannot connect to Ray at {address}: {str(err).splitlines()[0]}") from None
+            raise NinsweepError(f"cannot connect to Ray at {address}: {first_line(err)}") from None
         log(f"connected to Ray at {address}")
     else:
         _put_on_pythonpath(code)
@@ -210,8 +211,6 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
 def _check_cluster(spec: SweepSpec, storage: str, autoscaling: bool, log) -> None:
     check_schedulable(spec, autoscaling, log)
     if count_nodes() > 1:
-        from .jobs import check_storage_for_cluster
-
         check_storage_for_cluster(storage, multi_node=True)
 
 

@@ -10,7 +10,6 @@ the metrics and the state.
 from __future__ import annotations
 
 import logging
-import contextlib
 import math
 import os
 import random
@@ -26,6 +25,7 @@ from . import metrics as M
 from .config import ModelConfig, TrialConfig, from_dict, to_dict
 from .data import DeviceLoader, ImageData, hold_out_validation, load_data
 from .devices import describe_device, prepare_device
+from .atomic import write_atomic
 from .errors import CheckpointError, ConfigError, TrainingDiverged, first_line
 from .model import build_model, count_parameters, decayed_parameters
 
@@ -323,17 +323,12 @@ def save_checkpoint(state: dict[str, Any], path: os.PathLike | str) -> Path:
     previous checkpoint as it was.
     """
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, temporary)
-        os.replace(temporary, path)
+        write_atomic(path, lambda stream: torch.save(state, stream))
     except (OSError, RuntimeError) as err:  # torch reports a failed write as RuntimeError
         raise CheckpointError(f"{path}: cannot write the checkpoint ({first_line(err, 300)}); "
                               "the previous checkpoint is unchanged") from None
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
     return path
 
 

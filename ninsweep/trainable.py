@@ -30,6 +30,7 @@ from .checkpoints import (LEGACY_STATE_FILE, STATE_FILE_RE, StoredState, list_st
 from .config import TrialConfig
 from .devices import hide_gpus, trial_device
 from .errors import DeviceError, NinsweepError
+from .fmt import one_line
 from .space import TRIAL_KEY  # {TRIAL_KEY: {name, params, config}}: the param space
 from .storage import filesystem, join
 from .train import Trainer, load_checkpoint, save_checkpoint
@@ -187,7 +188,7 @@ def _report_unlogged_epochs(trainer: Trainer, trial_dir: Optional[str]) -> None:
 
 def _record_config_error(trial_dir: Optional[str], name: str, err: NinsweepError) -> None:
     """End the trial on a user error: one line in error.txt and one report, no retries."""
-    message = " ".join(str(err).split())
+    message = one_line(err)
     if trial_dir is not None:
         try:
             fs, path = filesystem(trial_dir)

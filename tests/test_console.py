@@ -11,15 +11,15 @@ import sys
 
 import pytest
 
-from ninsweep.console import (Console, DriverLog, StepProgress, duration, first_line,
-                              route_logging)
+from ninsweep.console import Console, DriverLog, StepProgress, route_logging
+from ninsweep.fmt import clock, first_line
 from ninsweep.progress import EtaEstimator, SweepProgress
 
 
 @pytest.mark.parametrize("seconds,text", [(0, "0:00"), (59.6, "1:00"), (61, "1:01"),
                                           (3600 + 62, "1:01:02"), (-3, "0:00")])
 def test_duration(seconds, text):
-    assert duration(seconds) == text
+    assert clock(seconds) == text
 
 
 def test_first_line_skips_blank_lines_and_cuts_long_ones():

@@ -21,6 +21,7 @@ from PIL import Image
 
 from ninsweep.config import DataConfig
 from ninsweep.data import DeviceLoader, cache_path, load_data, resolve_cache_dir, resolve_data_root
+from ninsweep.registry import SOURCES, resolve
 from ninsweep.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,7 +206,7 @@ _RACE = textwrap.dedent("""
     from ninsweep.config import DataConfig
 
     work, me = Path(sys.argv[1]), sys.argv[2]
-    real_decoder = data._DECODERS["synthetic"]
+    real_decoder = data._generate_synthetic
 
     def slow_counted_decoder(cfg, scan, log):
         with open(work / "decodes", "a") as counter:
@@ -213,7 +214,7 @@ _RACE = textwrap.dedent("""
         time.sleep(1.0)  # hold the lock while the other process arrives
         return real_decoder(cfg, scan, log)
 
-    data._DECODERS["synthetic"] = slow_counted_decoder
+    data._generate_synthetic = slow_counted_decoder  # SOURCES names it; looked up per load
     (work / f"ready-{me}").touch()
     while len(list(work.glob("ready-*"))) < 2:  # start both loads together
         time.sleep(0.005)
@@ -225,6 +226,11 @@ _RACE = textwrap.dedent("""
         "waited" if any("waiting" in line for line in log) else "late")
     print(role, int(images.train_images.double().sum()), int(images.test_labels.sum()))
 """)
+
+
+def test_every_source_names_a_decoder():
+    assert set(SOURCES) == {"cifar10", "imagefolder", "synthetic", "factory"}
+    assert all(callable(resolve(path)) for path in SOURCES.values())
 
 
 def test_two_processes_racing_build_the_cache_once(tmp_path):

@@ -1,5 +1,5 @@
-"""ninsweep.jobs without a cluster: what a submission ships, the storage rule, the auth
-token, errors on unreachable addresses, and the CLI glue against a fake Jobs client."""
+"""ninsweep.jobs without a cluster: what a submission ships, the storage rule (ninsweep.storage),
+the auth token, errors on unreachable addresses, and the CLI glue against a fake Jobs client."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from ninsweep import jobs
+from ninsweep import cli, jobs
 from ninsweep.errors import NinsweepError
+from ninsweep.storage import (SHARED_STORAGE_ENV, check_storage_for_cluster, is_uri, local_path,
+                              mount_of, uri_scheme)
 
 REPO = Path(__file__).resolve().parents[1]
 LAB4 = REPO / "search_spaces" / "lab4.yaml"
@@ -197,7 +199,7 @@ nas:/share /mnt/over nfs4 rw 0 0
 
 @pytest.fixture()
 def mounts(tmp_path, monkeypatch):
-    monkeypatch.delenv(jobs.SHARED_STORAGE_ENV, raising=False)
+    monkeypatch.delenv(SHARED_STORAGE_ENV, raising=False)
     path = tmp_path / "mounts"
     path.write_text(MOUNTS)
     return str(path)
@@ -210,7 +212,7 @@ def mounts(tmp_path, monkeypatch):
     "file:///mnt/ninsweep/experiments",
 ])
 def test_multi_node_accepts_shared_storage(storage, mounts):
-    assert jobs.check_storage_for_cluster(storage, True, mounts_file=mounts) == storage
+    assert check_storage_for_cluster(storage, True, mounts_file=mounts) == storage
 
 
 @pytest.mark.parametrize("storage, fs", [
@@ -223,40 +225,62 @@ def test_multi_node_accepts_shared_storage(storage, mounts):
 ])
 def test_multi_node_refuses_node_local_storage(storage, fs, mounts):
     with pytest.raises(NinsweepError) as err:
-        jobs.check_storage_for_cluster(storage, True, mounts_file=mounts)
+        check_storage_for_cluster(storage, True, mounts_file=mounts)
     message = str(err.value)
     assert storage in message and fs in message and "\n" not in message
-    assert jobs.SHARED_STORAGE_ENV in message
+    assert SHARED_STORAGE_ENV in message
 
 
 def test_multi_node_refuses_the_default_storage(mounts):
     with pytest.raises(NinsweepError, match="--storage"):
-        jobs.check_storage_for_cluster(None, True, mounts_file=mounts)
+        check_storage_for_cluster(None, True, mounts_file=mounts)
 
 
 def test_single_node_accepts_anything(mounts):
     for storage in (None, "/tmp/x", "relative/dir", "s3://b/x"):
-        assert jobs.check_storage_for_cluster(storage, False, mounts_file=mounts) == storage
+        assert check_storage_for_cluster(storage, False, mounts_file=mounts) == storage
 
 
 def test_shared_storage_declared_by_flag_or_environment(mounts, monkeypatch):
-    assert jobs.check_storage_for_cluster("/data/shared", True, shared=True,
-                                          mounts_file=mounts) == "/data/shared"
-    monkeypatch.setenv(jobs.SHARED_STORAGE_ENV, "1")
-    assert jobs.check_storage_for_cluster("/data/shared", True,
-                                          mounts_file=mounts) == "/data/shared"
+    assert check_storage_for_cluster("/data/shared", True, shared=True,
+                                     mounts_file=mounts) == "/data/shared"
+    monkeypatch.setenv(SHARED_STORAGE_ENV, "1")
+    assert check_storage_for_cluster("/data/shared", True,
+                                     mounts_file=mounts) == "/data/shared"
     with pytest.raises(NinsweepError):
-        jobs.check_storage_for_cluster("/data/shared", True, shared=False, mounts_file=mounts)
+        check_storage_for_cluster("/data/shared", True, shared=False, mounts_file=mounts)
 
 
 def test_unreadable_mounts_file_means_not_shared(tmp_path, monkeypatch):
-    monkeypatch.delenv(jobs.SHARED_STORAGE_ENV, raising=False)
+    monkeypatch.delenv(SHARED_STORAGE_ENV, raising=False)
     with pytest.raises(NinsweepError, match="unknown filesystem"):
-        jobs.check_storage_for_cluster("/srv/x", True, mounts_file=str(tmp_path / "none"))
+        check_storage_for_cluster("/srv/x", True, mounts_file=str(tmp_path / "none"))
+
+
+def test_a_sweep_on_several_nodes_applies_the_storage_rule(tmp_path, monkeypatch):
+    from ninsweep import sweep
+
+    monkeypatch.delenv(SHARED_STORAGE_ENV, raising=False)
+    monkeypatch.setattr(sweep, "check_schedulable", lambda *args, **kwargs: None)
+    monkeypatch.setattr(sweep, "count_nodes", lambda: 2)
+    with pytest.raises(NinsweepError, match=SHARED_STORAGE_ENV):
+        sweep._check_cluster(None, str(tmp_path / "exp"), False, None)
+    sweep._check_cluster(None, "s3://bucket/exp", False, None)
+    monkeypatch.setattr(sweep, "count_nodes", lambda: 1)
+    sweep._check_cluster(None, str(tmp_path / "exp"), False, None)
+
+
+def test_one_rule_for_uris_and_file_paths():
+    # The rule the storage check, submit's --storage check and the sweep's storage share.
+    assert [uri_scheme(s) for s in ("s3://b/x", "GS://b", "abfs://c@a/x")] == ["s3", "gs", "abfs"]
+    for local in ("/mnt/x", "runs", "file:///mnt/x", "FILE:///mnt/x", "/tmp/a://b"):
+        assert uri_scheme(local) is None and not is_uri(local)
+    assert local_path("file:///mnt/x") == local_path("FILE:///mnt/x") == "/mnt/x"
+    assert local_path("/mnt/x") == "/mnt/x"
 
 
 def test_real_proc_mounts_is_parsed():
-    mount = jobs.mount_of("/")
+    mount = mount_of("/")
     assert mount is not None and mount[0] == "/"
 
 
@@ -414,6 +438,29 @@ def test_unknown_job_is_one_line(fake):
         jobs.job_status(None, "missing")
 
 
+def test_sdk_errors_are_told_apart_by_type_and_state_not_text(fake):
+    from ray.exceptions import AuthenticationError
+
+    def refuse(job_id):
+        raise AuthenticationError("whatever the server wrote")
+
+    fake.get_job_info = refuse
+    fake.ninsweep_token_sent = False
+    with pytest.raises(NinsweepError, match="requires an auth token"):
+        jobs.job_status(None, "ninsweep-b")
+    fake.ninsweep_token_sent = True
+    with pytest.raises(NinsweepError, match="rejected this auth token"):
+        jobs.job_status(None, "ninsweep-b")
+
+    def server_error(job_id):  # a job the cluster lists, failing for another reason
+        raise RuntimeError("Request failed with status code 404: Not Found.")
+
+    fake.get_job_info = server_error
+    with pytest.raises(NinsweepError) as err:
+        jobs.job_status(None, "ninsweep-b")
+    assert "no job" not in str(err.value) and "status code 404" in str(err.value)
+
+
 @pytest.mark.parametrize("tail_fails", [False, True])
 def test_wait_for_job_streams_logs_until_terminal(tail_fails):
     client = FakeClient(statuses=("RUNNING", "RUNNING", "SUCCEEDED"), tail_fails=tail_fails)
@@ -442,8 +489,8 @@ def test_submit_sweep_submits_and_prints_how_to_follow(fake):
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="ninsweep")
     sub = parser.add_subparsers(dest="command", required=True)
-    jobs.add_submit_arguments(sub.add_parser("submit"))
-    jobs.add_jobs_arguments(sub.add_parser("jobs"))
+    cli.add_submit_arguments(sub.add_parser("submit"))
+    cli.add_jobs_arguments(sub.add_parser("jobs"))
     return parser.parse_args(argv)
 
 
@@ -452,20 +499,20 @@ def test_cli_glue(fake):
                    "--max-epochs", "3", "--gpus-per-trial", "0.5", "--data-dir", "/mnt/d"])
     assert args.space == "lab4" and args.wait and args.address is None
     out = []
-    assert jobs.cli_submit(args, out=out.append) == 0
+    assert cli.command_submit(args, out=out.append) == 0
     assert fake.submitted[0]["entrypoint"].endswith(
         "--max-epochs 3 --data-dir /mnt/d --gpus-per-trial 0.5")
     assert out[-1].endswith(": SUCCEEDED")
 
     out.clear()
-    assert jobs.cli_jobs(_parse(["jobs", "list", "--address", "head:8265"]),
-                         out=out.append) == 0
+    assert cli.command_jobs(_parse(["jobs", "list", "--address", "head:8265"]),
+                            out=out.append) == 0
     assert "ninsweep-a" in out[0]
-    assert jobs.cli_jobs(_parse(["jobs", "stop", "ninsweep-b"]), out=out.append) == 0
+    assert cli.command_jobs(_parse(["jobs", "stop", "ninsweep-b"]), out=out.append) == 0
     assert fake.stopped == ["ninsweep-b"]
-    assert jobs.cli_jobs(_parse(["jobs", "status", "ninsweep-b"]), out=out.append) == 0
+    assert cli.command_jobs(_parse(["jobs", "status", "ninsweep-b"]), out=out.append) == 0
     assert out[-1].startswith("ninsweep-b: RUNNING")
-    assert jobs.cli_jobs(_parse(["jobs", "logs", "ninsweep-b"]), out=out.append) == 0
+    assert cli.command_jobs(_parse(["jobs", "logs", "ninsweep-b"]), out=out.append) == 0
     assert out[-1] == "line 1\nline 2"
     with pytest.raises(SystemExit):
         _parse(["jobs"])
@@ -486,18 +533,16 @@ def test_resume_submission_runs_resume_on_the_cluster(project):
 
 
 def test_cli_submit_resume(fake):
-    assert jobs.cli_submit(_parse(["submit", "--resume", "/mnt/e/lab4"]), out=[].append) == 0
+    assert cli.command_submit(_parse(["submit", "--resume", "/mnt/e/lab4"]), out=[].append) == 0
     assert " resume /mnt/e/lab4 " in fake.submitted[-1]["entrypoint"]
     with pytest.raises(NinsweepError, match="drop: space, --max-epochs"):
-        jobs.cli_submit(_parse(["submit", "lab4", "--resume", "/mnt/e/lab4",
-                                "--max-epochs", "2"]), out=[].append)
+        cli.command_submit(_parse(["submit", "lab4", "--resume", "/mnt/e/lab4",
+                                   "--max-epochs", "2"]), out=[].append)
     with pytest.raises(NinsweepError, match="needs a SPACE"):
-        jobs.cli_submit(_parse(["submit", "--storage", "/mnt/e"]), out=[].append)
+        cli.command_submit(_parse(["submit", "--storage", "/mnt/e"]), out=[].append)
 
 
 def test_submit_and_jobs_are_ninsweep_subcommands(fake):
-    from ninsweep import cli
-
     assert cli.main(["jobs", "list"]) == 0
     assert cli.main(["submit", "lab4", "--storage", "/mnt/x", "--max-epochs", "1"]) == 0
     assert fake.submitted[-1]["entrypoint"].endswith("--storage /mnt/x --max-epochs 1")
@@ -505,11 +550,11 @@ def test_submit_and_jobs_are_ninsweep_subcommands(fake):
 
 
 def test_autoscaling_reaches_run_and_resume_on_the_cluster(fake):
-    assert jobs.cli_submit(_parse(["submit", "lab4", "--storage", "/mnt/x", "--autoscaling"]),
-                           out=[].append) == 0
+    assert cli.command_submit(_parse(["submit", "lab4", "--storage", "/mnt/x", "--autoscaling"]),
+                              out=[].append) == 0
     assert fake.submitted[-1]["entrypoint"].endswith("--storage /mnt/x --autoscaling")
-    assert jobs.cli_submit(_parse(["submit", "--resume", "/mnt/x/lab4", "--autoscaling"]),
-                           out=[].append) == 0
+    assert cli.command_submit(_parse(["submit", "--resume", "/mnt/x/lab4", "--autoscaling"]),
+                              out=[].append) == 0
     assert fake.submitted[-1]["entrypoint"].endswith("resume /mnt/x/lab4 --address auto --autoscaling")
 
 

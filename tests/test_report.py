@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from ninsweep import analysis, report
+from ninsweep import analysis, fmt, report
 
 try:
     from .analysis_fixtures import lab4_trials, make_experiment
@@ -106,7 +106,7 @@ def test_report_does_not_switch_the_pyplot_backend(tmp_path):
 
 @pytest.mark.parametrize("seconds,text", [(12.34, "12.3s"), (312, "5m12s"), (10740, "2h59m"), (None, "-")])
 def test_durations(seconds, text):
-    assert report.fmt_duration(seconds) == text
+    assert fmt.duration(seconds) == text
 
 
 # ------------------------------------------------------------------ factor effects, honest numbers

@@ -77,23 +77,23 @@ def test_mlflow_gets_one_run_per_trial_with_its_epochs(tmp_path):
 def test_submit_passes_trackers_and_settings_to_the_clusters_run(monkeypatch):
     import argparse
 
-    from ninsweep import jobs
+    from ninsweep import cli, jobs
 
     parser = argparse.ArgumentParser(prog="ninsweep")
-    jobs.add_submit_arguments(parser)
+    cli.add_submit_arguments(parser)
     args = parser.parse_args(["lab4", "--storage", "/mnt/x", "--tracker", "mlflow",
                               "--set", "train.lr=0.05", "--set", "train.weight_decay=1e-4"])
-    assert jobs._run_args(args) == ["--set", "train.lr=0.05", "--set", "train.weight_decay=1e-4",
-                                    "--tracker", "mlflow"]
+    assert cli._run_args(args) == ["--set", "train.lr=0.05", "--set", "train.weight_decay=1e-4",
+                                   "--tracker", "mlflow"]
     resume = parser.parse_args(["--resume", "/mnt/x/lab4", "--tracker", "mlflow"])
     sent = []
     monkeypatch.setattr(jobs, "submit_resume",
                         lambda address, experiment, out, extra_args: sent.append(extra_args))
-    assert jobs.cli_submit(resume, out=lambda line: None) == 0
+    assert cli.command_submit(resume, out=lambda line: None) == 0
     assert sent == [["--tracker", "mlflow"]]
     with pytest.raises(Exception, match="--set"):
-        jobs.cli_submit(parser.parse_args(["--resume", "/mnt/x/lab4", "--set", "train.lr=1"]),
-                        out=lambda line: None)
+        cli.command_submit(parser.parse_args(["--resume", "/mnt/x/lab4", "--set", "train.lr=1"]),
+                           out=lambda line: None)
 
 
 @needs_netns

@@ -1,0 +1,94 @@
+"""Text for people: durations, fixed-width tables and one-line quotes of errors.
+
+Every table and message ninsweep prints or writes takes these from here, so a duration or an
+error reads the same in ``status``, the report, ``jobs`` and the progress lines. Pure
+functions of their arguments: no pandas, no torch, nothing of ninsweep (``errors`` imports
+this module).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Collection, Optional, Sequence
+
+
+def clock(seconds: float) -> str:
+    """A running time or an ETA as a clock: ``m:ss`` or ``h:mm:ss`` (rounded; never negative)."""
+    seconds = int(round(max(seconds, 0)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def duration(seconds: Any) -> str:
+    """A time in a table: ``12.3s``, ``5m12s``, ``2h59m``; ``-`` when missing (None, NaN)."""
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):  # None, pandas' NA
+        return "-"
+    if not math.isfinite(value):
+        return "-"
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, secs = divmod(int(round(value)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def first_line(value: object, limit: Optional[int] = None) -> str:
+    """The first non-empty line of ``value`` (an exception, a file's content), stripped and cut
+    to ``limit`` characters (ending in ``...``): what a one-line message quotes of an error
+    raised by a library or user code. An exception without a message gives its type's name."""
+    line = next((line.strip() for line in str(value).splitlines() if line.strip()), "")
+    if not line and isinstance(value, BaseException):
+        line = type(value).__name__
+    return line if limit is None or len(line) <= limit else line[:limit - 3] + "..."
+
+
+def one_line(text: object) -> str:
+    """``text`` with every run of whitespace (newlines included) as one space: a multi-line
+    message (a YAML parser's, a pydantic error) kept whole on one line."""
+    return " ".join(str(text).split())
+
+
+def table(header: Optional[Sequence[str]], rows: Sequence[Sequence[Any]], align: str = "",
+          rule: bool = False, indent: str = "", sep: str = "  ") -> list[str]:
+    """A fixed-width text table as lines (rows of equal length): each column as wide as its
+    widest cell, cells separated by ``sep``, trailing blanks cut.
+
+    ``align``: one character per column, ``<`` (left, the default for missing ones) or ``>``
+    (right). ``header``: the first line, or None for none; ``rule``: a line of dashes under it.
+    Cells are ``str()``-ed.
+    """
+    cells = [[str(cell) for cell in row] for row in rows]
+    head = [str(h) for h in header] if header is not None else None
+    grid = ([head] if head is not None else []) + cells
+    widths = [max(len(value) for value in column) for column in zip(*grid)]
+
+    def line(values: Sequence[str]) -> str:
+        padded = [value.rjust(width) if align[i:i + 1] == ">" else value.ljust(width)
+                  for i, (value, width) in enumerate(zip(values, widths))]
+        return (indent + sep.join(padded)).rstrip()
+
+    lines = []
+    if head is not None:
+        lines.append(line(head))
+        if rule:
+            lines.append(line(["-" * width for width in widths]))
+    return lines + [line(row) for row in cells]
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
+                   right: Collection[str] = ()) -> list[str]:
+    """A Markdown (GitHub) table as lines; columns named in ``right`` are right-aligned. Cells
+    are ``str()``-ed, their ``|`` escaped and newlines made spaces."""
+    rule = ["---:" if h in right else "---" for h in header]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    return lines + ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
+
+
+def markdown_cell(value: Any) -> str:
+    """``value`` as text that keeps a Markdown table (or list item) whole."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
