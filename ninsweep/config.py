@@ -37,9 +37,8 @@ class SchemaError(ConfigError):
     """A ``ConfigError`` that keeps where it happened: ``path`` (``model.activation``,
     ``grid[0]``...) and ``problem``, for callers that name the place in their own terms."""
 
-    def __init__(self, path: str, problem: str, where: str = "",
-                 loc: tuple[Any, ...] = ()):
-        self.path, self.problem, self.loc = path, problem, loc
+    def __init__(self, path: str, problem: str, where: str = ""):
+        self.path, self.problem = path, problem
         text = f"{path}: {problem}" if path else problem
         super().__init__(" ".join((f"{where}: {text}" if where else text).split()))
 
@@ -67,7 +66,8 @@ def schema_error(err: ValidationError, model: type, where: str = "") -> SchemaEr
         loc += tuple(key) if isinstance(key, (tuple, list)) else (key,) if key != () else ()
         problem = ctx["problem"]
     elif "[key]" in loc:  # a mapping's key: loc is (..., field, key, "[key]")
-        loc, problem = loc[:loc.index("[key]") - 1], f"keys must be strings, got {describe(value)}"
+        loc = loc[:loc.index("[key]") - 1]
+        problem = f"keys must be strings, got {describe(value)}"
     elif kind == "extra_forbidden":
         known = _fields_at(model, loc[len(model.section):-1])
         problem = f"unknown key (known: {', '.join(known)})"
@@ -82,13 +82,13 @@ def schema_error(err: ValidationError, model: type, where: str = "") -> SchemaEr
         problem = f"expected {_EXPECTED[kind]}, got {describe(value)}"
     else:  # a rule without a sentence of ours: pydantic's own
         problem = first["msg"]
-    return SchemaError(_path(loc), problem, where, loc)
+    return SchemaError(_path(loc), problem, where)
 
 
 _LIMITS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
            "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
-_EXPECTED = {"bool_type": "true or false", "int_type": "an integer", "int_from_float": "an integer",
-             "float_type": "a number", "string_type": "a string", "model_type": "a mapping",
+_EXPECTED = {"bool_type": "true or false", "int_type": "an integer",
+             "int_from_float": "an integer", "float_type": "a number", "string_type": "a string", "model_type": "a mapping",
              "dict_type": "a mapping", "model_attributes_type": "a mapping",
              "tuple_type": "a list", "list_type": "a list"}
 
