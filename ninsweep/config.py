@@ -88,7 +88,8 @@ def schema_error(err: ValidationError, model: type, where: str = "") -> SchemaEr
 _LIMITS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
            "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
 _EXPECTED = {"bool_type": "true or false", "int_type": "an integer",
-             "int_from_float": "an integer", "float_type": "a number", "string_type": "a string", "model_type": "a mapping",
+             "int_from_float": "an integer", "float_type": "a number", "string_type": "a string",
+             "model_type": "a mapping",
              "dict_type": "a mapping", "model_attributes_type": "a mapping",
              "tuple_type": "a list", "list_type": "a list"}
 
