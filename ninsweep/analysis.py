@@ -46,7 +46,7 @@ from .config import TrialConfig
 from .errors import ConfigError, NinsweepError
 from .space import MODEL_AXES, SEED, TRIAL_KEY, SweepSpec, TrialSpec
 from .storage import MANIFEST_FILE as MANIFEST
-from .storage import fetch_experiment, is_uri
+from .storage import fetch_experiment, is_uri, local_path
 
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
@@ -393,9 +393,7 @@ def _last_error_line(path: Path) -> str:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return "error.txt unreadable"
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    line = lines[-1] if lines else "failed (empty error.txt)"
-    return line if len(line) <= 200 else line[:197] + "..."
+    return fmt.last_line(text, 200) or "failed (empty error.txt)"
 
 
 def _status(trial_dir: Optional[Path], history: dict[str, np.ndarray], planned: int) -> str:
@@ -421,7 +419,7 @@ def load_experiment(exp_dir: os.PathLike | str,
     if is_uri(str(exp_dir)):
         # s3://, gs://, ...: read a local copy of its results (checkpoints are skipped).
         exp_dir = fetch_experiment(str(exp_dir))
-    path = Path(str(exp_dir).removeprefix("file://")).expanduser()
+    path = Path(local_path(str(exp_dir))).expanduser()
     if path.is_file() and path.name == MANIFEST:
         path = path.parent
     if not path.exists():

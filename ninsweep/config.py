@@ -226,7 +226,7 @@ class ModelConfig(Schema):
     maxout_pieces: int = Field(2, ge=2)
     # PReLU's learned slope starts here (PyTorch's default).
     prelu_init: float = 0.25
-    # The normalisation after every conv: none, batch, group, layer (ninsweep.layers.NORMS).
+    # The normalisation after every conv: none, batch, group, layer (ninsweep.registry.NORMS).
     # ``batchnorm: true`` is the lab4 spelling of ``norm: batch``; the two are kept in step
     # (_one_spelling), and batchnorm: true with norm group/layer is a contradiction.
     norm: _one_of("norm") = "none"

@@ -34,7 +34,8 @@ from filelock import FileLock, Timeout
 
 from .config import DataConfig
 from .atomic import write_atomic
-from .errors import DataError, first_line
+from .errors import DataError
+from .fmt import first_line
 from .registry import SOURCES, resolve
 
 Log = Callable[[str], None]

@@ -7,9 +7,6 @@ message on one line and exits with status 2; everything else is a bug and keeps 
 
 from __future__ import annotations
 
-# Quoting an exception in a one-line message; imported from here by the modules that raise.
-from .fmt import first_line  # noqa: F401
-
 
 class NinsweepError(Exception):
     """An error caused by input, reported to the user as one line."""

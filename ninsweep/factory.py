@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from .errors import ConfigError, first_line
+from .errors import ConfigError
+from .fmt import first_line
 
 _PATH_RE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
 

@@ -47,6 +47,13 @@ def first_line(value: object, limit: Optional[int] = None) -> str:
     return line if limit is None or len(line) <= limit else line[:limit - 3] + "..."
 
 
+def last_line(text: str, limit: Optional[int] = None) -> Optional[str]:
+    """The last non-empty line of ``text`` (a traceback's, whose last line names the error),
+    stripped and cut like ``first_line``; None when there is none."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return first_line(lines[-1], limit) if lines else None
+
+
 def one_line(text: object) -> str:
     """``text`` with every run of whitespace (newlines included) as one space: a multi-line
     message (a YAML parser's, a pydantic error) kept whole on one line."""

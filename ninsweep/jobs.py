@@ -48,7 +48,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from . import __version__
 from . import fmt
-from .errors import NinsweepError, first_line
+from .errors import NinsweepError
+from .fmt import first_line
 from .storage import is_uri, local_path
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"

@@ -26,7 +26,7 @@ from . import metrics as M
 from . import fmt, portable
 from .analysis import ERROR, FINISHED, INCOMPLETE, PENDING
 from .console import TRIAL_LOG, Console
-from .fmt import clock, first_line
+from .fmt import clock
 from .tracking import portable_reduce
 
 RUNNING = "running"  # only while the sweep runs; on disk such a trial reads as incomplete
@@ -269,8 +269,7 @@ def _error_line(trial) -> str:
             continue
         if text.strip():
             break
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return first_line(lines[-1], 200) if lines else "see its error.txt"
+    return fmt.last_line(text, 200) or "see its error.txt"
 
 
 class LegacySweepProgress(CallbackList):

@@ -26,7 +26,8 @@ from .config import ModelConfig, TrialConfig, from_dict, to_dict
 from .data import DeviceLoader, ImageData, hold_out_validation, load_data
 from .devices import describe_device, prepare_device
 from .atomic import write_atomic
-from .errors import CheckpointError, ConfigError, TrainingDiverged, first_line
+from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .fmt import first_line
 from .model import build_model, count_parameters, decayed_parameters
 
 CHECKPOINT_FORMAT = 1

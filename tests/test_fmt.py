@@ -43,3 +43,10 @@ def test_table_without_a_header_can_be_indented():
 def test_markdown_table_escapes_pipes_and_newlines_in_cells():
     assert fmt.markdown_table(["a", "n"], [["x|y", 3], ["two\nlines", 10]], right={"n"}) == [
         "| a | n |", "| --- | ---: |", "| x\\|y | 3 |", "| two lines | 10 |"]
+
+
+def test_last_line_quotes_the_line_a_traceback_ends_with():
+    traceback = "Traceback (most recent call last):\n  File 'x.py'\nValueError: bad\n\n"
+    assert fmt.last_line(traceback) == "ValueError: bad"
+    assert fmt.last_line("x" * 300, 200) == "x" * 197 + "..."
+    assert fmt.last_line(" \n\n") is None
