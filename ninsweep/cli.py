@@ -189,13 +189,11 @@ def _load_spec(args: argparse.Namespace):
                                gpus_per_trial=args.gpus_per_trial,
                                cpus_per_trial=args.cpus_per_trial, settings=settings)
     if getattr(args, "tracker", None):
-        import dataclasses
-
         from .tracking import tracker_names
 
         # Recorded in the manifest with the space's own: a resume logs to them too.
-        spec = dataclasses.replace(spec, trackers=tuple(tracker_names(spec.trackers,
-                                                                      args.tracker)))
+        spec = spec.model_copy(update={"trackers": tuple(tracker_names(spec.trackers,
+                                                                       args.tracker))})
     return spec
 
 

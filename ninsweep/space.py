@@ -17,12 +17,11 @@ no module-level Ray import. Every user mistake raises ``ConfigError`` with one l
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import re
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Iterable, NoReturn, Optional, Union
 
@@ -174,23 +173,36 @@ class Objective(Schema):
             fail(f"unknown mode {self.mode!r} (max: higher is better, min: lower)", "mode")
         return self
 
+    def __eq__(self, other: Any) -> bool:
+        # The analysis holds an objective as the plain {metric, mode}: the same objective.
+        return self.to_dict() == other if isinstance(other, dict) else super().__eq__(other)
 
-class SpaceFile(Schema):
-    """The top-level keys of a space file (``docs/search-spaces.md``). The grid and the
-    model / data / train overrides are checked as the trials they expand to."""
+    __hash__ = Schema.__hash__
+
+
+class SpaceKeys(Schema):
+    """The top-level keys a space file, its ``SweepSpec`` and its manifest share: declared
+    once here, read from the YAML by ``SpaceFile``, carried by ``SweepSpec`` and written to
+    ``ninsweep.json`` as they are (a manifest older than a key reads its default)."""
 
     name: Optional[ExperimentName] = None  # default: the file's stem
     description: str = ""
     seeds: Seeds = (0,)
+    resources: Resources = Resources()
+    checkpoint: Checkpoint = Checkpoint()
+    failure: Failure = Failure()
+    objective: Objective = Objective()  # absent in manifests older than objectives
+    trackers: Trackers = ()  # names from TRACKERS
+
+
+class SpaceFile(SpaceKeys):
+    """The top-level keys of a space file (``docs/search-spaces.md``). The grid and the
+    model / data / train overrides are checked as the trials they expand to."""
+
     grid: Any = None
     model: dict[str, Any] = {}
     data: dict[str, Any] = {}
     train: dict[str, Any] = {}
-    resources: Resources = Resources()
-    checkpoint: Checkpoint = Checkpoint()
-    failure: Failure = Failure()
-    objective: Objective = Objective()
-    trackers: Trackers = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -237,81 +249,26 @@ class TrialSpec(Schema):
             fail(str(err))
 
 
-class Manifest(Schema):
-    """``ninsweep.json``: everything needed to run or resume the same trials, so a resume
-    never rereads a YAML file that may have changed. Keys a later writer adds are ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    format: int
-    space_file: str = ""
-    space_name: ExperimentName
-    description: str = ""
-    space: dict[str, Any] = {}  # the YAML mapping as loaded
-    seeds: Seeds = (0,)
-    trials: list[TrialSpec]
-    resources: Resources = Resources()
-    checkpoint: Checkpoint = Checkpoint()
-    failure: Failure = Failure()
-    trackers: Trackers = ()
-    # Command-line overrides applied after loading (with_overrides).
-    overrides: dict[str, Any] = {}
-    # User modules (files or package dirs) a model factory comes from.
-    code: tuple[str, ...] = Field((), strict=False)
-    # absent in manifests older than objectives: test_acc, max
-    objective: Objective = Objective()
-    # Added by the sweep that writes it (sweep.run_sweep).
-    created: Optional[str] = None
-    experiment_name: Optional[str] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _readable(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and raw.get("format") != MANIFEST_FORMAT:
-            fail(f"unsupported manifest format {raw.get('format')!r} "
-                 f"(this ninsweep reads format {MANIFEST_FORMAT})", "format")
-        if isinstance(raw, dict) and raw.get("description") is None:
-            raw = {**raw, "description": ""}  # written as null by older versions
-        return raw
-
-    @model_validator(mode="after")
-    def _distinct(self) -> "Manifest":
-        if not self.trials:
-            fail("has no trials (expected a non-empty list)", "trials")
-        seen: set[str] = set()
-        for i, trial in enumerate(self.trials):
-            if trial.name in seen:
-                fail(f"duplicate trial name {trial.name!r}", ("trials", i, "name"))
-            seen.add(trial.name)
-        return self
-
-
 # --------------------------------------------------------------------------------------
 # The typed result
 
 
-@dataclass(frozen=True)
-class SweepSpec:
-    """A validated search space, expanded into its trials."""
+class SweepSpec(SpaceKeys):
+    """A validated search space, expanded into its trials. Its JSON form (``to_manifest``,
+    by the aliases) is the manifest; ``Manifest`` reads one back."""
 
-    name: str  # default experiment name
-    description: str
-    source: str  # the space file as the user named it ("" when built in code)
-    raw: dict[str, Any]  # the YAML mapping as loaded (JSON-serialisable)
-    trials: tuple[TrialSpec, ...]
-    resources: Resources = Resources()
-    checkpoint_every: int = Checkpoint().every  # epochs between checkpoints
-    checkpoint_keep: int = Checkpoint().keep  # latest checkpoints kept per trial
-    max_retries: int = Failure().max_retries  # restarts of a failed trial
-    seeds: tuple[int, ...] = (0,)
-    trackers: tuple[str, ...] = ()  # names from TRACKERS
+    model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
+
+    name: ExperimentName = Field(alias="space_name")  # default experiment name
+    # The space file as the user named it ("" when built in code).
+    source: str = Field("", alias="space_file")
+    raw: dict[str, Any] = Field({}, alias="space")  # the YAML mapping as loaded
+    trials: tuple[TrialSpec, ...] = Field(strict=False)
     # Command-line overrides applied after loading (with_overrides), for the manifest.
-    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = {}
     # User modules (files or package dirs) a model factory comes from, which Ray workers
     # and submitted jobs must be given (ninsweep.factory.code_path).
-    code: tuple[str, ...] = ()
-    # What the analysis ranks configurations by: {"metric": test_acc, "mode": max}.
-    objective: dict[str, str] = field(default_factory=lambda: Objective().to_dict())
+    code: tuple[str, ...] = Field((), strict=False)
 
     @property
     def trial_names(self) -> tuple[str, ...]:
@@ -380,7 +337,8 @@ class SweepSpec:
                 applied[f"{key}_per_trial"] = getattr(resources, key)
         if gpus_per_trial is not None:
             check_trial_devices(trials, resources.gpus, "--gpus-per-trial")
-        return dataclasses.replace(self, trials=trials, resources=resources, overrides=applied)
+        return self.model_copy(update={"trials": trials, "resources": resources,
+                                       "overrides": applied})
 
     def to_param_space(self) -> dict[str, Any]:
         """``Tuner(param_space=...)``: one grid point per trial, in order.
@@ -396,17 +354,7 @@ class SweepSpec:
     def to_manifest(self) -> dict[str, Any]:
         """The JSON-serialisable record of the sweep (``Manifest``), read back by
         ``from_manifest``. The caller (sweep) adds ``created`` and ``experiment_name``."""
-        manifest = Manifest.model_construct(
-            format=MANIFEST_FORMAT, space_file=self.source, space_name=self.name,
-            description=self.description, space=self.raw, seeds=self.seeds,
-            trials=list(self.trials),
-            resources=self.resources,
-            checkpoint=Checkpoint.model_construct(every=self.checkpoint_every,
-                                                  keep=self.checkpoint_keep),
-            failure=Failure.model_construct(max_retries=self.max_retries),
-            trackers=self.trackers, overrides=self.overrides, code=self.code,
-            objective=Objective.model_construct(**self.objective))
-        return manifest.model_dump(mode="json", exclude={"created", "experiment_name"})
+        return {"format": MANIFEST_FORMAT, **self.model_dump(mode="json")}
 
     @classmethod
     def from_manifest(cls, manifest: Any, where: str = "ninsweep.json") -> "SweepSpec":
@@ -417,14 +365,40 @@ class SweepSpec:
         if not isinstance(manifest, dict):
             raise ConfigError(f"{where}: expected a JSON object, got {type(manifest).__name__}")
         read = Manifest.from_dict(manifest, where)
-        return cls(
-            name=read.space_name, description=read.description, source=read.space_file,
-            raw=read.space,
-            trials=tuple(read.trials),
-            resources=read.resources, checkpoint_every=read.checkpoint.every,
-            checkpoint_keep=read.checkpoint.keep, max_retries=read.failure.max_retries,
-            seeds=read.seeds, trackers=read.trackers, overrides=read.overrides,
-            code=read.code, objective=read.objective.to_dict())
+        return cls.model_construct(**{key: getattr(read, key) for key in cls.model_fields})
+
+
+class Manifest(SweepSpec):
+    """``ninsweep.json``: everything needed to run or resume the same trials, so a resume
+    never rereads a YAML file that may have changed: a ``SweepSpec`` plus what the sweep
+    that writes it adds. Keys a later writer adds are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    format: int
+    created: Optional[str] = None
+    experiment_name: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _readable(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("format") != MANIFEST_FORMAT:
+            fail(f"unsupported manifest format {raw.get('format')!r} "
+                 f"(this ninsweep reads format {MANIFEST_FORMAT})", "format")
+        if isinstance(raw, dict) and raw.get("description") is None:
+            raw = {**raw, "description": ""}  # written as null by older versions
+        return raw
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "Manifest":
+        if not self.trials:
+            fail("has no trials (expected a non-empty list)", "trials")
+        seen: set[str] = set()
+        for i, trial in enumerate(self.trials):
+            if trial.name in seen:
+                fail(f"duplicate trial name {trial.name!r}", ("trials", i, "name"))
+            seen.add(trial.name)
+        return self
 
 
 # --------------------------------------------------------------------------------------
@@ -519,11 +493,11 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
     if metric in M.VAL_METRICS and any(t.config.data.val_size == 0 for t in trials):
         _refuse(where, "objective.metric",
                 f"{metric} needs a validation split (data.val_size > 0 in every trial)")
-    return SweepSpec(name=name, description=top.description.strip(), source=where, raw=raw,
-                     trials=tuple(trials), resources=top.resources,
-                     checkpoint_every=top.checkpoint.every, checkpoint_keep=top.checkpoint.keep,
-                     max_retries=top.failure.max_retries, seeds=top.seeds, code=code,
-                     objective=top.objective.to_dict(), trackers=top.trackers)
+    carried = {key: getattr(top, key) for key in SpaceKeys.model_fields}
+    return SweepSpec.model_construct(**{**carried, "name": name,
+                                        "description": top.description.strip()},
+                                     source=where, raw=raw, trials=tuple(trials), code=code)
+
 
 def _names_factory(raw: dict[str, Any], base: dict[str, dict]) -> bool:
     """Whether the space names a model factory (in the model section or as a grid key)."""
@@ -627,10 +601,10 @@ def format_dry_run(spec: SweepSpec) -> str:
         f"total: {n} trial{'s' if n != 1 else ''}, {spec.trial_epochs} trial-epochs; each "
         f"{res_text}; all at once cpus={_fmt(round(res.cpus * n, 6))} "
         f"gpus={_fmt(round(res.gpus * n, 6))}")
+    every, retries = spec.checkpoint.every, spec.failure.max_retries
     lines.append(
-        f"checkpoint every {spec.checkpoint_every} epoch{'s' if spec.checkpoint_every != 1 else ''}"
-        f", keep {spec.checkpoint_keep}; up to {spec.max_retries} "
-        f"retr{'ies' if spec.max_retries != 1 else 'y'} per trial")
+        f"checkpoint every {every} epoch{'s' if every != 1 else ''}, keep {spec.checkpoint.keep}; "
+        f"up to {retries} retr{'ies' if retries != 1 else 'y'} per trial")
     return "\n".join(lines)
 
 

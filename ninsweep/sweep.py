@@ -169,7 +169,7 @@ def tune_trainable(spec: SweepSpec, experiment: Optional[str] = None):
     # From here on the trial-name function pickles by value: the experiment state opens
     # without ninsweep (ninsweep.portable).
     portable.register()
-    trainable = make_trainable(spec.checkpoint_every, experiment)
+    trainable = make_trainable(spec.checkpoint.every, experiment)
     if experiment is not None:
         trainable = with_trial_log(trainable, experiment)
     return tune.with_resources(trainable, spec.resources.to_ray())
@@ -269,8 +269,8 @@ def _run_config(spec: SweepSpec, name: str, storage: str, callbacks: list):
     return tune.RunConfig(
         name=name,
         storage_path=storage,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint_keep),
-        failure_config=tune.FailureConfig(max_failures=spec.max_retries),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint.keep),
+        failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
         # On remote storage the trials' logs are written in their working directories;
         # uploading artifacts carries them into the trial directories.
         sync_config=tune.SyncConfig(sync_artifacts=is_uri(storage)),

@@ -167,7 +167,7 @@ def test_losing_the_worker_node_mid_trial_reschedules_it_from_its_checkpoint(clu
     assert replayed == list(range(len(before_kill) + 1, resumed_at)), records
     assert [r[M.EPOCH] for r in trained] == list(range(resumed_at, epochs + 1))
     assert 1 < resumed_at <= len(before_kill) + len(replayed) + 1, f"restarted from epoch {resumed_at}"
-    assert len(before_kill) + 1 - resumed_at <= spec.checkpoint_every, "epochs redone"
+    assert len(before_kill) + 1 - resumed_at <= spec.checkpoint.every, "epochs redone"
     trial_log = (experiment / victim / "trial.log").read_text()  # the trial's own output
     assert f"{victim}: resumed after epoch {resumed_at - 1}" in trial_log, trial_log[-4000:]
-    assert len(records) - epochs <= spec.checkpoint_every
+    assert len(records) - epochs <= spec.checkpoint.every

@@ -80,7 +80,7 @@ def test_lab4_is_the_reference_grid():
         assert t.config == expected
         assert t.config.train.epochs == 164 and t.config.data.source == "cifar10"
     assert spec.resources == Resources(cpus=2.0, gpus=0.25)
-    assert (spec.checkpoint_every, spec.checkpoint_keep, spec.max_retries) == (1, 2, 3)
+    assert (spec.checkpoint.every, spec.checkpoint.keep, spec.failure.max_retries) == (1, 2, 3)
     assert spec.seeds == (0,)
     assert spec.trial_epochs == 1640
     assert spec.trial("elu-bn-he-s0").config.model.activation == "elu"
@@ -111,7 +111,7 @@ def test_smoke_is_the_same_grid_on_tiny_data():
         assert t.config.data.synthetic_train_size * t.config.data.synthetic_image_size ** 2 \
             <= 256 * 16 ** 2
     assert spec.resources == Resources(cpus=1.0, gpus=0.0)
-    assert spec.checkpoint_keep >= 2
+    assert spec.checkpoint.keep >= 2
 
 
 def test_shipped_spaces_all_load_and_round_trip():
@@ -193,7 +193,7 @@ def test_single_block_may_be_a_mapping_and_name_defaults_to_file_stem(tmp_path):
     assert spec.name == "mine"
     assert spec.trial_names == ("relu-nobn-keras-s0", "elu-nobn-keras-s0")
     assert spec.resources == Resources(cpus=1.0, gpus=0.0)
-    assert (spec.checkpoint_every, spec.checkpoint_keep, spec.max_retries) == (1, 2, 3)
+    assert (spec.checkpoint.every, spec.checkpoint.keep, spec.failure.max_retries) == (1, 2, 3)
 
 
 def test_whole_gpus_and_yaml_anchors(tmp_path):
