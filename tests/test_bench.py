@@ -45,6 +45,7 @@ def positive(value) -> bool:
 
 # -- gpu_grid -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_gpu_grid_runs_on_cpu_with_tiny_sizes_and_writes_every_figure(tmp_path):
     out = tmp_path / "grid.json"
     done = run_bench(BENCH / "gpu_grid.py", "--device", "cpu", "--models", "1,2", "--epochs", 1,
@@ -152,6 +153,7 @@ def test_space_benchmark_prints_the_ratio_and_per_size_rows():
     assert [line.split()[0] for line in done.stdout.splitlines()[1:3]] == ["80", "160"]
 
 
+@pytest.mark.slow
 def test_checkpoint_benchmark_reports_size_time_and_memory(tmp_path):
     out = tmp_path / "ckpt.json"
     run_bench(BENCH / "bench_checkpoint.py", "--train-size", 128, "--repeats", 2,
