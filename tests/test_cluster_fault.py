@@ -4,15 +4,15 @@ A real two-node Ray cluster on this machine, inside the loopback-only network na
 tests/run.sh: a head (1 CPU) and a worker node (1 CPU), each ``ray start --block`` in its
 own session with its own temp dir, limited object store and memory, token auth on. The
 sweep (``ninsweep run tests/spaces/fault.yaml --address ...``, two trials of one CPU) puts
-one trial on each node. Once the trial on the worker node has reported two epochs, the
-test kills that node -- ``ray start``, its raylet, agents and workers, every PID of its
-process tree, with SIGKILL. Tune sees the trial's actor fail (in Ray 2.60 within a second or
-two, as ``ActorUnavailableError`` on the broken connection: long before the GCS declares the
-node dead after its failed health checks), counts a failure against ``failure.max_retries``,
-and starts the trial again on the head once that has a free CPU (the old placement group's
-CPU on the dead node still counts as taken). The trial continues from its latest
-checkpoint; the sweep finishes with every trial complete and every epoch exactly once in
-each history.
+one trial on each node. Once the trial on the worker node has reported two epochs (and the
+one on the head at least one), the test kills that node -- ``ray start``, its raylet, agents
+and workers, every PID of its process tree, with SIGKILL. Tune sees the trial's actor fail
+(in Ray 2.60 within a second or two, as ``ActorUnavailableError`` on the broken connection:
+long before the GCS declares the node dead after its failed health checks), counts a
+failure against ``failure.max_retries``, and starts the trial again on the head once that
+has a free CPU (the old placement group's CPU on the dead node still counts as taken). The
+trial continues from its latest checkpoint; the sweep finishes with every trial complete
+and every epoch exactly once in each history.
 
 Which node ran a trial: both nodes are 127.0.0.1, so the ``pid`` Tune writes into each
 result.json record is looked up in the worker node's process tree.
@@ -107,13 +107,20 @@ def test_losing_the_worker_node_mid_trial_reschedules_it_from_its_checkpoint(clu
                 return name
         return None
 
+    def other_trial_reporting(victim):
+        return victim and reported_records(experiment / next(n for n in names if n != victim))
+
     try:
-        wait_until(lambda: watch() or trial_on_worker(2), 180,
-                   "two epochs of the trial on the worker node", driver, log)
+        # The other trial must have reported too: its records are what show it on the head
+        # (an empty history would prove nothing) and what the survivor checks compare with.
+        wait_until(lambda: watch() or other_trial_reporting(trial_on_worker(2)), 180,
+                   "two epochs of the trial on the worker node and one of the other",
+                   driver, log)
         victim = trial_on_worker(2)
         survivor = next(name for name in names if name != victim)
         survivor_records = reported_records(experiment / survivor)
-        assert not survivor_records or survivor_records[-1]["pid"] in on_head, \
+        assert survivor_records, f"{survivor} has reported nothing"
+        assert survivor_records[-1]["pid"] in on_head, \
             "the other trial is not on the head: the sweep was not spread across both nodes"
 
         killed_at = time.monotonic()

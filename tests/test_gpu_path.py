@@ -191,6 +191,7 @@ def test_evaluation_computes_logits_in_fp32_while_training_keeps_bf16(tmp_path):
 
 # -- 5. torch.compile across reused workers ------------------------------------------------
 
+@pytest.mark.slow
 def test_compiled_runs_in_one_reused_process_stay_compiled(tmp_path, monkeypatch):
     # One process trains three compiled models in turn, as a reused Ray worker does. Without
     # a fresh Dynamo per run, the third model's forward exceeds Dynamo's recompile limit (8)

@@ -5,6 +5,7 @@ namespace of tests/run.sh; the others never start Ray.
 """
 
 import csv
+import functools
 import re
 import signal
 import subprocess
@@ -242,8 +243,10 @@ def test_status_reads_the_experiment_from_disk(smoke_experiment, capsys):
     assert "10 finished" in out and "elu-bn-he-s0" in out and "2/2" in out
 
 
+@functools.lru_cache(maxsize=None)
 def _uninterrupted_history(trial_name: str) -> list[dict]:
-    """The same trial trained in this process without Ray: the reference for resume."""
+    """The same trial trained in this process without Ray: the reference for resume (trained
+    once for both interrupt tests: it is deterministic on CPU, and they only read it)."""
     spec = load_space(RESUME_SPACE)
     return Trainer(spec.trial(trial_name).config).fit()
 

@@ -43,17 +43,31 @@ def test_a_space_names_its_trackers_and_the_manifest_keeps_them(tmp_path):
     assert tracker_names((), ()) == []
 
 
+INSTALLED_TRACKERS = [name for name in ("mlflow", "wandb") if importlib.util.find_spec(name)]
+
+
+@pytest.fixture(scope="module")
+def tracked_run(tmp_path_factory):
+    """One run of the two-trial resume space, 2 epochs, with every installed tracker at once
+    (one Ray sweep for the tests below instead of one each)."""
+    if not INSTALLED_TRACKERS:
+        pytest.skip("neither mlflow nor wandb is installed")
+    tmp_path = tmp_path_factory.mktemp("trackers")
+    env = {**cli_env(tmp_path), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the default: a file store inside the experiment
+    trackers = [arg for name in INSTALLED_TRACKERS for arg in ("--tracker", name)]
+    result = ninsweep("run", SPACES / "resume.yaml", "--max-epochs", "2", *trackers,
+                      "--storage", tmp_path / "results", env=env, timeout=600)
+    return result, tmp_path / "results" / "resume"
+
+
 @needs_netns
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow not installed")
-def test_mlflow_gets_one_run_per_trial_with_its_epochs(tmp_path):
-    env = cli_env(tmp_path)
-    env.pop("MLFLOW_TRACKING_URI", None)  # the default: a file store inside the experiment
-    result = ninsweep("run", SPACES / "resume.yaml", "--max-epochs", "2", "--tracker", "mlflow",
-                      "--storage", tmp_path / "results", env=env, timeout=600)
+def test_mlflow_gets_one_run_per_trial_with_its_epochs(tracked_run):
+    result, experiment = tracked_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    experiment = tmp_path / "results" / "resume"
     assert (experiment / "mlruns").is_dir()
 
     import os
@@ -100,11 +114,9 @@ def test_submit_passes_trackers_and_settings_to_the_clusters_run(monkeypatch):
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb not installed")
-def test_wandb_offline_writes_one_run_per_trial_inside_the_experiment(tmp_path):
-    env = {**cli_env(tmp_path), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    result = ninsweep("run", SPACES / "resume.yaml", "--max-epochs", "1", "--tracker", "wandb",
-                      "--storage", tmp_path / "results", env=env, timeout=600)
+def test_wandb_offline_writes_one_run_per_trial_inside_the_experiment(tracked_run):
+    result, experiment = tracked_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "wandb:" not in result.stdout + result.stderr  # its chatter goes to the logs
-    runs = sorted((tmp_path / "results" / "resume" / "wandb").glob("offline-run-*"))
+    runs = sorted((experiment / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(list(run.glob("*.wandb")) for run in runs)

@@ -48,6 +48,7 @@ def test_epoch_metrics_are_complete_and_the_lr_steps(tmp_path):
         assert result[M.IMAGES_PER_S] > 0 and result[M.EPOCH_TIME_S] > 0
 
 
+@pytest.mark.slow
 def test_synthetic_data_is_learned_well_above_chance(tmp_path):
     cfg = tiny_config(tmp_path, epochs=4, lr_milestones=[3]).replace(
         data={"synthetic_train_size": 512, "synthetic_test_size": 200}, train={"threads": 2})
