@@ -25,6 +25,20 @@ PEAK_GPU_MEM_MB = "peak_gpu_mem_mb"
 VAL_LOSS = "val_loss"
 VAL_ACC = "val_acc"  # fraction in [0, 1]
 VAL_METRICS = (VAL_LOSS, VAL_ACC)
+# Metric -> its TensorBoard scalar tag (tags group in TensorBoard by their first part). A
+# metric without a tag still reaches result.json, the tables and the other trackers.
+TENSORBOARD_TAGS = {
+    TEST_ACC: "accuracy/test",
+    TRAIN_ACC: "accuracy/train",
+    VAL_ACC: "accuracy/val",
+    TEST_LOSS: "loss/test",
+    TRAIN_LOSS: "loss/train",
+    VAL_LOSS: "loss/val",
+    LR: "learning_rate",
+    IMAGES_PER_S: "speed/images_per_s",
+    EPOCH_TIME_S: "speed/epoch_time_s",
+    PEAK_GPU_MEM_MB: "gpu/peak_mem_mb",
+}
 # Reported instead of epochs by a trial whose configuration cannot run (a batch larger than
 # its data, ...): the message, once. Such a trial is not retried.
 CONFIG_ERROR = "ninsweep_config_error"

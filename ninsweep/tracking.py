@@ -33,17 +33,6 @@ from . import portable
 from .errors import ConfigError
 from .space import TRACKERS, TRIAL_KEY
 
-# Epoch metric -> TensorBoard tag. Tags group in TensorBoard by their first part.
-TENSORBOARD_TAGS = {
-    M.TEST_ACC: "accuracy/test",
-    M.TRAIN_ACC: "accuracy/train",
-    M.TEST_LOSS: "loss/test",
-    M.TRAIN_LOSS: "loss/train",
-    M.LR: "learning_rate",
-    M.IMAGES_PER_S: "speed/images_per_s",
-    M.EPOCH_TIME_S: "speed/epoch_time_s",
-    M.PEAK_GPU_MEM_MB: "gpu/peak_mem_mb",
-}
 
 MLFLOW_DIR = "mlruns"  # the default MLflow file store, inside the experiment directory
 
@@ -106,7 +95,7 @@ class TensorBoardLogger(TBXLoggerCallback):
         # Declared when the trial starts, so running and interrupted trials show too; the
         # HParams view reads the metric values from the scalars of the same tags.
         for summary in hparams(hparam_dict=chosen,
-                               metric_dict={tag: 0.0 for tag in TENSORBOARD_TAGS.values()}):
+                               metric_dict={tag: 0.0 for tag in M.TENSORBOARD_TAGS.values()}):
             self._trial_writer[trial].file_writer.add_summary(summary)
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
@@ -114,7 +103,7 @@ class TensorBoardLogger(TBXLoggerCallback):
             self.log_trial_start(trial)
         step = int(result.get(M.EPOCH, iteration))
         writer = self._trial_writer[trial]
-        for metric, tag in TENSORBOARD_TAGS.items():
+        for metric, tag in M.TENSORBOARD_TAGS.items():
             value = result.get(metric)
             if isinstance(value, (int, float, np.number)) and not np.isnan(value):
                 writer.add_scalar(tag, value, global_step=step)

@@ -18,7 +18,7 @@ from ninsweep import metrics as M
 from ninsweep.cli import main
 from ninsweep.space import load_space
 from ninsweep.sweep import tune_trainable
-from ninsweep.tracking import TENSORBOARD_TAGS
+from ninsweep.metrics import TENSORBOARD_TAGS
 from ninsweep.train import Trainer
 
 from ray_support import (ROOT, SPACES, cli_env, needs_netns, ninsweep, read_tensorboard,
