@@ -320,7 +320,9 @@ def test_the_manifest_on_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_
 @pytest.mark.slow
 def test_two_runs_of_one_name_at_the_same_moment_one_wins_one_refuses(tmp_path):
     """Two real processes: the winner holds the lock while it waits on the address (a port
-    that never speaks gRPC, 15 s); the other is refused at once. Nothing is left behind."""
+    that never speaks gRPC, 6 s); the other is refused at once. Nothing is left behind.
+    6 s: both start together, so the loser reaches the lock within the start-up skew of two
+    identical processes (well under a second), long before the winner lets go."""
     import socket
     import subprocess
     import sys
@@ -328,7 +330,7 @@ def test_two_runs_of_one_name_at_the_same_moment_one_wins_one_refuses(tmp_path):
     from ray_support import ROOT, cli_env
 
     storage = tmp_path / "storage"
-    env = dict(cli_env(tmp_path), NINSWEEP_CONNECT_TIMEOUT="15")
+    env = dict(cli_env(tmp_path), NINSWEEP_CONNECT_TIMEOUT="6")
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(8)
