@@ -409,17 +409,22 @@ def test_kill_before_any_report_sigterm_and_deleted_trial_directories(tmp_path):
 
     import yaml
 
-    # The fault space, but its data comes from a factory that takes a few seconds the first
-    # time (afterwards the data cache answers): on an idle machine an epoch of this space
-    # takes well under a second, so without it "before the first report" is a race.
+    # The fault space, but its data comes from a factory that waits until the test opens a
+    # gate (a file), which it does only after the SIGKILL (afterwards the data cache
+    # answers): on an idle machine an epoch of this space takes well under a second, so
+    # without it "before the first report" is a race. A gate rather than a fixed sleep: the
+    # first run cannot report however slow the machine, and the resume does not wait.
+    gate = tmp_path / "gate-open"
     (tmp_path / "slow_start.py").write_text(textwrap.dedent(f"""\
         import time
-        import torch
+        from pathlib import Path
         from ninsweep.config import DataConfig
         from ninsweep.data import load_data
 
-        def load(seconds):
-            time.sleep(seconds)
+        def load(gate, limit_s=600):
+            deadline = time.monotonic() + limit_s
+            while not Path(gate).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
             cfg = DataConfig(**{yaml.safe_load(FAULT_SPACE.read_text())["data"]!r},
                              cache_dir={str(tmp_path / "factory-source")!r})
             data = load_data(cfg)
@@ -427,7 +432,7 @@ def test_kill_before_any_report_sigterm_and_deleted_trial_directories(tmp_path):
                     (data.test_images, data.test_labels))
         """))
     space = yaml.safe_load(FAULT_SPACE.read_text())
-    space["data"] = {"factory": "slow_start:load", "factory_kwargs": {"seconds": 5}}
+    space["data"] = {"factory": "slow_start:load", "factory_kwargs": {"gate": str(gate)}}
     space_file = _space(tmp_path, yaml.safe_dump(space), "fault.yaml")
 
     env = cli_env(tmp_path)
@@ -441,6 +446,7 @@ def test_kill_before_any_report_sigterm_and_deleted_trial_directories(tmp_path):
     kill_pids([driver.pid, *descendants(driver.pid)])
     driver.wait(30)
     assert not any(list_states(str(experiment / t)) for t in TRIALS), "a checkpoint came first"
+    gate.touch()
 
     resume_log = tmp_path / "resume.log"
     resuming = start_ninsweep("resume", experiment, env=env, log=resume_log)
