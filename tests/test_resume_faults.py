@@ -344,6 +344,20 @@ def test_resume_continues_from_the_newest_checkpoint_past_damaged_ones(tmp_path)
     (it is forced only every `keep` checkpoints here); truncate one trial's newest state and
     delete every checkpoint but the newest of the other (Tune's registered one with them).
     Resume continues each from the newest state that loads and trains no epoch it covers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The uninterrupted reference run (CPU, in this process) trains while Ray starts and the
+    # trials run: both cores are seldom busy then, so it costs little wall time there.
+    reference_pool = ThreadPoolExecutor(max_workers=1)
+    reference_run = reference_pool.submit(
+        lambda: Trainer(load_space(FAULT_SPACE).trial("relu-bn-he-s0").config).fit())
+    try:
+        _resume_past_damaged_checkpoints(tmp_path, reference_run)
+    finally:
+        reference_pool.shutdown(wait=True)
+
+
+def _resume_past_damaged_checkpoints(tmp_path: Path, reference_run) -> None:
     from ninsweep.analysis import load_history
 
     env = cli_env(tmp_path)
@@ -392,7 +406,7 @@ def test_resume_continues_from_the_newest_checkpoint_past_damaged_ones(tmp_path)
     _assert_finished_intact(experiment, tmp_path)
 
     # Bit-identical to an uninterrupted run (CPU), though restored from an odd checkpoint.
-    reference = Trainer(load_space(FAULT_SPACE).trial("relu-bn-he-s0").config).fit()
+    reference = reference_run.result()
     for mine, theirs in zip(load_history(relu).to_dict("records"), reference):
         for key in (M.TRAIN_LOSS, M.TEST_LOSS, M.TEST_ACC, M.LR):
             assert mine[key] == theirs[key], (mine[M.EPOCH], key)
