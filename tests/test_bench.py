@@ -156,8 +156,10 @@ def test_space_benchmark_prints_the_ratio_and_per_size_rows():
 @pytest.mark.slow
 def test_checkpoint_benchmark_reports_size_time_and_memory(tmp_path):
     out = tmp_path / "ckpt.json"
+    # The smallest sizes the Trainer takes (train-size: one batch of 128); the test checks
+    # the figures' plumbing, not their values.
     run_bench(BENCH / "bench_checkpoint.py", "--train-size", 128, "--repeats", 2,
-              "--memory-repeats", 1, "--memory-train-size", 512, "--memory-test-size", 128,
+              "--memory-repeats", 1, "--memory-train-size", 128, "--memory-test-size", 32,
               "--steps", 1, "--threads", 1, "--json", out)
     result = json.loads(out.read_text())
     ckpt = result["checkpoint"]
@@ -176,11 +178,12 @@ def test_sweep_and_ray_trial_benchmarks_run_in_the_namespace(tmp_path):
     import yaml
 
     out = tmp_path / "sweep.json"
-    # The two-trial space of the resume tests, not the ten-trial smoke space, and 2 of its 5
-    # epochs: the benchmark's plumbing (ninsweep run, the no-Ray pool, the ideal) is the same
-    # at a small part of the suite's time.
+    # The two-trial space of the resume tests, not the ten-trial smoke space, 1 of its 5
+    # epochs and two batches of images: the benchmark's plumbing (ninsweep run, the no-Ray
+    # pool, the ideal) is the same at a small part of the suite's time.
     space = yaml.safe_load((ROOT / "tests" / "spaces" / "resume.yaml").read_text())
-    space["train"].update(epochs=2, lr_milestones=[1])
+    space["train"].update(epochs=1, lr_milestones=[1])
+    space["data"].update(synthetic_train_size=128, synthetic_test_size=32)
     space_file = tmp_path / "resume-2-epochs.yaml"
     space_file.write_text(yaml.safe_dump(space))
     run_bench(BENCH / "bench_sweep.py", "--space", space_file, "--rounds", 1,
