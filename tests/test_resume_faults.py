@@ -367,8 +367,13 @@ def _resume_past_damaged_checkpoints(tmp_path: Path, reference_run) -> None:
     driver = start_ninsweep("run", FAULT_SPACE, "--storage", experiment.parent, env=env, log=log)
     wait_until(lambda: all(_newest_epoch(experiment / t) >= 3 for t in TRIALS), 300,
                "three checkpoints of each trial", driver, log)
+    ray_processes = descendants(driver.pid)
     driver.send_signal(signal.SIGKILL)
     driver.wait(30)
+    # Ray's processes outlive the killed driver (for ~30 s here), and a trial's worker may
+    # checkpoint another epoch meanwhile: end them too, so that the checkpoints read and
+    # damaged below are the ones the resume finds.
+    kill_pids(ray_processes)
 
     elu, relu = (experiment / t for t in TRIALS)
     elu_states, relu_states = _loadable(elu), _loadable(relu)
