@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterator, Optional, TextIO
 
 from .fmt import clock, first_line
+from .storage import is_uri
 
 LOG = logging.getLogger("ninsweep")
 
@@ -156,7 +157,7 @@ class DriverLog:
     def move_into(self, experiment: str) -> None:
         if self._temporary is None:
             return
-        if "://" in experiment:
+        if is_uri(experiment):
             self._remote = experiment
             return
         target = Path(experiment, DRIVER_LOG)
@@ -265,7 +266,7 @@ def with_trial_log(trainable, experiment: str):
 
     from .space import TRIAL_KEY
 
-    remote = "://" in experiment
+    remote = is_uri(experiment)
 
     @functools.wraps(trainable)
     def run_with_log(config):

@@ -32,6 +32,7 @@ from . import metrics as M
 from . import portable
 from .errors import ConfigError
 from .space import TRACKERS, TRIAL_KEY
+from .storage import is_uri
 
 
 MLFLOW_DIR = "mlruns"  # the default MLflow file store, inside the experiment directory
@@ -165,14 +166,14 @@ def make_trackers(names: Iterable[str], experiment: str, experiment_name: str) -
             from ray.air.integrations.wandb import WandbLoggerCallback
 
             # Offline runs (WANDB_MODE=offline) land inside a local experiment, not in the cwd.
-            local = {} if "://" in experiment else {"dir": experiment}
+            local = {} if is_uri(experiment) else {"dir": experiment}
             callbacks.append(WandbLoggerCallback(project=experiment_name, **local))
     return Trackers(names, callbacks)
 
 
 def mlflow_default_uri(experiment: str) -> str:
     """A file store inside the experiment: ``file://<experiment>/mlruns``."""
-    if "://" in experiment:
+    if is_uri(experiment):
         raise ConfigError(f"tracker mlflow: {experiment} is remote storage, where MLflow keeps "
                           "no file store; set MLFLOW_TRACKING_URI to your MLflow server")
     return "file://" + os.path.join(os.path.abspath(experiment), MLFLOW_DIR)
