@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
 from .errors import NinsweepError
-from .fmt import first_line
+from .fmt import reason
 
 Content = Union[bytes, str, Callable[[BinaryIO], object]]
 
@@ -65,11 +65,3 @@ def write_output(path: os.PathLike | str, content: Content) -> Path:
         return write_atomic(path, content)
     except OSError as err:  # disk full, quota, read-only: the old file is intact
         raise NinsweepError(f"{path}: cannot write: {reason(err)}") from None
-
-
-def reason(err: BaseException) -> str:
-    """Why a write failed, in a few words: the OS's text (``No space left on device``), or
-    the first line of another error's message."""
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return first_line(err, 300)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from .errors import CheckpointError, NinsweepError
+from .fmt import reason
 from .storage import filesystem, is_uri
 
 CHECKPOINT_DIR_PREFIX = "checkpoint_"  # Tune's name for the directories it writes
@@ -140,7 +141,7 @@ def load_newest(trial_dir: Optional[str], states: list[StoredState],
             skipped.append((stored, why if len(why) <= 100 else why[:97] + "..."))
             continue
         except OSError as err:  # deleted while we looked, a storage hiccup
-            skipped.append((stored, f"cannot read ({err.strerror or err})"))
+            skipped.append((stored, f"cannot read ({reason(err)})"))
             continue
         return Restored(state, stored, skipped)
     return Restored(None, None, skipped)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 
 
 from .errors import CheckpointError, ConfigError, NinsweepError, Terminated
+from .fmt import reason
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -67,7 +68,7 @@ def _checkpoint_dir(text: str) -> Path:
         os.unlink(probe_path)
     except OSError as err:
         raise ConfigError(f"--checkpoint-dir {text}: cannot write there "
-                          f"({err.strerror or err})") from None
+                          f"({reason(err)})") from None
     return directory
 
 

@@ -35,7 +35,7 @@ from filelock import FileLock, Timeout
 from .config import DataConfig
 from .atomic import write_atomic
 from .errors import DataError
-from .fmt import first_line
+from .fmt import first_line, reason
 from .registry import SOURCES, resolve
 
 Log = Callable[[str], None]
@@ -272,7 +272,7 @@ def _build_cache(cfg: DataConfig, path: Path, fingerprint: str, scan: Optional["
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"{path.parent}: cannot create the cache directory "
-                        f"({err.strerror})") from None
+                        f"({reason(err)})") from None
     lock = FileLock(str(path) + ".lock")
     try:
         lock.acquire(timeout=0)
@@ -280,7 +280,7 @@ def _build_cache(cfg: DataConfig, path: Path, fingerprint: str, scan: Optional["
         log(f"data: another process is building {path}; waiting for it")
         lock.acquire()
     except OSError as err:
-        raise DataError(f"{path}.lock: cannot create the cache lock ({err.strerror})") from None
+        raise DataError(f"{path}.lock: cannot create the cache lock ({reason(err)})") from None
     try:
         # Whoever held the lock before us may have just built it.
         record, miss = _read_cache(path, fingerprint)
@@ -325,7 +325,7 @@ def _write_atomically(record: dict, path: Path) -> None:
     try:
         write_atomic(path, lambda stream: torch.save(record, stream))  # 0644: shared cache
     except OSError as err:
-        raise DataError(f"{path}: cannot write the data cache ({err.strerror or err})") from None
+        raise DataError(f"{path}: cannot write the data cache ({reason(err)})") from None
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -364,7 +364,7 @@ def _decode_cifar10(cfg: DataConfig, scan: None, log: Log) -> _Decoded:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise DataError(f"{root}: cannot create the data root ({err.strerror})") from None
+        raise DataError(f"{root}: cannot create the data root ({reason(err)})") from None
 
     def read(download: bool) -> tuple[Any, Any]:
         try:
@@ -450,7 +450,7 @@ def _list_dir(directory: Path) -> list[os.DirEntry]:
         with os.scandir(directory) as entries:
             return list(entries)
     except OSError as err:
-        raise DataError(f"{directory}: cannot read directory ({err.strerror})") from None
+        raise DataError(f"{directory}: cannot read directory ({reason(err)})") from None
 
 
 def _decode_imagefolder(cfg: DataConfig, scan: Optional[_FolderScan], log: Log) -> _Decoded:

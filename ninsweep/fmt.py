@@ -54,6 +54,14 @@ def last_line(text: str, limit: Optional[int] = None) -> Optional[str]:
     return first_line(lines[-1], limit) if lines else None
 
 
+def reason(err: BaseException) -> str:
+    """Why an operating-system call failed, in a few words: the OS's text (``No space left
+    on device``), or the first line of another error's message."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return first_line(err, 300)
+
+
 def one_line(text: object) -> str:
     """``text`` with every run of whitespace (newlines included) as one space: a multi-line
     message (a YAML parser's, a pydantic error) kept whole on one line."""

@@ -294,8 +294,7 @@ def _preflight(address: str, timeout: float) -> None:
         raise NinsweepError(f"cannot reach the Ray dashboard at {address}: no answer in "
                             f"{timeout:g} s (is the SSH tunnel / port-forward running?)") from None
     except OSError as err:
-        reason = err.strerror or str(err)
-        raise NinsweepError(f"cannot reach the Ray dashboard at {address}: {reason} "
+        raise NinsweepError(f"cannot reach the Ray dashboard at {address}: {fmt.reason(err)} "
                             "(is the cluster up and the SSH tunnel / port-forward running?)") from None
 
 
@@ -323,7 +322,7 @@ def auth_headers() -> dict[str, str]:
                                     "(RAY_AUTH_TOKEN_PATH)") from None
         except (OSError, UnicodeDecodeError) as err:
             raise NinsweepError(f"cannot read the Ray auth token: {token_file}: "
-                                f"{getattr(err, 'strerror', None) or first_line(err)}") from None
+                                f"{fmt.reason(err)}") from None
         if named and not token:
             raise NinsweepError(f"cannot read the Ray auth token: {token_file} is empty "
                                 "(RAY_AUTH_TOKEN_PATH)")

@@ -17,7 +17,7 @@ import socket
 from typing import Optional
 
 from .errors import NinsweepError
-from .fmt import first_line
+from .fmt import first_line, reason
 
 CONNECT_TIMEOUT_ENV = "NINSWEEP_CONNECT_TIMEOUT"
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
@@ -46,7 +46,7 @@ def probe_tcp(host: str, port: int, timeout: float, what: str, hint: str = "") -
         raise NinsweepError(f"cannot reach {what}: no answer in {timeout:g} s "
                             f"({CONNECT_TIMEOUT_ENV} sets the wait){hint}") from None
     except OSError as err:
-        raise NinsweepError(f"cannot reach {what}: {err.strerror or err}{hint}") from None
+        raise NinsweepError(f"cannot reach {what}: {reason(err)}{hint}") from None
 
 
 def _split_host_port(address: str) -> tuple[str, int]:

@@ -32,7 +32,7 @@ from . import effects as E
 from . import metrics as M
 from .atomic import write_output
 from .errors import NinsweepError
-from .fmt import duration, markdown_cell, markdown_table
+from .fmt import duration, markdown_cell, markdown_table, reason
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.md"
@@ -78,7 +78,7 @@ def write_report(exp: A.Experiment, out_dir: Optional[os.PathLike | str] = None,
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise NinsweepError(f"{out}: cannot create the report directory: {err.strerror or err}") from None
+        raise NinsweepError(f"{out}: cannot create the report directory: {reason(err)}") from None
 
     figures = write_figures(exp, trials, configs, out)
     figures.update(write_effect_figures(exp, trials, effects, out))

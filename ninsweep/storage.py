@@ -20,7 +20,7 @@ from typing import Any, Iterator, Optional
 
 from .atomic import write_atomic
 from .errors import NinsweepError
-from .fmt import first_line
+from .fmt import first_line, reason
 
 MANIFEST_FILE = "ninsweep.json"
 LOCK_FILE = ".ninsweep.lock"  # held by the run or resume writing the experiment
@@ -150,7 +150,7 @@ def write_manifest(experiment: str, manifest: dict[str, Any]) -> None:
                             "choose another --name") from None
     except OSError as err:
         raise NinsweepError(f"{target}: cannot write the manifest "
-                            f"({err.strerror or err})") from None
+                            f"({reason(err)})") from None
 
 
 @contextlib.contextmanager
@@ -181,7 +181,7 @@ def experiment_lock(experiment: str, create: bool = True) -> Iterator[None]:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as err:
         raise NinsweepError(f"{directory}: cannot write the experiment here "
-                            f"({err.strerror or err})") from None
+                            f"({reason(err)})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -220,7 +220,7 @@ def read_manifest(experiment: str) -> dict[str, Any]:
         raise NinsweepError(f"{target}: corrupt manifest (not UTF-8 text: {err.reason} at "
                             f"byte {err.start})") from None
     except OSError as err:
-        raise NinsweepError(f"{target}: cannot read ({err.strerror or err})") from None
+        raise NinsweepError(f"{target}: cannot read ({reason(err)})") from None
     try:
         return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as err:
