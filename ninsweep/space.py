@@ -973,12 +973,10 @@ def _plain(value: Any) -> Any:
 
 def _params(config: TrialConfig, extra: list[str]) -> dict[str, Any]:
     model = config.model
-    if model.factory is not None:
-        # A factory's trial has no NIN axes: its params are the seed and its grid keys.
-        params: dict[str, Any] = {"seed": config.train.seed}
-    else:
-        params = {"activation": model.activation, "batchnorm": model.batchnorm,
-                  "init": model.init, "seed": config.train.seed}
+    # A factory's trial has no NIN axes: its params are the seed and its grid keys.
+    axes = () if model.factory is not None else MODEL_AXES
+    params: dict[str, Any] = {**{axis: getattr(model, axis) for axis in axes},
+                              SEED: config.train.seed}
     for canon in extra:
         section, _, name = canon.partition(".")
         if (section == "model" and model.factory is not None
