@@ -33,6 +33,7 @@ from torch import nn
 
 from .config import ModelConfig, from_dict
 from .errors import ConfigError
+from .fmt import first_line
 from .layers import ConvNormAct
 from .registry import ACTIVATIONS, INITS, NORMS
 
@@ -147,12 +148,9 @@ def keras_init_(weight: torch.Tensor, std: Optional[float]) -> None:
 
 
 def he_init_(weight: torch.Tensor) -> None:
-    """The report's WI: normal(0, sqrt(2 / (k^2 * C_out))) on a spatial conv, 1x1 as keras."""
+    """The report's WI: the keras scheme with std sqrt(2 / (k^2 * C_out)) on a spatial conv."""
     kernel = weight.shape[2]
-    if kernel == 1:
-        nn.init.xavier_uniform_(weight)
-    else:
-        nn.init.normal_(weight, 0.0, math.sqrt(2.0 / (kernel * kernel * weight.shape[0])))
+    keras_init_(weight, math.sqrt(2.0 / (kernel * kernel * weight.shape[0])))
 
 
 def initialize(convs: Iterable[tuple[nn.Conv2d, Conv]], scheme: str) -> None:
@@ -183,9 +181,8 @@ def build_factory_model(config: ModelConfig, search_dirs: tuple = ()) -> nn.Modu
     try:
         model = function(**kwargs)
     except Exception as err:  # the user's code: say what it raised, in one line
-        text = str(err).strip().splitlines()
         raise ConfigError(f"model.factory: {config.factory}({_call_text(kwargs)}) raised "
-                          f"{type(err).__name__}: {text[0][:300] if text else ''}") from None
+                          f"{type(err).__name__}: {first_line(str(err), 300)}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model.factory: {config.factory}({_call_text(kwargs)}) returned "
                           f"{type(model).__name__}, not a torch.nn.Module")
