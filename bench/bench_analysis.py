@@ -115,8 +115,9 @@ def main(argv=None) -> int:
     try:
         start = time.perf_counter()
         exp = make_fake_experiment(root, args.trials, args.epochs)
+        size = sum(f.stat().st_size for f in exp.rglob("result.json")) / 1e6
         print(f"fake experiment: {args.trials} trials x {args.epochs} epochs, written in "
-              f"{time.perf_counter() - start:.1f} s ({sum(f.stat().st_size for f in exp.rglob('result.json')) / 1e6:.0f} MB)")
+              f"{time.perf_counter() - start:.1f} s ({size:.0f} MB)")
         commands = {
             "bare loop": [sys.executable, "-c", BARE_LOOP, str(exp)],
             "export": [sys.executable, "-m", "ninsweep", "export", str(exp), "-o", str(root / "out.csv")],

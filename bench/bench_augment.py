@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from ninsweep.config import DataConfig
-from ninsweep.data import DeviceLoader, ImageData, load_data
+from ninsweep.core.data import DeviceLoader, ImageData, load_data
 
 
 class PilDataset(Dataset):

@@ -37,13 +37,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from benchutil import machine, median, rss_mb, table, write_json
+
 from ninsweep import metrics as M
 from ninsweep.config import TrialConfig
-from ninsweep.data import load_data
-from ninsweep.model import NIN, count_parameters
-from ninsweep.train import CHECKPOINT_FILE, Trainer, save_checkpoint
+from ninsweep.core.checkpoint import save_checkpoint
+from ninsweep.core.data import load_data
+from ninsweep.core.model import NIN, count_parameters
+from ninsweep.core.train import Trainer
+from ninsweep.experiment_dir import CHECKPOINT_FILE
 
 CIFAR_TRAIN, CIFAR_TEST = 50_000, 10_000
 

@@ -91,7 +91,7 @@ def _plain_trial(args: tuple[dict, int, str]) -> float:
 
     torch.set_num_threads(threads)
     from ninsweep.config import TrialConfig
-    from ninsweep.train import Trainer
+    from ninsweep.core.train import Trainer
 
     started = time.perf_counter()
     Trainer(TrialConfig.from_dict(config)).fit()

@@ -38,13 +38,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from benchutil import machine, median, require_loopback_namespace, table, write_json
+
 from ninsweep import metrics as M
 from ninsweep.config import TrialConfig
-from ninsweep.data import ImageData, load_data
-from ninsweep.model import NIN
-from ninsweep.train import Trainer
+from ninsweep.core.data import ImageData, load_data
+from ninsweep.core.model import NIN
+from ninsweep.core.train import Trainer
 
 
 class PlainLoop:
@@ -124,7 +124,7 @@ class RayTrial:
     """The Trainer inside a one-trial Tune run, through ninsweep's start_ray and trainable."""
 
     def __init__(self, cfg: TrialConfig, cpus: int, storage: Path, leave_threads_to_ray: bool):
-        from ninsweep.sweep import start_ray
+        from ninsweep.sweep.ray_cluster import start_ray
 
         start_ray(None, log=lambda message: None)
         self.cfg = cfg.replace(train={"threads": None}) if leave_threads_to_ray else cfg
@@ -137,7 +137,7 @@ class RayTrial:
         """A fresh trial: one warm-up epoch, one timed (images/s as the trial reported it)."""
         from ray import tune
 
-        from ninsweep.trainable import make_trainable
+        from ninsweep.sweep.trainable import make_trainable
 
         self.runs += 1
         threads_file = self.storage / f"threads-{self.runs}.txt"

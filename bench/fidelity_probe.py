@@ -36,9 +36,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gpu_grid import LineReader, WorkerProcess, send  # noqa: E402
+
 from ninsweep import metrics as M  # noqa: E402
 from ninsweep.config import DataConfig, TrialConfig, to_dict  # noqa: E402
-from ninsweep.data import load_data  # noqa: E402
+from ninsweep.core.data import load_data  # noqa: E402
 
 # name -> (model settings, the report's final test accuracy after 164 epochs)
 MODELS = {
@@ -65,7 +66,7 @@ def plan_epochs(first_epoch_s: float, seconds_left: float, max_epochs: int) -> i
 # -- worker ---------------------------------------------------------------------------------
 
 def worker_main(spec: dict[str, Any]) -> None:
-    from ninsweep.train import Trainer
+    from ninsweep.core.train import Trainer
 
     torch.set_num_threads(spec["threads"])
     started = time.perf_counter()

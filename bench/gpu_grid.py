@@ -54,8 +54,8 @@ sys.path.insert(0, str(ROOT))  # ninsweep from this checkout, installed or not
 
 from ninsweep import metrics as M  # noqa: E402
 from ninsweep.config import DataConfig, ModelConfig, TrialConfig  # noqa: E402
-from ninsweep.data import load_data  # noqa: E402
-from ninsweep.model import NIN  # noqa: E402
+from ninsweep.core.data import load_data  # noqa: E402
+from ninsweep.core.model import NIN  # noqa: E402
 
 # The grid of search_spaces/lab4.yaml, in its trial order (tests check the two agree).
 GRID = ([(activation, batchnorm, init) for activation in ("relu", "elu")
@@ -204,7 +204,9 @@ def send(record: dict[str, Any]) -> None:
 
 
 def worker_main(spec: dict[str, Any]) -> None:
-    from ninsweep.train import CHECKPOINT_FILE, Trainer, save_checkpoint
+    from ninsweep.core.checkpoint import save_checkpoint
+    from ninsweep.core.train import Trainer
+    from ninsweep.experiment_dir import CHECKPOINT_FILE
 
     torch.set_num_threads(spec["threads"])
     if spec["config"]["train"]["compile"] and spec.get("compile_backend"):

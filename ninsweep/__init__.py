@@ -12,15 +12,15 @@ __all__ = ["build_model", "TrialConfig", "Trainer", "__version__"]
 def __getattr__(name):
     # Lazy, so `ninsweep --help` and the YAML validation don't pay for importing torch.
     if name == "build_model":
-        from .model import build_model
+        from ninsweep.core.model import build_model
 
         return build_model
     if name == "TrialConfig":
-        from .config import TrialConfig
+        from ninsweep.config import TrialConfig
 
         return TrialConfig
     if name == "Trainer":
-        from .train import Trainer
+        from ninsweep.core.train import Trainer
 
         return Trainer
     raise AttributeError(f"module 'ninsweep' has no attribute {name!r}")

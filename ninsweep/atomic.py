@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
-from .errors import NinsweepError
-from .fmt import reason
+from ninsweep.errors import NinsweepError
+from ninsweep.fmt import reason
 
 Content = Union[bytes, str, Callable[[BinaryIO], object]]
 

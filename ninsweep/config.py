@@ -15,13 +15,23 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Annotated, Callable, ClassVar, NoReturn, Optional, Sequence
+from typing import Annotated, Any, Callable, ClassVar, NoReturn, Optional, Sequence
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StrictInt,
-                      ValidationError, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from .errors import ConfigError
+from ninsweep.errors import ConfigError
+from ninsweep.registry import ACTIVATIONS, INITS, NORMS, SOURCES
+from ninsweep.user_code import import_path_problem
 
 POOLS = ("max", "avg")
 POOL_PADDINGS = ("same", "symmetric")
@@ -194,12 +204,6 @@ def _checked(rule: Callable[[Any], Optional[str]], base: Any = str) -> Any:
     return Annotated[base, AfterValidator(check)]
 
 
-def _import_path_problem(value: str) -> Optional[str]:
-    from .factory import import_path_problem
-
-    return import_path_problem(value)
-
-
 def _device_problem(value: str) -> Optional[str]:
     kind, colon, index = value.partition(":")
     if kind in DEVICES and (not colon or (kind == "cuda" and index.isdigit())):
@@ -207,7 +211,7 @@ def _device_problem(value: str) -> Optional[str]:
     return f"must be one of {', '.join(DEVICES)} (cuda may name an index, cuda:1)"
 
 
-ImportPath = _checked(_import_path_problem)
+ImportPath = _checked(import_path_problem)
 Positive = Annotated[StrictInt, Field(gt=0)]
 
 
@@ -403,8 +407,6 @@ class TrialConfig(Schema):
 @functools.lru_cache(maxsize=1)
 def _registry_names() -> dict[str, tuple[str, ...]]:
     """The names of each registry (``ninsweep/registry.py``, their one list; no torch)."""
-    from .registry import ACTIVATIONS, INITS, NORMS, SOURCES
-
     return {"activation": tuple(ACTIVATIONS), "norm": tuple(NORMS), "init": tuple(INITS),
             "source": tuple(SOURCES)}
 

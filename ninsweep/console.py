@@ -1,17 +1,12 @@
 """What reaches the user's terminal: ninsweep's own lines, and nothing of Ray's.
 
-Two pieces, used by the CLI, the sweep driver and the trial workers (the text itself,
-durations and tables, is formatted by ``ninsweep.fmt``):
-
-- ``Console``: where our lines go. Timestamped progress lines (dropped by ``--quiet``), errors
-  (always), and plain text blocks such as the final tables (always). On a terminal it is a
-  ``rich`` console, so a live progress bar can stay below the lines; elsewhere it writes plain
-  text and never an escape sequence.
-- ``output_to_file``: points the process's stdout and stderr file descriptors at a log file
-  for a while. The driver wraps its whole Ray session in it (Ray's warnings, Tune's banners
-  and the C++ core's messages all write to fd 1/2), and each trial wraps its run in it (its
-  prints, Ray's worker logging, library warnings), so the log files in the experiment hold
-  all of that and the console holds only our lines.
+``Console`` is where our lines go, for the CLI and the sweep driver: timestamped progress
+lines (dropped by ``--quiet``), errors (always), and plain text blocks such as the final tables
+(always). On a terminal it is a ``rich`` console, so a live progress bar can stay below the
+lines; elsewhere it writes plain text and never an escape sequence. ``epoch_line`` is the one
+way an epoch's numbers are written; ``StepProgress`` shows progress within an epoch of
+``ninsweep train``. The text itself (durations, tables) is ``ninsweep.fmt``'s; Ray's output
+goes to the experiment's log files (``sweep.logs``).
 
 Diagnostics that are not part of the user interface go through ``logging.getLogger("ninsweep")``
 (``LOG``), so a library user can route them; the CLI sends them to the console's stderr.
@@ -19,22 +14,27 @@ Diagnostics that are not part of the user interface go through ``logging.getLogg
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
 import sys
 import time
-from pathlib import Path
-from typing import Iterator, Optional, TextIO
+from typing import Any, Mapping, Optional, TextIO
 
-from .fmt import clock, first_line
-from .storage import is_uri
+from ninsweep.fmt import clock
+from ninsweep.metrics import (
+    EPOCH,
+    EPOCH_TIME_S,
+    IMAGES_PER_S,
+    LR,
+    REPLAYED,
+    TEST_ACC,
+    TEST_LOSS,
+    TRAIN_ACC,
+    TRAIN_LOSS,
+)
 
 LOG = logging.getLogger("ninsweep")
-
-DRIVER_LOG = "driver.log"  # in the experiment directory: the Ray session of each run/resume
-TRIAL_LOG = "trial.log"  # in each trial directory: the trial's own output and Ray's worker logs
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -71,6 +71,7 @@ class Console:
         self.terminal = is_terminal(self.out)
         self.rich = None
         if self.terminal:
+            # rich costs ~0.1 s to import, 40% of `run --dry-run`: only on a terminal.
             from rich.console import Console as RichConsole
 
             self.rich = RichConsole(file=self.out, highlight=False, markup=False,
@@ -101,99 +102,24 @@ class Console:
             print(text, file=self.out, flush=True)
 
 
-@contextlib.contextmanager
-def output_to_file(path: os.PathLike | str, header: Optional[str] = None) -> Iterator[Path]:
-    """Point this process's stdout and stderr descriptors (and so every Python stream, logging
-    handler and C++ logger writing to them) at ``path``, appending, until the block ends."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        if header:
-            os.write(target, f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {header}\n".encode())
-        os.dup2(target, 1)
-        os.dup2(target, 2)
-        yield path
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for descriptor in (*saved, target):
-            os.close(descriptor)
+def epoch_line(result: Mapping[str, Any], epochs: Any, width: int = 0) -> str:
+    """One epoch's numbers, as ``train`` and a sweep's progress both print them:
+    ``epoch 3/10  train loss 1.2345 acc  55.10%  test loss ... acc ...  lr 0.1  12.3 s
+    210 img/s``; a number the record lacks reads ``-``. ``width`` pads the epoch (``train``
+    aligns its lines; a sweep's interleave trials and are not padded)."""
 
+    def number(key: str, spec: str, scale: float = 1.0) -> str:
+        value = result.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return "-"
+        return format(scale * value, spec)
 
-class DriverLog:
-    """The driver's Ray session output, kept in ``<experiment>/driver.log``.
-
-    Entered before Ray starts, it points fd 1/2 at a temporary file, because the experiment
-    directory must not exist before its manifest (a refused run leaves nothing behind);
-    ``move_into`` then carries what was written so far into the experiment's ``driver.log``
-    and writes there from then on. On remote storage the log stays local while the sweep runs
-    and is uploaded as ``driver-<time>.log`` at the end. ``path`` is where it is now.
-    """
-
-    def __init__(self, header: str):
-        import tempfile
-
-        descriptor, name = tempfile.mkstemp(prefix="ninsweep-driver-", suffix=".log")
-        os.close(descriptor)
-        self.path = name
-        self.header = header
-        self._temporary: Optional[Path] = Path(name)
-        self._remote: Optional[str] = None
-        self._redirect: Optional[contextlib.AbstractContextManager] = None
-
-    def __enter__(self) -> "DriverLog":
-        self._redirect = output_to_file(self.path, header=self.header)
-        self._redirect.__enter__()
-        return self
-
-    def move_into(self, experiment: str) -> None:
-        if self._temporary is None:
-            return
-        if is_uri(experiment):
-            self._remote = experiment
-            return
-        target = Path(experiment, DRIVER_LOG)
-        self._redirect.__exit__(None, None, None)
-        with open(target, "ab") as log, open(self._temporary, "rb") as early:
-            log.write(early.read())
-        self._temporary.unlink(missing_ok=True)
-        self._temporary = None
-        self.path = str(target)
-        self._redirect = output_to_file(self.path)
-        self._redirect.__enter__()
-
-    def __exit__(self, *exc_info) -> None:
-        self._redirect.__exit__(None, None, None)
-        if self._remote is None and self._temporary is not None:
-            # Stopped before the experiment existed (bad input, no cluster): keep the log
-            # only if Ray wrote something into it.
-            with contextlib.suppress(OSError):
-                if self._temporary.read_text(errors="replace").count("\n") <= 1:
-                    self._temporary.unlink()
-                else:
-                    LOG.warning("Ray's output before the failure is in %s", self._temporary)
-            return
-        if self._remote is not None and self._temporary is not None:
-            try:
-                from .storage import filesystem, join
-
-                target = join(self._remote, f"driver-{time.strftime('%Y%m%d-%H%M%S')}.log")
-                fs, path = filesystem(target)
-                with fs.open_output_stream(path) as stream:
-                    stream.write(self._temporary.read_bytes())
-                self._temporary.unlink(missing_ok=True)
-                self.path = target
-            except Exception as err:  # the sweep's outcome matters more than its log's upload
-                LOG.warning("could not upload the driver log %s to %s: %s", self._temporary,
-                            self._remote, first_line(err, 200))
+    line = (f"epoch {result.get(EPOCH, 0):>{width}}/{epochs}  "
+            f"train loss {number(TRAIN_LOSS, '.4f')} acc {number(TRAIN_ACC, '6.2f', 100)}%  "
+            f"test loss {number(TEST_LOSS, '.4f')} acc {number(TEST_ACC, '6.2f', 100)}%  "
+            f"lr {number(LR, '.4g')}  {number(EPOCH_TIME_S, '6.1f')} s  "
+            f"{number(IMAGES_PER_S, '6.0f')} img/s")
+    return line + ("  (from its checkpoint)" if result.get(REPLAYED) else "")
 
 
 class StepProgress:
@@ -215,8 +141,14 @@ class StepProgress:
         if step == 1:
             self._epoch_started = self._last_line = now
             if self.console.rich is not None:
-                from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                           TimeElapsedColumn, TimeRemainingColumn)
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                    TimeRemainingColumn,
+                )
 
                 self._bar = Progress(TextColumn(f"epoch {self.epoch_of()}"), BarColumn(),
                                      MofNCompleteColumn(), TextColumn("steps"),
@@ -254,25 +186,3 @@ def route_logging(stream: TextIO, level: int = logging.WARNING) -> None:
     LOG.propagate = False
 
 
-def with_trial_log(trainable, experiment: str):
-    """``trainable`` with its process output sent to ``<experiment>/<trial>/trial.log``.
-
-    Runs inside the trial's worker: ``log_to_driver=False`` keeps worker output off the
-    driver's console, and this keeps it in the experiment instead of Ray's session folder. On
-    remote storage (s3://, gs://) the log goes to the trial's working directory, which Tune
-    uploads into the trial directory with its artifacts.
-    """
-    import functools
-
-    from .space import TRIAL_KEY
-
-    remote = is_uri(experiment)
-
-    @functools.wraps(trainable)
-    def run_with_log(config):
-        name = config[TRIAL_KEY]["name"]
-        target = Path(TRIAL_LOG) if remote else Path(experiment, name, TRIAL_LOG)
-        with output_to_file(target, header=f"trial {name}, pid {os.getpid()}"):
-            return trainable(config)
-
-    return run_with_log

@@ -8,6 +8,7 @@ this module).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Collection, Optional, Sequence
 
@@ -35,6 +36,27 @@ def duration(seconds: Any) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def value_text(value: Any) -> str:
+    """A setting's value as a person writes it in YAML: true / false, 0.25 and 2 (not 2.0),
+    1e-05, [81,122], null; anything else as ``str()``. The one formatter of values for the dry
+    run, config labels, factor levels and messages (numpy scalars read as their Python value).
+    """
+    if hasattr(value, "dtype") and hasattr(value, "item"):
+        value = value.item()  # np.float64(0.1) -> 0.1: numpy 2 writes its type into repr()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(value_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    if value is None:
+        return "null"
+    return str(value)
 
 
 def first_line(value: object, limit: Optional[int] = None) -> str:

@@ -14,6 +14,8 @@ EPOCH_TIME_S = "epoch_time_s"  # training + evaluation wall time of the epoch
 IMAGES_PER_S = "images_per_s"  # training images per second of training time
 
 EPOCH_METRICS = (EPOCH, TRAIN_LOSS, TRAIN_ACC, TEST_LOSS, TEST_ACC, LR, EPOCH_TIME_S, IMAGES_PER_S)
+# Ray's own key in every record: wall time since the trial (re)started.
+TIME_TOTAL_S = "time_total_s"
 
 # Only on CUDA: the most GPU memory the run's caching allocator has held so far, in MiB. It is
 # what several trials sharing one GPU (fractional resources) must fit into together.
@@ -54,6 +56,15 @@ OBJECTIVE_MODES = ("max", "min")
 DEFAULT_OBJECTIVE = {"metric": TEST_ACC, "mode": "max"}
 
 
+ACCURACY_METRICS = (TRAIN_ACC, TEST_ACC, VAL_ACC)  # fractions in [0, 1], shown in percent
+
+
 def is_accuracy(metric: str) -> bool:
     """A fraction in [0, 1], shown in percent."""
-    return metric in (TRAIN_ACC, TEST_ACC, VAL_ACC)
+    return metric in ACCURACY_METRICS
+
+
+def objective_column(metric: str) -> str:
+    """The trial table's column of a metric's final value: ``final_test_acc_pct`` (accuracies
+    in percent), ``final_test_loss``."""
+    return f"final_{metric}_pct" if is_accuracy(metric) else f"final_{metric}"

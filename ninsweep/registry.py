@@ -59,7 +59,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "leaky_relu": Activation("LeakyReLU", "torch.nn:LeakyReLU",
                              {"leaky_relu_slope": "negative_slope"}, INPLACE),
     "elu": Activation("ELU", "torch.nn:ELU", {"elu_alpha": "alpha"}, INPLACE),
-    "maxout": Activation("Maxout", "ninsweep.layers:Maxout", {"maxout_pieces": "pieces"},
+    "maxout": Activation("Maxout", "ninsweep.core.layers:Maxout", {"maxout_pieces": "pieces"},
                          pieces="maxout_pieces"),
     "gelu": Activation("GELU", "torch.nn:GELU"),
     "silu": Activation("SiLU", "torch.nn:SiLU", fixed=INPLACE),
@@ -76,10 +76,10 @@ NORMS: dict[str, Entry] = {
     "none": Entry("", None),
     # Keras BatchNormalization defaults (bn_momentum, bn_eps): the reference's BN.
     "batch": Entry("+BN", "torch.nn:BatchNorm2d", {"bn_eps": "eps", "bn_momentum": "momentum"}),
-    "group": Entry("+GN", "ninsweep.layers:group_norm", {"norm_groups": "groups", "bn_eps": "eps"}),
+    "group": Entry("+GN", "ninsweep.core.layers:group_norm", {"norm_groups": "groups", "bn_eps": "eps"}),
     # Layer norm of a conv net: one group over (C, H, W) per image, as ConvNeXt-style
     # GroupNorm(1, C) does; a per-channel affine like BN's.
-    "layer": Entry("+LN", "ninsweep.layers:group_norm", {"bn_eps": "eps"}, {"groups": 1}),
+    "layer": Entry("+LN", "ninsweep.core.layers:group_norm", {"bn_eps": "eps"}, {"groups": 1}),
 }
 
 # An init's builder takes a conv's weight (torch.nn.init's convention); biases become zero.
@@ -87,8 +87,8 @@ NORMS: dict[str, Entry] = {
 RELU_GAIN = {"nonlinearity": "relu"}
 
 INITS: dict[str, Entry] = {
-    "keras": Entry("", "ninsweep.model:keras_init_", {"keras_std": "std"}),
-    "he": Entry("+WI", "ninsweep.model:he_init_"),
+    "keras": Entry("", "ninsweep.core.model:keras_init_", {"keras_std": "std"}),
+    "he": Entry("+WI", "ninsweep.core.model:he_init_"),
     "torch": Entry("+torchinit", None),  # PyTorch's defaults, biases included
     "orthogonal": Entry("+orthogonal", "torch.nn.init:orthogonal_"),
     "xavier_uniform": Entry("+xavier_uniform", "torch.nn.init:xavier_uniform_"),
@@ -101,8 +101,8 @@ INITS: dict[str, Entry] = {
 
 # Data sources: name -> the decoder (cfg, imagefolder scan, log) -> decoded splits.
 SOURCES: dict[str, str] = {
-    "cifar10": "ninsweep.data:_decode_cifar10",
-    "imagefolder": "ninsweep.data:_decode_imagefolder",
-    "synthetic": "ninsweep.data:_generate_synthetic",
-    "factory": "ninsweep.data:_load_factory",
+    "cifar10": "ninsweep.core.data:_decode_cifar10",
+    "imagefolder": "ninsweep.core.data:_decode_imagefolder",
+    "synthetic": "ninsweep.core.data:_generate_synthetic",
+    "factory": "ninsweep.core.data:_load_factory",
 }

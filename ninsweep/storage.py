@@ -1,32 +1,42 @@
-"""Where experiments live: a local path, or a URI that pyarrow understands (s3://, gs://).
+"""Experiments on storage: a local path, or a URI that pyarrow understands (s3://, gs://).
 
-Every storage question is answered here: whether a location is a URI (``uri_scheme``,
-``is_uri``; ``file://`` is a local path), whether a local path is on storage every node of a
-cluster shares (``check_storage_for_cluster``, from the mounts in /proc/mounts), and the few
-file operations ninsweep does around what Ray Tune writes (the manifest, the lock, existence
-checks). ``fetch_experiment`` copies a remote experiment's results so the analysis, which
-reads a local directory, works on it too.
+Every storage question that touches a file system is answered here (how a location is
+written, ``is_uri`` and ``join``, is ``ninsweep.locations``'s): whether a local path is on
+storage every node of a cluster shares (``check_storage_for_cluster``, from the mounts in
+/proc/mounts), the few file operations ninsweep does around what Ray Tune writes (the
+manifest, the lock, existence checks), and the state files of a trial's checkpoints
+(``list_states``: the trainable resumes from them, ``status`` reports them).
+``fetch_experiment`` copies a remote experiment's results so the analysis, which reads a
+local directory, works on it too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from .atomic import write_atomic
-from .errors import NinsweepError
-from .fmt import first_line, reason
+import pyarrow.fs
 
-MANIFEST_FILE = "ninsweep.json"
-LOCK_FILE = ".ninsweep.lock"  # held by the run or resume writing the experiment
-STORAGE_TIMEOUT_ENV = "NINSWEEP_STORAGE_TIMEOUT"
-DEFAULT_STORAGE_TIMEOUT_S = 30.0
-DEFAULT_STORAGE = "~/ninsweep-results"
+from ninsweep.atomic import write_atomic
+from ninsweep.errors import NinsweepError
+from ninsweep.experiment_dir import (
+    CHECKPOINT_DIR_PREFIX,
+    CHECKPOINT_FILE,
+    LOCK_FILE,
+    MANIFEST_FILE,
+    state_file_epoch,
+)
+from ninsweep.fmt import first_line, reason
+from ninsweep.locations import is_uri, join, local_path
+from ninsweep.waits import storage_timeout
+
 SHARED_STORAGE_ENV = "NINSWEEP_SHARED_STORAGE"  # 1: every node mounts --storage from shared storage
 # Filesystem types whose files every node of a cluster sees (checked in /proc/mounts).
 SHARED_FS_TYPES = frozenset({
@@ -39,38 +49,7 @@ LOCAL_FUSE_TYPES = frozenset({
     "fuse.appimagefuse", "fuse.squashfuse", "fuse.encfs", "fuse.gocryptfs", "fuse.bindfs",
     "fuse.vmhgfs-fuse", "fuse.xdg-document-portal",
 })
-_URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_FILE_PREFIX = "file://"
 _TRUE = {"1", "true", "yes", "on"}
-
-
-def uri_scheme(location: str) -> Optional[str]:
-    """The URI scheme of ``location`` in lower case (``s3``), or None for a local path,
-    ``file://`` included."""
-    match = _URI_RE.match(location)
-    if not match or match.group(1).lower() == "file":
-        return None
-    return match.group(1).lower()
-
-
-def is_uri(location: str) -> bool:
-    """A remote location (s3://, gs://, ...), read and written through pyarrow."""
-    return uri_scheme(location) is not None
-
-
-def local_path(location: str) -> str:
-    """A local location without its ``file://`` prefix, if it has one."""
-    if location[:len(_FILE_PREFIX)].lower() == _FILE_PREFIX:
-        return location[len(_FILE_PREFIX):]
-    return location
-
-
-def resolve_storage(storage: Optional[str]) -> str:
-    """An absolute local path or a URI; Ray Tune needs one of the two."""
-    storage = storage or os.environ.get("NINSWEEP_STORAGE") or DEFAULT_STORAGE
-    if is_uri(storage):
-        return storage.rstrip("/")
-    return str(Path(local_path(storage)).expanduser().resolve())
 
 
 def _reason(err: BaseException) -> str:
@@ -78,21 +57,7 @@ def _reason(err: BaseException) -> str:
     return first_line(err, 240)
 
 
-def storage_timeout() -> float:
-    """Seconds a cloud storage call may keep retrying (``$NINSWEEP_STORAGE_TIMEOUT``, 30)."""
-    text = os.environ.get(STORAGE_TIMEOUT_ENV, "").strip()
-    try:
-        value = float(text) if text else DEFAULT_STORAGE_TIMEOUT_S
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise NinsweepError(f"{STORAGE_TIMEOUT_ENV}={text!r}: expected a positive number of seconds")
-    return value
-
-
 def filesystem(location: str):
-    import pyarrow.fs  # Ray's own dependency; only needed here for URIs
-
     if is_uri(location):
         try:
             scheme, _, rest = location.partition("://")
@@ -100,8 +65,6 @@ def filesystem(location: str):
                 # pyarrow's GCS client retries transient errors for 15 minutes by default
                 # (an unreachable endpoint looks transient): bound it. S3's client already
                 # gives up after a few seconds (AWS SDK connect/request timeouts, 3 tries).
-                import datetime
-
                 limit = datetime.timedelta(seconds=max(1.0, storage_timeout()))
                 return pyarrow.fs.GcsFileSystem(retry_time_limit=limit), rest
             return pyarrow.fs.FileSystem.from_uri(location)
@@ -110,17 +73,11 @@ def filesystem(location: str):
     return pyarrow.fs.LocalFileSystem(), location
 
 
-def join(location: str, *parts: str) -> str:
-    return "/".join([location.rstrip("/"), *parts]) if is_uri(location) else str(Path(location, *parts))
-
-
 def experiment_exists(experiment: str) -> bool:
     if not is_uri(experiment):
         path = Path(experiment)
         return path.exists() and (not path.is_dir() or any(
             entry.name != LOCK_FILE for entry in path.iterdir()))
-    import pyarrow.fs
-
     fs, path = filesystem(experiment)
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
@@ -234,8 +191,6 @@ def fetch_experiment(uri: str, destination: Optional[os.PathLike | str] = None) 
     The default destination is ``$NINSWEEP_CACHE_DIR`` (or ``~/.cache/ninsweep``)
     ``/experiments/<the URI as a name>``; files there are refreshed on every call.
     """
-    import pyarrow.fs
-
     if destination is None:
         cache = os.environ.get("NINSWEEP_CACHE_DIR") or "~/.cache/ninsweep/cache"
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", uri).strip("-")
@@ -253,7 +208,7 @@ def fetch_experiment(uri: str, destination: Optional[os.PathLike | str] = None) 
         relative = entry.path[len(root):].lstrip("/")
         # Checkpoints are large and the analysis never reads them.
         if entry.type != pyarrow.fs.FileType.File or any(
-                part.startswith("checkpoint_") for part in relative.split("/")):
+                part.startswith(CHECKPOINT_DIR_PREFIX) for part in relative.split("/")):
             continue
         target = destination / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -265,8 +220,6 @@ def fetch_experiment(uri: str, destination: Optional[os.PathLike | str] = None) 
 
 def path_exists(location: str) -> bool:
     """Whether a file or directory exists at a path or URI."""
-    import pyarrow.fs
-
     fs, path = filesystem(location)
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
@@ -275,6 +228,63 @@ def make_dirs(location: str) -> None:
     """Create a directory (and its parents) at a path or URI."""
     fs, path = filesystem(location)
     fs.create_dir(path, recursive=True)
+
+
+# -- the state files of a trial's checkpoints ------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """One state file on storage. ``epoch`` comes from its name (None: a legacy file)."""
+
+    checkpoint_dir: str  # e.g. checkpoint_000003
+    path: str  # as the storage filesystem names it
+    epoch: Optional[int]
+
+    @property
+    def label(self) -> str:
+        return f"{self.checkpoint_dir}/{self.path.rsplit('/', 1)[-1]}"
+
+
+def list_states(trial_dir: str) -> list[StoredState]:
+    """Every state file in ``trial_dir``'s checkpoint directories, newest epoch first.
+
+    Legacy files (epoch unknown until loaded) come last, the highest directory first. A
+    trial directory that does not exist has none. Raises ``OSError`` when storage cannot
+    be listed.
+    """
+    fs, root = filesystem(trial_dir)
+    root = root.rstrip("/")
+    try:
+        children = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+    except NotADirectoryError:
+        return []
+    states = []
+    for child in children:
+        name = child.path.rstrip("/").rsplit("/", 1)[-1]
+        if child.type != pyarrow.fs.FileType.Directory or not name.startswith(CHECKPOINT_DIR_PREFIX):
+            continue
+        for entry in fs.get_file_info(pyarrow.fs.FileSelector(child.path, allow_not_found=True)):
+            file_name = entry.path.rsplit("/", 1)[-1]
+            if entry.type != pyarrow.fs.FileType.File:
+                continue
+            epoch = state_file_epoch(file_name)
+            if epoch is not None:
+                states.append(StoredState(name, entry.path, epoch))
+            elif file_name == CHECKPOINT_FILE:
+                states.append(StoredState(name, entry.path, None))
+    return sorted(states, key=lambda s: (s.epoch is not None, s.epoch or 0, s.checkpoint_dir),
+                  reverse=True)
+
+
+def newest_checkpointed_epoch(trial_dir: os.PathLike | str) -> Optional[int]:
+    """The highest epoch a state file on storage is named after (not loaded: a hint for
+    ``status``); None when there is none or storage cannot be listed."""
+    try:
+        epochs = [s.epoch for s in list_states(str(trial_dir)) if s.epoch is not None]
+    except (OSError, NinsweepError):
+        return None
+    return max(epochs, default=None)
 
 
 # -- shared storage for multi-node runs -------------------------------------------------

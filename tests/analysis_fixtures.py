@@ -126,7 +126,8 @@ def check_analysable(exp_dir: Path, tmp_path: Path, *, expect_trials: Optional[i
     """Every analysis entry point on a (real) experiment directory; returns the Experiment."""
     import pandas as pd
 
-    from ninsweep import analysis, report
+    from ninsweep import analysis
+    from ninsweep.analysis import report
 
     exp = analysis.load_experiment(exp_dir)
     if expect_trials is not None:

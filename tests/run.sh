@@ -8,6 +8,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 export RAY_USAGE_STATS_ENABLED=0
+# The linter first (pyproject.toml's [tool.ruff]): a finding fails the run in seconds.
+"$PYTHON" -m ruff check ninsweep tests bench examples || exit 1
 if [ "$(id -u)" = 0 ] && unshare -n -p -f --mount-proc true 2>/dev/null; then
   # bash stays PID 1 of the namespace (reaping orphans); `exit $?` keeps it from exec'ing.
   unshare -n -p -f --mount-proc bash -c \

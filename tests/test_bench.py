@@ -12,11 +12,10 @@ import subprocess
 import sys
 
 import pytest
+from ray_support import ROOT, needs_netns
 
 from ninsweep.config import ModelConfig
 from ninsweep.space import load_space
-
-from ray_support import ROOT, needs_netns
 
 BENCH = ROOT / "bench"
 

@@ -3,10 +3,9 @@
 import re
 
 import pytest
+from ray_support import ROOT, cli_env, ninsweep
 
 from ninsweep.cli import main
-
-from ray_support import ROOT, cli_env, ninsweep
 
 TINY = ["--data", "synthetic", "--set", "data.synthetic_train_size=64",
         "--set", "data.synthetic_test_size=32", "--set", "data.synthetic_image_size=16",

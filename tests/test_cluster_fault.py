@@ -29,13 +29,11 @@ import time
 from pathlib import Path
 
 import pytest
+from ray_support import SPACES, RayNode, cli_env, free_port, needs_netns, reported_records, start_ninsweep, wait_until
 
 from ninsweep import metrics as M
 from ninsweep.analysis import load_history
 from ninsweep.space import load_space
-
-from ray_support import (SPACES, RayNode, cli_env, free_port, needs_netns, reported_records,
-                         start_ninsweep, wait_until)
 
 FAULT_SPACE = SPACES / "fault.yaml"
 

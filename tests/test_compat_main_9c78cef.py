@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from ray_support import cli_env, needs_netns, ninsweep
 
 from ninsweep.cli import main
-from ray_support import cli_env, needs_netns, ninsweep
 
 FIXTURE = Path(__file__).parent / "fixtures" / "main-9c78cef" / "compat"
 TRIALS = ("elu-bn-keras-lr0.05-s0", "relu-bn-keras-lr0.05-s0")

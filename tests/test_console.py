@@ -11,9 +11,10 @@ import sys
 
 import pytest
 
-from ninsweep.console import Console, DriverLog, StepProgress, route_logging
+from ninsweep.console import Console, StepProgress, route_logging
 from ninsweep.fmt import clock, first_line
-from ninsweep.progress import EtaEstimator, SweepProgress
+from ninsweep.sweep.logs import DriverLog
+from ninsweep.sweep.progress import EtaEstimator, SweepProgress
 
 
 @pytest.mark.parametrize("seconds,text", [(0, "0:00"), (59.6, "1:00"), (61, "1:01"),
@@ -51,7 +52,8 @@ def test_output_to_file_takes_the_descriptors_of_child_processes_and_loggers_too
     log = tmp_path / "logs" / "driver.log"
     script = f"""
 import logging, os, subprocess, sys
-from ninsweep.console import Console, output_to_file
+from ninsweep.console import Console
+from ninsweep.sweep.logs import output_to_file
 console = Console()
 handler = logging.StreamHandler(sys.stderr)  # bound before the redirect, as Ray's are
 logging.getLogger("ray").addHandler(handler)
@@ -156,7 +158,7 @@ def test_train_progress_within_an_epoch_off_a_terminal_is_plain_periodic_lines()
 
 def test_trainer_calls_the_step_callback_after_every_training_step():
     from ninsweep.config import TrialConfig
-    from ninsweep.train import Trainer
+    from ninsweep.core.train import Trainer
 
     cfg = TrialConfig.from_dict({
         "data": {"source": "synthetic", "synthetic_train_size": 96, "synthetic_test_size": 32,
@@ -169,7 +171,7 @@ def test_trainer_calls_the_step_callback_after_every_training_step():
 
 def test_a_library_user_gets_the_trainers_notes_through_logging(caplog):
     from ninsweep.config import TrialConfig
-    from ninsweep.train import Trainer
+    from ninsweep.core.train import Trainer
 
     cfg = TrialConfig.from_dict({
         "data": {"source": "synthetic", "synthetic_train_size": 64, "synthetic_test_size": 32,

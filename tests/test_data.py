@@ -20,9 +20,10 @@ import torchvision.datasets.cifar
 from PIL import Image
 
 from ninsweep.config import DataConfig
-from ninsweep.data import DeviceLoader, cache_path, load_data, resolve_cache_dir, resolve_data_root
-from ninsweep.registry import SOURCES, resolve
+from ninsweep.core.data import DeviceLoader, cache_path, load_data
+from ninsweep.datasets import resolve_cache_dir, resolve_data_root
 from ninsweep.errors import DataError
+from ninsweep.registry import SOURCES, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -202,7 +203,7 @@ def test_a_corrupt_cache_is_rebuilt_with_a_warning(tmp_path, damage):
 _RACE = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    import ninsweep.data as data
+    import ninsweep.core.data as data
     from ninsweep.config import DataConfig
 
     work, me = Path(sys.argv[1]), sys.argv[2]

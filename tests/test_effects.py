@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ninsweep import analysis, effects
+from ninsweep import analysis
+from ninsweep.analysis import effects
 from ninsweep.errors import NinsweepError
 
 try:

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from ray_support import cli_env, needs_netns, ninsweep
 
 from ninsweep.cli import main
 from ninsweep.config import TrialConfig
+from ninsweep.core.train import Trainer
 from ninsweep.errors import CheckpointError, ConfigError
 from ninsweep.space import load_space, parse_space
-from ninsweep.train import Trainer
-
-from ray_support import cli_env, needs_netns, ninsweep
 
 NETS = textwrap.dedent('''
     import os
@@ -192,7 +191,7 @@ def data_module(tmp_path, monkeypatch):
 
 
 def test_a_data_factory_of_tensors_is_converted_cached_and_augmented(data_module, tmp_path):
-    from ninsweep.data import cache_path, load_data
+    from ninsweep.core.data import cache_path, load_data
 
     cfg = TrialConfig.from_dict({"data": {"factory": f"{data_module}:tensors",
                                           "factory_kwargs": {"n_train": 40}}}).data
@@ -210,7 +209,7 @@ def test_a_data_factory_of_tensors_is_converted_cached_and_augmented(data_module
 
 
 def test_a_torchvision_style_dataset_factory_and_bad_returns(data_module):
-    from ninsweep.data import load_data
+    from ninsweep.core.data import load_data
     from ninsweep.errors import DataError
 
     cfg = TrialConfig.from_dict({"data": {"factory": f"{data_module}:datasets"}}).data
@@ -242,7 +241,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "resnet"
 def test_the_example_resnet_study_expands_and_its_model_is_resnet20():
     spec = load_space(EXAMPLE / "resnet-cifar10.yaml")
     assert len(spec.trials) == 16 and spec.code == (str(EXAMPLE / "resnet.py"),)
-    from ninsweep.model import build_model, count_parameters
+    from ninsweep.core.model import build_model, count_parameters
 
     resnet20 = build_model(config=spec.trials[0].config.model)
     assert count_parameters(resnet20) == 272_474  # ResNet-20 with 1x1 projection shortcuts
@@ -278,7 +277,7 @@ def test_the_synthetic_example_runs_end_to_end_to_a_report(tmp_path):
 
 def test_a_checkpoint_written_before_the_new_model_fields_still_fits_its_model():
     from ninsweep.config import ModelConfig
-    from ninsweep.train import check_architecture
+    from ninsweep.core.checkpoint import check_architecture
 
     # What a BatchNorm trial's checkpoint held before norm, norm_groups, prelu_init, factory.
     old = {"activation": "elu", "batchnorm": True, "init": "he", "leaky_relu_slope": 0.01,

@@ -10,11 +10,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
-from ninsweep.cli import main
-
 from analysis_fixtures import make_experiment
 from ray_support import needs_netns
+
+from ninsweep.cli import main
 
 
 @pytest.fixture(autouse=True)
@@ -274,7 +273,7 @@ def test_read_only_storage_refuses_run_export_and_report_in_one_line(tmp_path):
 @pytest.mark.slow
 @needs_mounts
 def test_train_on_a_full_disk_keeps_the_last_checkpoint_and_says_so(tmp_path):
-    from ninsweep.train import CHECKPOINT_FILE
+    from ninsweep.experiment_dir import CHECKPOINT_FILE
 
     seed = tmp_path / "seed"
     tiny = ["--data", "synthetic", "--set", "data.synthetic_train_size=64",
@@ -431,7 +430,8 @@ def test_a_checkpoint_of_another_recipe_is_refused_naming_the_keys(checkpoint_at
 
 def test_runtime_settings_may_change_when_continuing(checkpoint_at_epoch_2):
     from ninsweep.config import TrialConfig
-    from ninsweep.train import CHECKPOINT_FILE, load_checkpoint, recipe_differences
+    from ninsweep.core.checkpoint import load_checkpoint, recipe_differences
+    from ninsweep.experiment_dir import CHECKPOINT_FILE
 
     state = load_checkpoint(checkpoint_at_epoch_2 / CHECKPOINT_FILE)
     cfg = TrialConfig.from_dict(state["config"]).replace(
@@ -472,7 +472,8 @@ def test_non_finite_numbers_in_a_manifest_are_refused():
 
 
 def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(tmp_path, capsys):
-    from ninsweep.train import CHECKPOINT_FILE, load_checkpoint
+    from ninsweep.core.checkpoint import load_checkpoint
+    from ninsweep.experiment_dir import CHECKPOINT_FILE
 
     checkpoints = tmp_path / "ck"
     # lr 0.1 for epoch 1, then x1e7 from epoch 2 on: the loss becomes NaN in epoch 2.

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from ray_support import ROOT, needs_netns
 
-from ninsweep import devices
 from ninsweep.config import TrialConfig
+from ninsweep.core import devices
+from ninsweep.core.train import Trainer
 from ninsweep.errors import ConfigError, DeviceError
 from ninsweep.space import load_space, parse_space
-from ninsweep.train import Trainer
-
-from ray_support import ROOT, needs_netns
 
 
 def tiny(tmp_path, model=None, **train):
@@ -76,11 +75,11 @@ def test_the_trainable_fails_before_training_when_the_granted_gpu_is_unusable(mo
     # CUDA, exactly the case of a node whose driver is too old for its torch build.
     import ray
 
-    from ninsweep.trainable import placed
+    from ninsweep.sweep.trainable import device_for_trial
 
     monkeypatch.setattr(ray, "get_gpu_ids", lambda: ["0"])
     with pytest.raises(DeviceError, match="relu-nobn-keras-s0: Ray granted"):
-        placed(TrialConfig(), "relu-nobn-keras-s0")
+        device_for_trial(TrialConfig(), "relu-nobn-keras-s0")
 
 
 def test_every_run_logs_its_device_and_versions(tmp_path):
@@ -101,8 +100,8 @@ def test_a_zero_gpu_trial_hides_the_gpus_before_cuda_starts():
         "import ray, torch\n"
         "ray.get_gpu_ids = lambda: []\n"
         "from ninsweep.config import TrialConfig\n"
-        "from ninsweep.trainable import placed\n"
-        "cfg = placed(TrialConfig(), 'relu-nobn-keras-s0')\n"
+        "from ninsweep.sweep.trainable import device_for_trial\n"
+        "cfg = device_for_trial(TrialConfig(), 'relu-nobn-keras-s0')\n"
         "import os\n"
         "print('device', cfg.train.device)\n"
         "print('visible', repr(os.environ['CUDA_VISIBLE_DEVICES']))\n"
@@ -147,7 +146,7 @@ def test_prepare_device_resets_the_previous_trials_memory_and_sets_cudnn(monkeyp
 
 def test_the_trainer_prepares_its_device_from_its_config_before_building_the_model(
         tmp_path, monkeypatch):
-    import ninsweep.train as train_module
+    import ninsweep.core.train as train_module
 
     seen = []
     real_build = train_module.build_model  # the NIN, or a model factory's module
@@ -232,7 +231,7 @@ def test_cudnn_benchmark_is_a_train_setting():
 
 def test_a_cuda_index_beyond_the_visible_devices_is_one_line(monkeypatch):
     # Mocked: a process that sees one CUDA device.
-    from ninsweep.train import resolve_device
+    from ninsweep.core.devices import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", has_cuda)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -7,7 +7,7 @@ import pytest
 
 from ninsweep import metrics as M
 from ninsweep.config import TrialConfig
-from ninsweep.train import Trainer
+from ninsweep.core.train import Trainer
 
 
 @pytest.mark.slow

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 import shutil
 import socket
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -15,10 +15,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from ninsweep import cli, jobs
+from ninsweep.cli import cluster as cli
+from ninsweep.cli import main
+from ninsweep.cli.parsers import add_jobs_arguments, add_submit_arguments
+from ninsweep.cluster import jobs
 from ninsweep.errors import NinsweepError
-from ninsweep.storage import (SHARED_STORAGE_ENV, check_storage_for_cluster, is_uri, local_path,
-                              mount_of, uri_scheme)
+from ninsweep.locations import is_uri, local_path, uri_scheme
+from ninsweep.storage import SHARED_STORAGE_ENV, check_storage_for_cluster, mount_of
 
 REPO = Path(__file__).resolve().parents[1]
 LAB4 = REPO / "search_spaces" / "lab4.yaml"
@@ -133,7 +136,7 @@ def test_space_outside_the_project_is_staged(project, tmp_path):
         assert staging != project and staging.is_dir()
         assert (staging / "my space.yaml").read_text() == LAB4.read_text()
         # The package ships as a py_module, so the job imports ninsweep on any cluster.
-        assert sub.runtime_env["py_modules"] == [str(Path(jobs.__file__).resolve().parent)]
+        assert sub.runtime_env["py_modules"] == [str(Path(jobs.__file__).resolve().parents[1])]
         assert shlex.split(sub.entrypoint)[4] == "my space.yaml"
         assert _packed(str(staging), sub.runtime_env["excludes"]) == ["my space.yaml"]
     assert not staging.exists(), "the staging directory outlives the submission"
@@ -258,7 +261,7 @@ def test_unreadable_mounts_file_means_not_shared(tmp_path, monkeypatch):
 
 
 def test_a_sweep_on_several_nodes_applies_the_storage_rule(tmp_path, monkeypatch):
-    from ninsweep import sweep
+    from ninsweep.sweep import runner as sweep
 
     monkeypatch.delenv(SHARED_STORAGE_ENV, raising=False)
     monkeypatch.setattr(sweep, "check_schedulable", lambda *args, **kwargs: None)
@@ -489,8 +492,8 @@ def test_submit_sweep_submits_and_prints_how_to_follow(fake):
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="ninsweep")
     sub = parser.add_subparsers(dest="command", required=True)
-    cli.add_submit_arguments(sub.add_parser("submit"))
-    cli.add_jobs_arguments(sub.add_parser("jobs"))
+    add_submit_arguments(sub.add_parser("submit"))
+    add_jobs_arguments(sub.add_parser("jobs"))
     return parser.parse_args(argv)
 
 
@@ -543,10 +546,10 @@ def test_cli_submit_resume(fake):
 
 
 def test_submit_and_jobs_are_ninsweep_subcommands(fake):
-    assert cli.main(["jobs", "list"]) == 0
-    assert cli.main(["submit", "lab4", "--storage", "/mnt/x", "--max-epochs", "1"]) == 0
+    assert main(["jobs", "list"]) == 0
+    assert main(["submit", "lab4", "--storage", "/mnt/x", "--max-epochs", "1"]) == 0
     assert fake.submitted[-1]["entrypoint"].endswith("--storage /mnt/x --max-epochs 1")
-    assert cli.main(["submit", "lab4"]) == 2  # NinsweepError: no --storage
+    assert main(["submit", "lab4"]) == 2  # NinsweepError: no --storage
 
 
 def test_autoscaling_reaches_run_and_resume_on_the_cluster(fake):
@@ -568,7 +571,7 @@ def test_a_model_factorys_module_ships_with_the_job(project, tmp_path):
     try:
         with jobs.prepare_submission(str(study / "s.yaml"), storage="s3://bucket/ninsweep",
                                      working_dir=project) as sub:
-            assert sub.runtime_env["py_modules"] == [str(Path(jobs.__file__).resolve().parent),
+            assert sub.runtime_env["py_modules"] == [str(Path(jobs.__file__).resolve().parents[1]),
                                                      str(study / "jobnets_e2e12.py")]
             assert any("jobnets_e2e12.py" in note for note in sub.notes)
     finally:

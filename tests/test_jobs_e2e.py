@@ -23,11 +23,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from ninsweep import jobs
-from ninsweep.errors import NinsweepError
-
 from ray_support import RAY, alive, descendants, free_port, needs_netns
+
+from ninsweep.cluster import jobs
+from ninsweep.errors import NinsweepError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,7 +99,7 @@ def head():
 # The driver of a submitted job, standing in for `ninsweep run` until a test needs the real
 # sweep: it checks what the job shipped and connects the way sweep.start_ray does.
 PROBE = r"""
-import sys, pathlib, ray, ninsweep, ninsweep.jobs
+import sys, pathlib, ray, ninsweep, ninsweep.cluster.jobs
 space = pathlib.Path(sys.argv[1])
 print("PROBE space", space, space.is_file())
 print("PROBE package", pathlib.Path(ninsweep.__file__).resolve())
@@ -108,8 +107,8 @@ ray.init(address="auto", runtime_env={"py_modules": [str(pathlib.Path(ninsweep._
                                       "excludes": ["__pycache__"]}, logging_level="WARNING")
 @ray.remote
 def where():
-    import ninsweep.jobs, os
-    return ninsweep.jobs.TAG, os.getcwd()
+    import ninsweep.cluster.jobs, os
+    return ninsweep.cluster.jobs.TAG, os.getcwd()
 print("PROBE worker", ray.get(where.remote()))
 print("PROBE nodes", len([n for n in ray.nodes() if n["Alive"]]))
 """

@@ -7,13 +7,13 @@ The report's Table 1 says max pooling after block 2; the code that produced its 
 import json
 
 import pytest
-
-from ninsweep import analysis, report
-from ninsweep.config import ModelConfig
-from ninsweep.space import load_space
-
 from analysis_fixtures import lab4_trials, make_experiment
 from ray_support import ROOT
+
+from ninsweep import analysis
+from ninsweep.analysis import report
+from ninsweep.config import ModelConfig
+from ninsweep.space import load_space
 
 
 @pytest.mark.parametrize("space", ["lab4", "lab4-3seeds"])

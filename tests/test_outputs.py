@@ -5,12 +5,13 @@ import csv
 import json
 
 import pytest
-
-from ninsweep.cli import build_parser, main, trial_config_from_args
-from ninsweep.space import load_space, parse_value
-
 from analysis_fixtures import make_experiment
 from ray_support import ROOT
+
+from ninsweep.cli import main
+from ninsweep.cli.parsers import build_parser
+from ninsweep.cli.train import trial_config_from_args
+from ninsweep.space import load_space, parse_value
 
 
 @pytest.fixture

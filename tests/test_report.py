@@ -4,7 +4,9 @@ import re
 
 import pytest
 
-from ninsweep import analysis, fmt, report
+from ninsweep import analysis, fmt
+from ninsweep.analysis import curves as curve_data
+from ninsweep.analysis import figures, report, stats
 
 try:
     from .analysis_fixtures import lab4_trials, make_experiment
@@ -12,7 +14,7 @@ except ImportError:
     from analysis_fixtures import lab4_trials, make_experiment
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FIGURES = (report.FIG_TEST_ACC, report.FIG_TRAIN_LOSS, report.FIG_TEST_LOSS, report.FIG_FINAL_ACC)
+FIGURES = (figures.FIG_TEST_ACC, figures.FIG_TRAIN_LOSS, figures.FIG_TEST_LOSS, figures.FIG_FINAL_ACC)
 
 
 def lab4_experiment(tmp_path):
@@ -84,8 +86,8 @@ def test_report_of_an_experiment_with_no_finished_trial(tmp_path):
     out = tmp_path / "rep"
     md = report.write_report(exp, out).read_text()
     assert "No trial has finished yet" in md
-    assert_png(out / report.FIG_TEST_ACC)  # the running trial's curve
-    assert not (out / report.FIG_FINAL_ACC).exists()
+    assert_png(out / figures.FIG_TEST_ACC)  # the running trial's curve
+    assert not (out / figures.FIG_FINAL_ACC).exists()
     assert "no data yet" in md
 
 
@@ -113,7 +115,6 @@ def test_durations(seconds, text):
 
 def factorial_experiment(tmp_path, diverged=False):
     import numpy as np
-
     from analysis_fixtures import factorial_specs
 
     levels = {"activation": ["relu", "elu"], "batchnorm": [False, True]}
@@ -135,7 +136,7 @@ def test_report_has_factor_effects_with_a_forest_plot_and_one_error_convention(t
     bn = next(r for r in rows if r.startswith("| batchnorm "))
     assert "true vs false" in bn and "activation in {relu, elu}" in bn  # Maxout ran only with BN
     assert "Not a full factorial" in effects_md
-    for fig in (report.FIG_EFFECTS, report.FIG_INTERACTIONS):
+    for fig in (figures.FIG_EFFECTS, figures.FIG_INTERACTIONS):
         assert_png(out / fig)
         assert f"]({fig})" in effects_md
     assert "activation x batchnorm" in effects_md
@@ -159,9 +160,9 @@ def legend_texts(fig):
 def test_curves_one_seed_has_no_band_and_a_diverged_config_is_off_the_zoom(tmp_path):
     exp = factorial_experiment(tmp_path, diverged=True)
     trials, configs, _ = analysis.tables(exp)
-    curves = report._curves(exp, trials)
-    colors = report._colors(list(configs["config"]))
-    fig = report._curve_figure(curves, configs, colors, "test_acc", 100.0, "acc", "t", True)
+    curves = curve_data.curve_histories(exp, trials)
+    colors = figures._colors(list(configs["config"]))
+    fig = figures._curve_figure(curves, configs, colors, "test_acc", 100.0, "acc", "t", True)
     texts = legend_texts(fig)
     assert "Maxout+BN (n=1, no band)" in texts and "ReLU (n=3)" in texts
     assert "band: 95% CI of the mean (n >= 2)" in texts
@@ -177,8 +178,9 @@ def test_curves_one_seed_has_no_band_and_a_diverged_config_is_off_the_zoom(tmp_p
 def test_a_lone_seed_config_gets_no_band_in_the_legend(tmp_path):
     exp = analysis.load_experiment(make_experiment(tmp_path, [{"seed": 0, "final_acc": 0.5}]))
     trials, configs, _ = analysis.tables(exp)
-    fig = report._curve_figure(report._curves(exp, trials), configs, report._colors(list(configs["config"])),
-                               "test_acc", 100.0, "acc", "t", True)
+    fig = figures._curve_figure(curve_data.curve_histories(exp, trials), configs,
+                                figures._colors(list(configs["config"])), "test_acc", 100.0, "acc", "t",
+                                True)
     assert not any(t.startswith("band") for t in legend_texts(fig))
 
 
@@ -187,24 +189,24 @@ def test_bands_are_confidence_intervals_clipped_to_the_metric_range():
     import pandas as pd
 
     wide = pd.DataFrame({0: [10.0, 99.0], 1: [90.0, 99.5], 2: [50.0, 100.0]}, index=[1, 2])
-    mean, lo, hi, count = report.mean_ci(wide, (0.0, 100.0))
+    mean, lo, hi, count = stats.mean_ci(wide, (0.0, 100.0))
     assert mean[1] == pytest.approx(50.0) and lo[1] == 0.0 and hi[1] == 100.0  # t: 50 ± 99
     half = 4.302652729911275 * np.std([99.0, 99.5, 100.0], ddof=1) / np.sqrt(3)
     assert lo[2] == pytest.approx(99.5 - half) and hi[2] == 100.0
-    one = report.mean_ci(pd.DataFrame({0: [5.0]}), (0.0, 100.0))
+    one = stats.mean_ci(pd.DataFrame({0: [5.0]}), (0.0, 100.0))
     assert np.isnan(one[1].iloc[0]) and one[3].iloc[0] == 1
 
 
 def test_off_scale_finds_the_diverged_config_only():
-    assert report.off_scale({"a": 91.0, "b": 90.5, "c": 90.8, "d": 10.0}) == {"d"}
-    assert report.off_scale({"a": 91.0, "b": 90.5, "c": 89.0, "d": 88.0}) == set()
-    assert report.off_scale({"a": 91.0, "b": 10.0}) == set()  # two configs: nothing to compare
+    assert curve_data.off_scale({"a": 91.0, "b": 90.5, "c": 90.8, "d": 10.0}) == {"d"}
+    assert curve_data.off_scale({"a": 91.0, "b": 90.5, "c": 89.0, "d": 88.0}) == set()
+    assert curve_data.off_scale({"a": 91.0, "b": 10.0}) == set()  # two configs: nothing to compare
 
 
 def test_final_accuracy_figure_keeps_a_diverged_config_at_its_edge(tmp_path):
     exp = factorial_experiment(tmp_path, diverged=True)
     trials, configs, _ = analysis.tables(exp)
-    fig = report._final_figure(trials, configs, report._colors(list(configs["config"])), exp)
+    fig = figures._final_figure(trials, configs, figures._colors(list(configs["config"])), exp)
     lo, hi = fig.axes[0].get_xlim()
     assert lo > 70 and hi < 90  # the others' spread, not 10-85
     assert any("10.0 (off scale)" in t.get_text() for t in fig.axes[0].texts)

@@ -22,17 +22,28 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from ray_support import (
+    SPACES,
+    cli_env,
+    descendants,
+    kill_pids,
+    needs_netns,
+    ninsweep,
+    reported_records,
+    start_ninsweep,
+    wait_until,
+)
 
 from ninsweep import metrics as M
-from ninsweep.checkpoints import (list_states, load_newest, remove_stale_staging,
-                                  staging_directory, state_file_name)
 from ninsweep.cli import main
+from ninsweep.cli.results import finish_sweep
 from ninsweep.config import TrialConfig
+from ninsweep.core.checkpoint import load_checkpoint, save_checkpoint
+from ninsweep.core.train import Trainer
+from ninsweep.experiment_dir import state_file_name
 from ninsweep.space import load_space
-from ninsweep.train import Trainer, load_checkpoint, save_checkpoint
-
-from ray_support import (SPACES, cli_env, descendants, kill_pids, needs_netns, ninsweep,
-                         reported_records, start_ninsweep, wait_until)
+from ninsweep.storage import list_states
+from ninsweep.sweep.checkpoints import load_newest, remove_stale_staging, staging_directory
 
 try:
     from .analysis_fixtures import make_experiment
@@ -153,7 +164,7 @@ def test_resume_runs_the_preflight_on_the_manifest_before_ray(tmp_path, capsys):
 
 
 def test_preflight_accepts_the_shipped_spaces():
-    from ninsweep.preflight import check_trials
+    from ninsweep.sweep.preflight import check_trials
 
     for path in sorted((SPACES.parent.parent / "search_spaces").glob("*.yaml")):
         check_trials(load_space(path))
@@ -228,7 +239,8 @@ def test_checkpoints_on_remote_storage_are_listed_and_fetched(tmp_path, tiny_sta
     staging directory to load (served here from a local folder, as in test_analysis)."""
     import pyarrow.fs
 
-    from ninsweep import checkpoints
+    from ninsweep import storage
+    from ninsweep.sweep import checkpoints
 
     bucket = tmp_path / "bucket"
     save_checkpoint(tiny_states[0], bucket / "trial" / "checkpoint_000000" / state_file_name(1))
@@ -241,6 +253,7 @@ def test_checkpoints_on_remote_storage_are_listed_and_fetched(tmp_path, tiny_sta
         return pyarrow.fs.LocalFileSystem(), str(bucket) + location[len("s3://bucket"):]
 
     monkeypatch.setattr(checkpoints, "filesystem", filesystem)
+    monkeypatch.setattr(storage, "filesystem", filesystem)
     states = list_states("s3://bucket/trial")
     assert [s.epoch for s in states] == [2, 1]
     trainer = Trainer(_tiny_config())
@@ -275,7 +288,7 @@ def test_staging_directories_of_killed_processes_are_removed(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""\
             import sys, time
-            from ninsweep.checkpoints import staging_directory
+            from ninsweep.sweep.checkpoints import staging_directory
             with staging_directory() as directory:
                 (directory / "state-epoch-00001.pt").write_bytes(b"x" * 100000)
                 print(directory.parent, flush=True)
@@ -424,9 +437,9 @@ def test_kill_before_any_report_sigterm_and_deleted_trial_directories(tmp_path):
     """SIGKILL before the first report, then a resume stopped by SIGTERM (exit 143, the
     resume command), an unfinished trial's directory deleted (it runs again from epoch 1), a
     finished trial's directory deleted (resume refuses: it cannot rerun a finished trial)."""
-    from ninsweep.analysis import load_history
-
     import yaml
+
+    from ninsweep.analysis import load_history
 
     # The fault space, but its data comes from a factory that waits until the test opens a
     # gate (a file), which it does only after the SIGKILL (afterwards the data cache
@@ -438,7 +451,7 @@ def test_kill_before_any_report_sigterm_and_deleted_trial_directories(tmp_path):
         import time
         from pathlib import Path
         from ninsweep.config import DataConfig
-        from ninsweep.data import load_data
+        from ninsweep.core.data import load_data
 
         def load(gate, limit_s=600):
             deadline = time.monotonic() + limit_s
@@ -552,7 +565,7 @@ def test_sigterm_acts_as_ctrl_c_and_exits_143(monkeypatch, capsys):
     that, it raises ``Terminated``, which the command reports as exit status 143."""
     from ninsweep import cli
     from ninsweep.errors import Terminated
-    from ninsweep.sweep import SweepOutcome, _SigtermAsCtrlC
+    from ninsweep.sweep.runner import SweepOutcome, _SigtermAsCtrlC
 
     calls = []
     previous_int = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
@@ -570,7 +583,7 @@ def test_sigterm_acts_as_ctrl_c_and_exits_143(monkeypatch, capsys):
 
     stopped = SweepOutcome("exp", total=2, finished=1, errored=0, wall_time_s=1.0, terminated=True)
     assert stopped.exit_code == 143
-    assert cli._finish_sweep(stopped, out=sys.stdout) == 143
+    assert finish_sweep(stopped, out=sys.stdout) == 143
     assert "stopped by SIGTERM: 1 trials unfinished; continue with: ninsweep resume exp" in \
         capsys.readouterr().out
 
@@ -593,16 +606,15 @@ def _parser_for(handler):
 
 
 def test_config_errors_get_their_own_closing_advice(capsys):
-    from ninsweep import cli
-    from ninsweep.sweep import SweepOutcome
+    from ninsweep.sweep.runner import SweepOutcome
 
     outcome = SweepOutcome("exp", total=3, finished=1, errored=2, wall_time_s=1.0,
                            config_errors=1)
-    assert cli._finish_sweep(outcome, out=sys.stdout) == 1
+    assert finish_sweep(outcome, out=sys.stdout) == 1
     out = capsys.readouterr().out
     assert "1 trials cannot run as configured" in out
     assert "1 trials failed; retry them with: ninsweep resume exp" in out
     only_config = SweepOutcome("exp", total=1, finished=0, errored=1, wall_time_s=1.0,
                                config_errors=1)
-    cli._finish_sweep(only_config, out=sys.stdout)
+    finish_sweep(only_config, out=sys.stdout)
     assert "retry them" not in capsys.readouterr().out

@@ -13,16 +13,24 @@ import sys
 import time
 
 import pytest
+from ray_support import (
+    ROOT,
+    SPACES,
+    cli_env,
+    needs_netns,
+    ninsweep,
+    read_tensorboard,
+    reported_epochs,
+    start_ninsweep,
+    wait_until,
+)
 
 from ninsweep import metrics as M
 from ninsweep.cli import main
-from ninsweep.space import load_space
-from ninsweep.sweep import tune_trainable
+from ninsweep.core.train import Trainer
 from ninsweep.metrics import TENSORBOARD_TAGS
-from ninsweep.train import Trainer
-
-from ray_support import (ROOT, SPACES, cli_env, needs_netns, ninsweep, read_tensorboard,
-                         reported_epochs, start_ninsweep, wait_until)
+from ninsweep.space import load_space
+from ninsweep.sweep.runner import tune_trainable
 
 try:
     from .analysis_fixtures import check_analysable
@@ -334,7 +342,7 @@ def test_schedulability_check_refuses_or_on_autoscaling_clusters_warns(monkeypat
     import ray
 
     from ninsweep.errors import NinsweepError
-    from ninsweep.sweep import check_schedulable
+    from ninsweep.sweep.ray_cluster import check_schedulable
 
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}},
                                                {"Alive": False, "Resources": {"GPU": 8.0}}])

@@ -3,11 +3,13 @@
 import importlib.util
 
 import pytest
+from ray_support import SPACES, cli_env, needs_netns, ninsweep, reported_records
 
 from ninsweep.cli import main
-from ninsweep.tracking import factors, tracker_names
-
-from ray_support import SPACES, cli_env, needs_netns, ninsweep, reported_records
+from ninsweep.cli.cluster import command_submit
+from ninsweep.cli.parsers import add_submit_arguments
+from ninsweep.space.schema import tracker_names
+from ninsweep.sweep.trackers import factors
 
 
 def test_factors_are_the_params_that_vary_across_the_trials():
@@ -91,10 +93,11 @@ def test_mlflow_gets_one_run_per_trial_with_its_epochs(tracked_run):
 def test_submit_passes_trackers_and_settings_to_the_clusters_run(monkeypatch):
     import argparse
 
-    from ninsweep import cli, jobs
+    from ninsweep.cli import cluster as cli
+    from ninsweep.cluster import jobs
 
     parser = argparse.ArgumentParser(prog="ninsweep")
-    cli.add_submit_arguments(parser)
+    add_submit_arguments(parser)
     args = parser.parse_args(["lab4", "--storage", "/mnt/x", "--tracker", "mlflow",
                               "--set", "train.lr=0.05", "--set", "train.weight_decay=1e-4"])
     assert cli._run_args(args) == ["--set", "train.lr=0.05", "--set", "train.weight_decay=1e-4",
@@ -103,10 +106,10 @@ def test_submit_passes_trackers_and_settings_to_the_clusters_run(monkeypatch):
     sent = []
     monkeypatch.setattr(jobs, "submit_resume",
                         lambda address, experiment, out, extra_args: sent.append(extra_args))
-    assert cli.command_submit(resume, out=lambda line: None) == 0
+    assert command_submit(resume, out=lambda line: None) == 0
     assert sent == [["--tracker", "mlflow"]]
     with pytest.raises(Exception, match="--set"):
-        cli.command_submit(parser.parse_args(["--resume", "/mnt/x/lab4", "--set", "train.lr=1"]),
+        command_submit(parser.parse_args(["--resume", "/mnt/x/lab4", "--set", "train.lr=1"]),
                            out=lambda line: None)
 
 

@@ -5,8 +5,9 @@ import torch
 
 from ninsweep import metrics as M
 from ninsweep.config import TrialConfig
+from ninsweep.core.checkpoint import load_checkpoint, save_checkpoint
+from ninsweep.core.train import Trainer, learning_rate_at
 from ninsweep.errors import CheckpointError, ConfigError
-from ninsweep.train import Trainer, learning_rate_at, load_checkpoint, save_checkpoint
 
 
 def tiny_config(tmp_path, **train):

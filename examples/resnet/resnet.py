@@ -5,8 +5,8 @@ basic blocks at widths w, 2w, 4w, a global average pool and one linear layer. Ev
 is a grid axis of ``resnet-cifar10.yaml``; ``num_classes`` comes from ``model.num_classes``.
 """
 
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

@@ -1,0 +1,52 @@
+"""What an experiment directory holds: the name of every file ninsweep or Ray writes there, and
+the words for the state a trial is in.
+
+The sweep writes these files, the trials write into their own directories, and status,
+export, the report and the dashboard read them back: all of them import the names from here
+(the contract is in DEVELOPERS.md, "Experiment directory"). Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+# -- <storage>/<experiment>/ ------------------------------------------------------------
+MANIFEST_FILE = "ninsweep.json"  # the sweep as planned; written before Ray starts, never replaced
+LOCK_FILE = ".ninsweep.lock"  # held by the run or resume writing the experiment
+DRIVER_LOG = "driver.log"  # Ray's driver output of each run / resume, appended
+MLFLOW_DIR = "mlruns"  # the default MLflow file store of the mlflow tracker
+REPORT_DIR = "report"  # `ninsweep report`'s default folder
+RESULTS_CSV = "results.csv"  # `export`'s per-trial table; its siblings are named after it
+
+# -- <experiment>/<trial>/ (the directory is named after the trial) -----------------------
+PARAMS_FILE = "params.json"  # Ray's: {"trial": {name, params, config}}
+RESULT_FILE = "result.json"  # Ray's: one JSON object per reported epoch
+ERROR_FILE = "error.txt"  # why the trial failed (Ray's traceback, or our one line)
+TRIAL_LOG = "trial.log"  # the trial's own output and Ray's worker logs, appended per attempt
+CHECKPOINT_DIR_PREFIX = "checkpoint_"  # Tune's name for each checkpoint directory
+STATE_FILE_RE = re.compile(r"state-epoch-(\d+)\.pt")  # a Trainer state, named by its epoch
+# A whole run in one file: what `ninsweep train --checkpoint-dir` keeps, and what trials
+# wrote before their states were named by epoch (still read on resume).
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def state_file_name(epoch: int) -> str:
+    """``state-epoch-00004.pt``: distinct per epoch, so nothing on storage is overwritten."""
+    return f"state-epoch-{epoch:05d}.pt"
+
+
+def state_file_epoch(name: str) -> Optional[int]:
+    """The epoch a state file is named after, or None for any other name."""
+    match = STATE_FILE_RE.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+# -- a trial's state, as every view names it --------------------------------------------
+FINISHED = "finished"  # its last epoch is the planned one
+INCOMPLETE = "incomplete"  # started and not finished: interrupted (or running)
+ERROR = "error"  # failed: error.txt, and not finished
+PENDING = "pending"  # in the manifest, no directory yet
+STATUSES = (FINISHED, INCOMPLETE, ERROR, PENDING)  # what the files on disk can say
+RUNNING = "running"  # only while a sweep runs (its progress line); on disk: incomplete
+LIVE_STATUSES = (FINISHED, RUNNING, PENDING, INCOMPLETE, ERROR)

@@ -1,0 +1,32 @@
+"""``ninsweep run --dry-run``: the trials a run would start, one line each, and the totals."""
+
+from __future__ import annotations
+
+from ninsweep.fmt import table, value_text
+from ninsweep.space.schema import SweepSpec
+
+
+def format_dry_run(spec: SweepSpec) -> str:
+    """The trials a run would start, one line each, with a header and totals."""
+    n = len(spec.trials)
+    epochs = sorted({t.config.train.epochs for t in spec.trials})
+    epochs_text = (f"{epochs[0]} epoch{'s' if epochs[0] != 1 else ''} each" if len(epochs) == 1
+                   else f"{epochs[0]}-{epochs[-1]} epochs")
+    sources = sorted({t.config.data.source for t in spec.trials})
+    header = (f"space {spec.name}" + (f" ({spec.source})" if spec.source else "")
+              + f": {n} trial{'s' if n != 1 else ''}, {epochs_text}, data {', '.join(sources)}")
+    if spec.overrides:
+        header += "; overrides: " + ", ".join(f"{k}={value_text(v)}" for k, v in spec.overrides.items())
+    res = spec.resources
+    res_text = f"cpus={value_text(res.cpus)} gpus={value_text(res.gpus)}"
+    lines = [header] + table(None, [[t.name, " ".join(f"{k}={value_text(v)}" for k, v in t.params.items()),
+                                     res_text] for t in spec.trials], indent="  ")
+    lines.append(
+        f"total: {n} trial{'s' if n != 1 else ''}, {spec.trial_epochs} trial-epochs; each "
+        f"{res_text}; all at once cpus={value_text(round(res.cpus * n, 6))} "
+        f"gpus={value_text(round(res.gpus * n, 6))}")
+    every, retries = spec.checkpoint.every, spec.failure.max_retries
+    lines.append(
+        f"checkpoint every {every} epoch{'s' if every != 1 else ''}, keep {spec.checkpoint.keep}; "
+        f"up to {retries} retr{'ies' if retries != 1 else 'y'} per trial")
+    return "\n".join(lines)

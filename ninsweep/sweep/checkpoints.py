@@ -1,0 +1,149 @@
+"""A trial's checkpoints on storage: the newest one that loads, and local staging directories.
+
+Tune writes each checkpoint the trainable reports into ``<trial dir>/checkpoint_NNNNNN/`` and
+remembers, in its experiment snapshot, the ones it has registered. A driver killed between a
+checkpoint's upload and the next snapshot leaves newer checkpoints on storage than Tune knows
+of, so resuming from Tune's registered checkpoint retrains epochs. The trainable therefore
+looks at storage itself (``storage.list_states``, then :func:`load_newest`): every state file
+of every ``checkpoint_*`` directory, newest epoch first, falling back past damaged ones.
+
+The state file is named after its epoch (``state-epoch-00004.pt``). Tune's checkpoint counter
+comes from its snapshot too, so after a resume it may write into a ``checkpoint_*`` directory
+that already holds an older state: distinct names mean nothing on storage is ever overwritten,
+and the newest epoch is known from a listing, without loading anything.
+
+No Ray here; ``ninsweep status`` reads the same listing (``storage.newest_checkpointed_epoch``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from ninsweep.errors import CheckpointError
+from ninsweep.fmt import reason
+from ninsweep.locations import is_uri
+from ninsweep.storage import StoredState, filesystem
+
+STAGING_PREFIX = "ninsweep-ckpt-"
+_STAGING_LOCK = ".in-use"
+# A staging directory without its lock file is another process's, just being created; only
+# one this old is left over from a process killed in that instant.
+_UNLOCKED_STAGING_AGE_S = 3600.0
+
+
+@dataclass
+class Restored:
+    state: Optional[dict[str, Any]]  # None: nothing loadable
+    source: Optional[StoredState]
+    skipped: list[tuple[StoredState, str]]  # (damaged state, why)
+
+    def describe(self, trial_name: str) -> str:
+        """The one line a trial prints about where it continues from."""
+        skipped = "; ".join(f"{s.label}: {why}" for s, why in self.skipped)
+        if self.state is None:
+            note = f" (no checkpoint loads: skipped {skipped})" if skipped else ""
+            return f"{trial_name}: starting at epoch 1{note}"
+        note = f" (skipped damaged {skipped})" if skipped else ""
+        return f"{trial_name}: resumed after epoch {self.state['epoch']} from {self.source.label}{note}"
+
+
+def load_newest(trial_dir: Optional[str], states: list[StoredState],
+                apply: Callable[[dict[str, Any]], None],
+                load: Callable[[str], dict[str, Any]], staging: Path) -> Restored:
+    """Apply the newest of ``states`` (from :func:`list_states`) that loads and fits,
+    trying older ones after it.
+
+    ``load(local_path)`` reads a state file (``train.load_checkpoint``) and ``apply(state)``
+    hands it to the trainer; both raise ``CheckpointError`` for a damaged or unfitting file.
+    Files of a remote ``trial_dir`` are copied into ``staging`` first; None means the paths
+    are local.
+    """
+    skipped = []
+    for stored in states:
+        try:
+            local = _local_copy(trial_dir, stored, staging)
+            state = load(local)
+            apply(state)
+        except CheckpointError as err:
+            # The message starts with the (local) path; the label names the file already.
+            why = str(err).removeprefix(f"{local}: ")
+            skipped.append((stored, why if len(why) <= 100 else why[:97] + "..."))
+            continue
+        except OSError as err:  # deleted while we looked, a storage hiccup
+            skipped.append((stored, f"cannot read ({reason(err)})"))
+            continue
+        return Restored(state, stored, skipped)
+    return Restored(None, None, skipped)
+
+
+def _local_copy(trial_dir: Optional[str], stored: StoredState, staging: Path) -> str:
+    if trial_dir is None or not is_uri(trial_dir):
+        return stored.path
+    fs, _ = filesystem(trial_dir)
+    target = staging / stored.path.rsplit("/", 1)[-1]
+    with fs.open_input_stream(stored.path) as source, open(target, "wb") as sink:
+        shutil.copyfileobj(source, sink, 1 << 20)
+    return str(target)
+
+
+# -- staging directories in the local temp dir ---------------------------------------------
+
+@contextlib.contextmanager
+def staging_directory() -> Iterator[Path]:
+    """A private temp directory, removed on exit, and by :func:`remove_stale_staging` in a
+    later process when this one is killed (SIGKILL skips every ``finally``).
+
+    The directory holds a lock file this process keeps locked; a lock that can be taken
+    belongs to a dead process (the kernel drops the locks of a killed one), in any PID
+    namespace that shares the temp dir.
+    """
+    path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
+    lock = open(path / _STAGING_LOCK, "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        content = path / "content"  # apart from the lock: Tune uploads a whole directory
+        content.mkdir()
+        yield content
+    finally:
+        lock.close()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_staging(temp_dir: Optional[str] = None) -> list[Path]:
+    """Remove the staging directories of killed processes; return what was removed."""
+    removed = []
+    root = Path(temp_dir or tempfile.gettempdir())
+    try:
+        candidates = [p for p in root.iterdir() if p.name.startswith(STAGING_PREFIX)]
+    except OSError:
+        return removed
+    for path in candidates:
+        try:
+            if _is_abandoned(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        except OSError:
+            continue  # another user's, or gone meanwhile
+    return removed
+
+
+def _is_abandoned(path: Path) -> bool:
+    if not path.is_dir() or path.stat().st_uid != os.getuid():
+        return False
+    lock_path = path / _STAGING_LOCK
+    if not lock_path.exists():
+        return time.time() - path.stat().st_mtime > _UNLOCKED_STAGING_AGE_S
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its process is alive
+        return True

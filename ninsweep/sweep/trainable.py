@@ -1,0 +1,200 @@
+"""The Ray glue: one Tune trial = one ``Trainer`` run, checkpointed through Tune.
+
+No training logic lives here. The trial's parameters arrive as ``config["trial"]`` (name,
+params, the full TrialConfig as a dict); the state of the ``Trainer`` goes out as a Tune
+checkpoint and comes back in after a restart, a resume, or the loss of a node.
+
+The state comes back from the newest checkpoint on storage that loads, not from the one
+Tune's experiment snapshot registered (``ninsweep.checkpoints`` says why); Tune's own is
+the fallback when storage cannot be listed.
+
+A ``NinsweepError`` while setting up (bad input: a batch larger than the data, a corrupt
+image) is not worth a retry: the trial records it in ``error.txt``, reports it once under
+``metrics.CONFIG_ERROR`` and ends, instead of raising into Tune's retries.
+
+Inside Tune use ``ray.tune.report / get_checkpoint / Checkpoint``: ``ray.train.*`` raises
+there since Ray 2.51.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import ray
+from ray import tune
+
+from ninsweep.config import TrialConfig
+from ninsweep.core.checkpoint import load_checkpoint, save_checkpoint
+from ninsweep.core.devices import hide_gpus, trial_device
+from ninsweep.core.train import Trainer
+from ninsweep.errors import DeviceError, NinsweepError
+from ninsweep.experiment_dir import (
+    CHECKPOINT_FILE,
+    ERROR_FILE,
+    RESULT_FILE,
+    state_file_epoch,
+    state_file_name,
+)
+from ninsweep.fmt import one_line
+from ninsweep.locations import join
+from ninsweep.metrics import CONFIG_ERROR, EPOCH, REPLAYED
+from ninsweep.space.schema import TRIAL_KEY  # {TRIAL_KEY: {name, params, config}}
+from ninsweep.storage import StoredState, filesystem, list_states
+from ninsweep.sweep.checkpoints import load_newest, remove_stale_staging, staging_directory
+
+
+def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
+    """A Tune function trainable that checkpoints every ``checkpoint_every`` epochs.
+
+    ``experiment`` is the experiment's location on storage (a path or URI): each trial
+    looks in its own directory there for the checkpoints to continue from.
+    """
+
+    def train_trial(config: dict[str, Any]) -> None:
+        trial = config[TRIAL_KEY]
+        name = trial["name"]
+        trial_dir = join(experiment, name) if experiment else None
+        remove_stale_staging()
+
+        def log(message: str) -> None:
+            print(f"{name}: {message}")
+
+        try:
+            cfg = device_for_trial(TrialConfig.from_dict(trial["config"], where=f"trial {name}"),
+                                   name)
+            trainer = Trainer(cfg, log=log)
+        except DeviceError:
+            raise  # not the space's fault: a retry may land on a node whose CUDA works
+        except NinsweepError as err:
+            _record_config_error(trial_dir, name, err)
+            return
+
+        with staging_directory() as staging:
+            trainer = _restore(trainer, cfg, name, trial_dir, staging, log)
+        _report_unlogged_epochs(trainer, trial_dir)
+
+        def report(metrics: dict[str, float], trainer: Trainer) -> None:
+            if trainer.epoch % checkpoint_every and not trainer.finished:
+                tune.report(metrics)
+                return
+            # Staged in a private temp directory that a later trial removes if this process
+            # is killed; Tune copies it into the trial's storage before report() returns.
+            with staging_directory() as directory:
+                save_checkpoint(trainer.state_dict(), directory / state_file_name(trainer.epoch))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+        trainer.fit(on_epoch_end=report)
+
+    train_trial.__name__ = "ninsweep_trial"
+    return train_trial
+
+
+def device_for_trial(cfg: TrialConfig, name: str) -> TrialConfig:
+    """``cfg`` with the device this trial may use, from the GPUs Ray granted its worker.
+
+    A zero-GPU trial hides the node's GPUs first (Ray 2.60 leaves them visible) and trains
+    on CPU; a trial granted a GPU that cannot start CUDA fails here, at once, with one line
+    (Tune retries it up to failure.max_retries times: on a cluster a retry may land on a
+    healthy node).
+    """
+    granted = ray.get_gpu_ids()
+    if not granted:
+        hide_gpus(log=lambda message: print(f"{name}: {message}"))
+    device = trial_device(cfg.train.device, len(granted), name)
+    print(f"{name}: Ray granted GPU ids {list(granted)}; training on {device}")
+    return cfg if device == cfg.train.device else cfg.replace(train={"device": device})
+
+
+def _restore(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[str],
+             staging: Path, log: Callable[[str], None]) -> Trainer:
+    """Continue from the newest state on storage that loads; print one line if any exists.
+
+    Tune's registered checkpoint is the fallback when storage cannot be listed or lists
+    none (it is one of the listed ones otherwise).
+    """
+    if trial_dir is not None:
+        try:
+            states = list_states(trial_dir)
+        except (OSError, NinsweepError) as err:
+            print(f"{name}: cannot list its checkpoints ({err}); trying Tune's latest")
+        else:
+            if states:
+                return _apply_newest(trainer, cfg, name, trial_dir, states, staging, log)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return trainer
+    with checkpoint.as_directory() as directory:
+        states = [StoredState(Path(directory).name, str(path), state_file_epoch(path.name))
+                  for path in Path(directory).iterdir()
+                  if state_file_epoch(path.name) is not None or path.name == CHECKPOINT_FILE]
+        states.sort(key=lambda s: s.epoch or 0, reverse=True)
+        return _apply_newest(trainer, cfg, name, None, states, staging, log)
+
+
+def _apply_newest(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[str],
+                  states: list, staging: Path,
+                  log: Callable[[str], None]) -> Trainer:
+    if not states:
+        return trainer
+    restored = load_newest(trial_dir, states, trainer.load_state_dict, load_checkpoint, staging)
+    print(restored.describe(name), flush=True)
+    if restored.state is None:
+        # A state that failed half-way through load_state_dict may have changed the model.
+        return Trainer(cfg, log=log)
+    return trainer
+
+
+def _logged_epoch(trial_dir: Optional[str]) -> Optional[int]:
+    """The last epoch in the trial's result.json on storage (0: none); None if unknown."""
+    if trial_dir is None:
+        return None
+    fs, path = filesystem(join(trial_dir, RESULT_FILE))
+    try:
+        with fs.open_input_stream(path) as stream:
+            text = stream.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return 0
+    except OSError:
+        return None
+    epochs = [0]
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        if isinstance(record, dict) and isinstance(record.get(EPOCH), int):
+            epochs.append(record[EPOCH])
+    return max(epochs)
+
+
+def _report_unlogged_epochs(trainer: Trainer, trial_dir: Optional[str]) -> None:
+    """Report the restored epochs that never reached result.json, without training them.
+
+    The trial uploads a checkpoint before the driver logs that epoch's result: a driver
+    killed in between leaves a checkpoint one epoch ahead of result.json. A trial restored
+    at its last epoch reports that epoch again, so that Tune records it as finished.
+    """
+    if not trainer.history:
+        return
+    logged = _logged_epoch(trial_dir)
+    missing = [] if logged is None else [r for r in trainer.history if r[EPOCH] > logged]
+    if not missing and trainer.finished:
+        missing = [trainer.history[-1]]
+    for record in missing:
+        tune.report({**record, REPLAYED: 1})
+
+
+def _record_config_error(trial_dir: Optional[str], name: str, err: NinsweepError) -> None:
+    """End the trial on a user error: one line in error.txt and one report, no retries."""
+    message = one_line(err)
+    if trial_dir is not None:
+        try:
+            fs, path = filesystem(trial_dir)
+            fs.create_dir(path, recursive=True)
+            with fs.open_output_stream(join(path, ERROR_FILE)) as stream:
+                stream.write(f"{type(err).__name__}: {message}\n".encode())
+        except OSError:
+            pass  # the report below still carries it
+    tune.report({CONFIG_ERROR: message})
