@@ -68,3 +68,27 @@ def objective_column(metric: str) -> str:
     """The trial table's column of a metric's final value: ``final_test_acc_pct`` (accuracies
     in percent), ``final_test_loss``."""
     return f"final_{metric}_pct" if is_accuracy(metric) else f"final_{metric}"
+
+
+def long_name(metric: str) -> str:
+    """A metric in words: ``test accuracy``, ``validation loss``."""
+    split, _, kind = metric.partition("_")
+    return f"{'validation' if split == 'val' else split} {'accuracy' if kind == 'acc' else kind}"
+
+
+def heading(metric: str) -> str:
+    """How a table's heading names a metric: ``test acc %``, ``test loss``."""
+    return metric.replace("_", " ") + (" %" if is_accuracy(metric) else "")
+
+
+def digits(metric: str) -> int:
+    """Decimals a table shows of a metric: accuracies in percent to 0.01, losses to 0.0001."""
+    return 2 if is_accuracy(metric) else 4
+
+
+def difference_unit(metric: str, short: bool = True) -> str:
+    """The unit of a difference of a metric's values: accuracies in (percentage) points, the
+    losses (cross-entropy, natural log) in nats."""
+    if is_accuracy(metric):
+        return "points" if short else "percentage points"
+    return "nats"

@@ -613,3 +613,33 @@ def test_the_objective_ranks_configs_and_chooses_the_best(tmp_path):
     assert list(analysis.config_table(by_acc)["config"]) == ["ELU", "ReLU"]
     main = effects.main_effects(analysis.trial_table(by_acc))
     assert main.iloc[0]["effect_pct"] == pytest.approx(20.0)
+
+
+def test_a_loss_objective_is_named_in_the_columns_and_headings_and_the_old_columns_stay(tmp_path):
+    from ninsweep.analysis.report import render_markdown
+
+    by_loss = _loss_objective_experiment(tmp_path / "a", {"metric": "test_loss", "mode": "min"})
+    trials, configs, sig = analysis.tables(by_loss)
+    # The objective's statistics, named after it: test loss over the 3 seeds of each config.
+    assert configs["mean_test_loss"].tolist() == pytest.approx([0.51, 0.91])
+    assert configs["std_test_loss"].tolist() == pytest.approx([0.01, 0.01])
+    half = 4.302652729749462 * 0.01 / math.sqrt(3)  # t(0.975, 2), std 0.01, n 3
+    assert configs["ci95_low_test_loss"].tolist() == pytest.approx([0.51 - half, 0.91 - half])
+    assert configs["max_test_loss"].tolist() == pytest.approx([0.52, 0.92])
+    # The columns scripts read keep their meaning: the final test accuracy over seeds.
+    assert configs["mean_test_acc_pct"].tolist() == pytest.approx([61.0, 81.0])
+    assert configs["ci95_low_pct"].iloc[0] < 61.0 < configs["ci95_high_pct"].iloc[0]
+
+    table = analysis.format_table(configs, sig)
+    assert "test loss (mean ± std)" in table and "test acc" not in table.splitlines()[0]
+    assert "0.5100 ± 0.0100" in table and "[0.4852, 0.5348]" in table
+    md = render_markdown(by_loss, trials, configs, sig, {}, effects=None)
+    assert "## Final test loss by configuration" in md and "| test loss (mean ± std) |" in md
+    assert "effect (nats)" in md and "mean final test loss minus the reference" in md
+
+    by_acc = _loss_objective_experiment(tmp_path / "b", {"metric": "test_acc", "mode": "max"})
+    trials, configs, sig = analysis.tables(by_acc)
+    assert "mean_test_loss" not in configs.columns  # a test_acc study's columns are as ever
+    assert "test acc % (mean ± std)" in analysis.format_table(configs, sig)
+    md = render_markdown(by_acc, trials, configs, sig, {}, effects=None)
+    assert "## Final test accuracy by configuration" in md and "effect (points)" in md

@@ -25,9 +25,19 @@ from ninsweep.analysis.effects import INTERACTION, MAIN, design
 from ninsweep.analysis.reference import REFERENCE_EPOCHS
 from ninsweep.analysis.results import Experiment
 from ninsweep.analysis.stats import mean_ci
+from ninsweep.analysis.tabulate import objective_of
 from ninsweep.atomic import write_output
 from ninsweep.experiment_dir import FINISHED
-from ninsweep.metrics import ACCURACY_METRICS, EPOCH, TEST_ACC, TEST_LOSS, TRAIN_LOSS
+from ninsweep.metrics import (
+    ACCURACY_METRICS,
+    EPOCH,
+    TEST_ACC,
+    TEST_LOSS,
+    TRAIN_LOSS,
+    difference_unit,
+    heading,
+    long_name,
+)
 
 FIG_TEST_ACC = "test_accuracy.png"
 FIG_TRAIN_LOSS = "train_loss.png"
@@ -216,7 +226,7 @@ def write_effect_figures(exp: Experiment, trials: pd.DataFrame, effects: pd.Data
                          out: Path) -> dict[str, Optional[str]]:
     """The forest plot of the effects and the interaction plots; None where nothing to draw."""
     done: dict[str, Optional[str]] = {FIG_EFFECTS: None, FIG_INTERACTIONS: None}
-    fig = _forest_figure(effects, exp.name)
+    fig = _forest_figure(effects, exp.name, objective_of(trials)[0])
     if fig is not None:
         done[FIG_EFFECTS] = _save(fig, out / FIG_EFFECTS)
     fig = _interaction_figure(trials, effects, exp.name)
@@ -248,7 +258,7 @@ def _zoom_past_far(ax, values: np.ndarray, ys: np.ndarray, near: np.ndarray, eve
         ax.plot(edge, y, "<" if left else ">", color="tab:red", markersize=9, clip_on=False)
 
 
-def _forest_figure(effects: pd.DataFrame, name: str):
+def _forest_figure(effects: pd.DataFrame, name: str, metric: str = TEST_ACC):
     rows = effects[effects["kind"].isin([MAIN, INTERACTION]) & effects["effect_pct"].notna()]
     if rows.empty:
         return None
@@ -282,7 +292,7 @@ def _forest_figure(effects: pd.DataFrame, name: str):
     ax.axvline(0.0, color="0.3", linewidth=1, linestyle="--", zorder=1)
     ax.set_yticks(ys, [f"{r.factor}: {r.level} vs {r.baseline}" + ("" if r.over == "all" else " *")
                        for r in rows.itertuples()], fontsize=8)
-    ax.set_xlabel("effect on final test accuracy (percentage points)")
+    ax.set_xlabel(f"effect on final {long_name(metric)} ({difference_unit(metric, short=False)})")
     ax.set_title(f"Factor effects ({name})")
     ax.grid(True, axis="x", alpha=0.3)
     ax.margins(y=0.5 / max(k, 1))
@@ -301,6 +311,7 @@ def _interaction_figure(trials: pd.DataFrame, effects: pd.DataFrame, name: str):
     if inter.empty:
         return None
     data, levels = design(trials)
+    metric = objective_of(trials)[0]
     pairs = list(dict.fromkeys(inter["factor"]))
     ncols = min(3, len(pairs))
     nrows = -(-len(pairs) // ncols)
@@ -329,7 +340,7 @@ def _interaction_figure(trials: pd.DataFrame, effects: pd.DataFrame, name: str):
                     linestyle=["-", "--", ":", "-."][j % 4], label=f"{fb}={b}")
         ax.set_xticks(range(len(la)), la, fontsize=8)
         ax.set_xlabel(fa)
-        ax.set_ylabel("mean final test acc. (%)")
+        ax.set_ylabel(f"mean final {heading(metric)}")
         ax.set_title(pair, fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, frameon=False)

@@ -46,6 +46,7 @@ from ninsweep.analysis.tabulate import (
     VERDICT_NONE,
     VERDICT_SAME,
     objective_of,
+    statistic_columns,
     tables,
 )
 from ninsweep.analysis.text import fmt_ci, fmt_num, fmt_p, fmt_pm, fmt_unfinished
@@ -53,7 +54,7 @@ from ninsweep.atomic import write_output
 from ninsweep.errors import NinsweepError
 from ninsweep.experiment_dir import ERROR, ERROR_FILE, FINISHED, REPORT_DIR, STATUSES
 from ninsweep.fmt import duration, markdown_cell, markdown_table, reason
-from ninsweep.metrics import TEST_ACC, VAL_ACC, is_accuracy
+from ninsweep.metrics import TEST_ACC, VAL_ACC, difference_unit, digits, heading, is_accuracy, long_name
 
 REPORT_FILE = "report.md"
 
@@ -127,13 +128,14 @@ def render_markdown(exp: Experiment, trials: pd.DataFrame, configs: pd.DataFrame
                f"failed or not started). They are listed below and in the curves, but only "
                f"finished trials count toward the statistics.", ""]
 
-    md += ["## Final test accuracy by configuration", ""]
+    md += [f"## Final {long_name(objective_of(configs)[0])} by configuration", ""]
     if configs.empty or configs["n"].sum() == 0:
         md += ["No trial has finished yet: there are no final accuracies to compare.", ""]
     md += _config_markdown(configs, sig)
     md += ["",
            "n: finished seeds. Accuracies in %, final epoch. 95% CI: of the mean over seeds "
-           "(see the error convention). Δ best: mean minus the best config's mean (points). "
+           "(see the error convention). Δ best: mean minus the best config's mean "
+           f"({difference_unit(objective_of(configs)[0])}). "
            "p (Holm): Welch's t-test against the best config, Holm-adjusted. "
            "Losses: mean final cross-entropy. Time: mean wall time per trial (training + evaluation).",
            ""]
@@ -147,7 +149,7 @@ def render_markdown(exp: Experiment, trials: pd.DataFrame, configs: pd.DataFrame
     md += _effects_markdown(trials, effects, figures)
     if baseline is not None:
         md += [f"## Against the baseline {baseline}", ""]
-        md += _baseline_markdown(effects, baseline)
+        md += _baseline_markdown(effects, baseline, objective_of(trials)[0])
 
     if exp.is_lab4:
         md += ["## Against the lab report", ""]
@@ -184,7 +186,9 @@ def _config_markdown(configs: pd.DataFrame, sig: pd.DataFrame) -> list[str]:
         return []
     s = sig.set_index("config").to_dict("index") if not sig.empty else {}
     lab4 = "report_acc_pct" in configs.columns
-    head = ["#", "config", "n", "test acc. % (mean ± std)", "95% CI", "min – max"]
+    metric = objective_of(configs)[0]  # the table is ranked by the objective and shows it
+    column, places = statistic_columns(metric), digits(metric)
+    head = ["#", "config", "n", f"{heading(metric)} (mean ± std)", "95% CI", "min – max"]
     if lab4:
         head += ["report %", "ours − report"]
     head += ["Δ best", "p (Holm)", "verdict", "train loss", "test loss", "time / trial"]
@@ -194,12 +198,14 @@ def _config_markdown(configs: pd.DataFrame, sig: pd.DataFrame) -> list[str]:
     for _, c in configs.iterrows():
         si = s.get(c["config"], {})
         row = [str(c["rank"]), f"**{c['config']}**" if si.get("verdict") == VERDICT_BEST else c["config"],
-               str(c["n"]), fmt_pm(c["mean_test_acc_pct"], c["std_test_acc_pct"]),
-               fmt_ci(c["ci95_low_pct"], c["ci95_high_pct"]),
-               "-" if pd.isna(c["min_test_acc_pct"]) else f"{c['min_test_acc_pct']:.2f} – {c['max_test_acc_pct']:.2f}"]
+               str(c["n"]), fmt_pm(c[column["mean"]], c[column["std"]], places),
+               fmt_ci(c[column["ci_low"]], c[column["ci_high"]], places),
+               "-" if pd.isna(c[column["min"]])
+               else f"{c[column['min']]:.{places}f} – {c[column['max']]:.{places}f}"]
         if lab4:
             row += [fmt_num(c["report_acc_pct"], none="none"), fmt_num(c["diff_vs_report_pct"], signed=True)]
-        row += [fmt_num(si.get("diff_vs_best_pct", np.nan), signed=True), fmt_p(si.get("p_holm", np.nan)),
+        row += [fmt_num(si.get("diff_vs_best_pct", np.nan), signed=True, digits=places),
+                fmt_p(si.get("p_holm", np.nan)),
                 str(si.get("verdict", "")), fmt_num(c["mean_final_train_loss"], digits=3),
                 fmt_num(c["mean_final_test_loss"], digits=3), duration(c["mean_wall_time_s"])]
         if len(row) < len(head):
@@ -266,10 +272,11 @@ def _effects_markdown(trials: pd.DataFrame, effects: pd.DataFrame, figures: dict
     inter = effects[effects["kind"] == INTERACTION]
     if main.empty:
         return out
+    metric = objective_of(trials)[0]  # the effects are on the objective
     out += ["### Main effects", ""]
-    out += _effect_rows(main, "level vs reference")
-    out += ["", "Effect: the level's mean final test accuracy minus the reference level's, in "
-            "percentage points, averaged with equal weights over the combinations of the other "
+    out += _effect_rows(main, "level vs reference", metric)
+    out += ["", f"Effect: the level's mean final {long_name(metric)} minus the reference level's, in "
+            f"{difference_unit(metric, short=False)}, averaged with equal weights over the combinations of the other "
             "factors in which both ran (*over*: that part of the design; \"all\": every "
             "combination). 95% CI and p: Student's t on an OLS fit of the trials involved, "
             "paired by seed where seeds are shared (*paired*); p (Holm): adjusted over the main "
@@ -283,12 +290,12 @@ def _effects_markdown(trials: pd.DataFrame, effects: pd.DataFrame, figures: dict
     if len(inter):
         out += ["### Two-way interactions", ""]
     if len(supported):
-        out += _effect_rows(supported, "levels vs references")
+        out += _effect_rows(supported, "levels vs references", metric)
         out += ["", "Interaction of A x B: (La,Lb) − (La,Rb) − (Ra,Lb) + (Ra,Rb), the change of A's "
-                "effect when B goes from its reference to its level, in points; averaged over the "
+                f"effect when B goes from its reference to its level, in {difference_unit(metric)}; averaged over the "
                 "other factors where all four cells ran. Near 0: the two effects simply add.", ""]
         if figures.get(FIG_INTERACTIONS):
-            caption = ("Interaction plots: mean final test accuracy per level of one factor, one "
+            caption = (f"Interaction plots: mean final {long_name(metric)} per level of one factor, one "
                        "line per level of the other (cell means averaged over the rest of the "
                        "balanced part). Parallel lines: no interaction.")
             out += [f"![{caption}]({figures[FIG_INTERACTIONS]})", "", f"*{caption}*", ""]
@@ -298,23 +305,25 @@ def _effects_markdown(trials: pd.DataFrame, effects: pd.DataFrame, figures: dict
     return out
 
 
-def _effect_rows(rows: pd.DataFrame, level_head: str) -> list[str]:
-    head = ["factor", level_head, "effect (points)", "95% CI", "p", "p (Holm)", "n", "paired", "over"]
+def _effect_rows(rows: pd.DataFrame, level_head: str, metric: str) -> list[str]:
+    effect = f"effect ({difference_unit(metric)})"
+    head = ["factor", level_head, effect, "95% CI", "p", "p (Holm)", "n", "paired", "over"]
     body = []
     for r in rows.itertuples():
         body.append([r.factor, f"{r.level} vs {r.baseline}", fmt_num(r.effect_pct, signed=True),
                      fmt_ci(r.ci_low_pct, r.ci_high_pct) if not r.note else r.note,
                      fmt_p(r.p), fmt_p(r.p_holm), f"{r.n_level} + {r.n_baseline}",
                      "yes" if r.paired else "no", r.over])
-    return markdown_table(head, body, right={"effect (points)", "p", "p (Holm)", "n"})
+    return markdown_table(head, body, right={effect, "p", "p (Holm)", "n"})
 
 
-def _baseline_markdown(effects: pd.DataFrame, baseline: str) -> list[str]:
+def _baseline_markdown(effects: pd.DataFrame, baseline: str, metric: str) -> list[str]:
     rows = effects[effects["kind"] == BASELINE].sort_values("effect_pct", ascending=False)
     if rows.empty:
         return [f"No other config has finished trials to compare with {baseline}.", ""]
-    out = _effect_rows(rows, "config vs baseline")
-    out += ["", f"Each config's mean final test accuracy minus {baseline}'s, in points, with the "
+    out = _effect_rows(rows, "config vs baseline", metric)
+    out += ["", f"Each config's mean final {long_name(metric)} minus {baseline}'s, in "
+            f"{difference_unit(metric)}, with the "
             f"same method as the factor effects (paired by seed where seeds are shared); "
             f"p (Holm): adjusted over these {int(rows['p'].notna().sum())} comparisons.", ""]
     return out

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ninsweep.analysis.labels import base_params, extra_params, seed_of, trial_label
 from ninsweep.analysis.reference import REFERENCE_ACC_PCT
-from ninsweep.analysis.results import TIME_TOTAL_S, Experiment
+from ninsweep.analysis.results import Experiment
 from ninsweep.analysis.stats import ALPHA, CI_LEVEL, holm, t_quantile, welch
 from ninsweep.experiment_dir import ERROR, FINISHED, INCOMPLETE, PENDING
 from ninsweep.metrics import (
@@ -29,17 +29,17 @@ from ninsweep.metrics import (
     OBJECTIVE_METRICS,
     TEST_ACC,
     TEST_LOSS,
+    TIME_TOTAL_S,
     TRAIN_ACC,
     TRAIN_LOSS,
     VAL_ACC,
     VAL_LOSS,
+    is_accuracy,
     objective_column,
 )
 
 # The trial-table column holding each objective metric's final value (accuracies in %).
 OBJECTIVE_COLUMNS = {metric: objective_column(metric) for metric in OBJECTIVE_METRICS}
-
-# any other grid key (dotted, "train.lr") is an extra column.
 
 VERDICT_BEST = "best"
 VERDICT_LOWER = "significantly lower"
@@ -169,16 +169,9 @@ def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
         return mask.groupby(trials["config"], sort=False).sum().reindex(labels, fill_value=0).astype(int)
 
     done = trials[status == FINISHED]
-    _, mode, objective_column = objective_of(trials)
-    acc = pd.to_numeric(done["final_test_acc_pct"], errors="coerce")
-    acc = acc[np.isfinite(acc.to_numpy(float))]
-    by = acc.groupby(done.loc[acc.index, "config"], sort=False)
-    n = by.count().reindex(labels, fill_value=0).astype(int)
-    mean, std = by.mean().reindex(labels), by.std(ddof=1).reindex(labels)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = t_quantile(0.5 + CI_LEVEL / 2, (n - 1).clip(lower=1).to_numpy())
-        half = pd.Series(np.where(n >= 2, t * std.to_numpy(float) / np.sqrt(n.clip(lower=1)), np.nan), index=labels)
-    std = std.where(n >= 2)
+    metric, mode, objective_column = objective_of(trials)
+    accuracy = _seed_statistics(done, "final_test_acc_pct", labels, (0.0, 100.0))
+    n = accuracy["n"]
 
     def done_mean(col: str) -> pd.Series:
         values = pd.to_numeric(done[col], errors="coerce")
@@ -194,11 +187,8 @@ def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
         "n_error": count(status == ERROR),
         "n_pending": count(status == PENDING),
         "epochs_planned": trials.groupby("config", sort=False)["epochs_planned"].max().reindex(labels).astype(int),
-        "mean_test_acc_pct": mean, "std_test_acc_pct": std,
-        # An accuracy is in [0, 100]: so is every interval drawn for it.
-        "ci95_low_pct": (mean - half).clip(lower=0.0, upper=100.0),
-        "ci95_high_pct": (mean + half).clip(lower=0.0, upper=100.0),
-        "min_test_acc_pct": by.min().reindex(labels), "max_test_acc_pct": by.max().reindex(labels),
+        # The final test accuracy over seeds, for every objective (the columns scripts read).
+        **{column: accuracy[key] for key, column in statistic_columns(TEST_ACC).items()},
         "mean_best_test_acc_pct": done_mean("best_test_acc_pct"),
         "mean_final_train_loss": done_mean("final_train_loss"),
         "mean_final_test_loss": done_mean("final_test_loss"),
@@ -210,6 +200,12 @@ def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
             pd.to_numeric(done[objective_column], errors="coerce").groupby(
                 done["config"], sort=False).std(ddof=1).reindex(labels),
     }).reset_index(drop=True)
+    if metric != TEST_ACC:  # the same statistics of the objective, named after it
+        bounds = (0.0, 100.0) if is_accuracy(metric) else (-np.inf, np.inf)
+        objective = _seed_statistics(done, objective_column, labels, bounds)
+        for key, column in statistic_columns(metric).items():
+            if key != "n":  # n stays the finished seeds of the ranking
+                df[column] = objective[key].to_numpy()
     if lab4:
         refs = [REFERENCE_ACC_PCT.get(label) if not extra_cols else None for label in labels]
         df["report_acc_pct"] = [np.nan if r is None else r for r in refs]
@@ -220,6 +216,40 @@ def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
     df.insert(0, "rank", range(1, len(df) + 1))
     return df
 
+
+
+def statistic_columns(metric: str) -> dict[str, str]:
+    """The config table's columns of a metric's statistics over seeds: n, mean, std, the 95%
+    CI of the mean and the range. The final test accuracy keeps the names scripts have read
+    since the first release (``mean_test_acc_pct``, ``ci95_low_pct``); any other objective
+    has them named after it (``mean_test_loss``, ``ci95_low_test_loss``)."""
+    if metric == TEST_ACC:
+        return {"n": "n", "mean": "mean_test_acc_pct", "std": "std_test_acc_pct",
+                "ci_low": "ci95_low_pct", "ci_high": "ci95_high_pct",
+                "min": "min_test_acc_pct", "max": "max_test_acc_pct"}
+    name = objective_column(metric).removeprefix("final_")
+    return {"n": "n", "mean": f"mean_{name}", "std": f"std_{name}",
+            "ci_low": f"ci95_low_{name}", "ci_high": f"ci95_high_{name}",
+            "min": f"min_{name}", "max": f"max_{name}"}
+
+
+def _seed_statistics(done: pd.DataFrame, column: str, labels: pd.Index,
+                     bounds: tuple[float, float]) -> dict[str, pd.Series]:
+    """Per config: n, mean, sample std (ddof=1), the 95% t interval of the mean (clipped to
+    ``bounds``: what the quantity can be) and the range of ``column`` over finished seeds."""
+    values = pd.to_numeric(done[column], errors="coerce")
+    values = values[np.isfinite(values.to_numpy(float))]
+    by = values.groupby(done.loc[values.index, "config"], sort=False)
+    n = by.count().reindex(labels, fill_value=0).astype(int)
+    mean, std = by.mean().reindex(labels), by.std(ddof=1).reindex(labels)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = t_quantile(0.5 + CI_LEVEL / 2, (n - 1).clip(lower=1).to_numpy())
+        half = pd.Series(np.where(n >= 2, t * std.to_numpy(float) / np.sqrt(n.clip(lower=1)), np.nan),
+                         index=labels)
+    return {"n": n, "mean": mean, "std": std.where(n >= 2),
+            "ci_low": (mean - half).clip(lower=bounds[0], upper=bounds[1]),
+            "ci_high": (mean + half).clip(lower=bounds[0], upper=bounds[1]),
+            "min": by.min().reindex(labels), "max": by.max().reindex(labels)}
 
 
 def significance(exp: Experiment, alpha: float = ALPHA) -> pd.DataFrame:

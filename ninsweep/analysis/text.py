@@ -16,9 +16,9 @@ from ninsweep import fmt
 from ninsweep.analysis.reference import REFERENCE_EPOCHS
 from ninsweep.analysis.results import Experiment
 from ninsweep.analysis.stats import ALPHA
-from ninsweep.analysis.tabulate import tables, trial_table
+from ninsweep.analysis.tabulate import objective_of, statistic_columns, tables, trial_table
 from ninsweep.experiment_dir import ERROR, INCOMPLETE, PENDING, RESULT_FILE, STATUSES
-from ninsweep.metrics import PEAK_GPU_MEM_MB
+from ninsweep.metrics import PEAK_GPU_MEM_MB, digits, heading
 from ninsweep.storage import newest_checkpointed_epoch
 
 
@@ -111,7 +111,9 @@ def format_table(config_df: pd.DataFrame, significance_df: Optional[pd.DataFrame
         sig = significance_df.set_index("config").to_dict("index")
     lab4 = "report_acc_pct" in config_df.columns
     unfinished = (config_df[["n_incomplete", "n_error", "n_pending"]].sum(axis=1) > 0).any()
-    headers = ["#", "config", "n", "test acc % (mean ± std)", "95% CI", "min", "max"]
+    metric = objective_of(config_df)[0]  # what the table is ranked by, and shows
+    column, places = statistic_columns(metric), digits(metric)
+    headers = ["#", "config", "n", f"{heading(metric)} (mean ± std)", "95% CI", "min", "max"]
     if lab4:
         headers += ["report", "diff"]
     if sig:
@@ -121,9 +123,9 @@ def format_table(config_df: pd.DataFrame, significance_df: Optional[pd.DataFrame
     rows = []
     for _, c in config_df.iterrows():
         row = [str(c["rank"]), str(c["config"]), str(c["n"]),
-               fmt_pm(c["mean_test_acc_pct"], c["std_test_acc_pct"]),
-               fmt_ci(c["ci95_low_pct"], c["ci95_high_pct"]),
-               fmt_num(c["min_test_acc_pct"]), fmt_num(c["max_test_acc_pct"])]
+               fmt_pm(c[column["mean"]], c[column["std"]], places),
+               fmt_ci(c[column["ci_low"]], c[column["ci_high"]], places),
+               fmt_num(c[column["min"]], digits=places), fmt_num(c[column["max"]], digits=places)]
         if lab4:
             row += [fmt_num(c["report_acc_pct"], none="none"), fmt_num(c["diff_vs_report_pct"], signed=True)]
         if sig:
@@ -154,14 +156,14 @@ def fmt_pct(v: Any) -> str:
     return text if text == "-" else text + "%"
 
 
-def fmt_pm(mean: float, std: float) -> str:
+def fmt_pm(mean: float, std: float, digits: int = 2) -> str:
     if pd.isna(mean):
         return "-"
-    return f"{mean:.2f} ± {std:.2f}" if not pd.isna(std) else f"{mean:.2f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if not pd.isna(std) else f"{mean:.{digits}f}"
 
 
-def fmt_ci(lo: float, hi: float) -> str:
-    return "-" if pd.isna(lo) else f"[{lo:.2f}, {hi:.2f}]"
+def fmt_ci(lo: float, hi: float, digits: int = 2) -> str:
+    return "-" if pd.isna(lo) else f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def fmt_p(p: float) -> str:
