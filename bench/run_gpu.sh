@@ -11,7 +11,7 @@
 #   (c) projected wall time of lab4 and lab4-3seeds from (a)    (bench/gpu_check_summary.py)
 #
 #   bash bench/run_gpu.sh            # on the GPU machine; device tool: carry [".carry"]
-#   bash bench/run_gpu.sh --tiny     # the same parts on CPU at tiny sizes (tests/test_bench.py)
+#   bash bench/run_gpu.sh --tiny     # the same parts on CPU at tiny sizes (tests/bench/test_bench.py)
 #
 # The real images: mkdir -p .carry && cp ../shared/data/cifar10-jpeg.zip .carry/ (.carry/ is
 # git-ignored; 60 MiB, within the 64 MiB a device call may carry). Without it part (b) is

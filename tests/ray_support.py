@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = Path(__file__).resolve().parent / "spaces"
+FAULT_SPACE = SPACES / "fault.yaml"  # two trials, 6 epochs, a checkpoint every epoch, keep 2
 
 RAY = Path(sys.executable).with_name("ray")
 
@@ -199,3 +201,28 @@ class RayNode:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self._log.close()
+
+
+def one_line_error(capsys) -> str:
+    """The command's error, asserted to be ninsweep's one line."""
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ninsweep: error: ") and "\n" not in err, err
+    return err
+
+
+def write_images(root: Path, classes: dict[str, int], size: int = 16) -> None:
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name, count in classes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                Image.new("RGB", (size, size), (index * 20 % 255, 40, 90)).save(folder / f"{index}.png")
+
+
+def write_space(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
+    """A space file in ``tmp_path`` from YAML text (dedented)."""
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path

@@ -180,7 +180,7 @@ class _Layout:
         The seeds are absorbed (their block of the normal equations is diagonal), which
         leaves a k x k system for the k cells: the cost grows with the number of cells, not
         trials. statsmodels' OLS would form the n x (cells + seeds) design and its
-        pseudo-inverse: seconds per fit at 10,000 trials; tests/test_effects.py checks this
+        pseudo-inverse: seconds per fit at 10,000 trials; tests/analysis/test_effects.py checks this
         fit against it.
         """
         lookup = np.full(len(self.count), -1)

@@ -60,7 +60,7 @@ TAG = "ninsweep"  # metadata key marking our jobs; value "1"
 
 # Never shipped, wherever they appear: credentials and keys. The one list of secrets; a
 # submission ships only the ninsweep package and the space file, and this list is applied
-# to both uploads besides (tests/test_jobs.py packs them with Ray's own packer).
+# to both uploads besides (tests/cluster/test_jobs.py packs them with Ray's own packer).
 SECRET_EXCLUDES = (
     ".env", ".env.*", "*.env", ".envrc", ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc",
     ".aws", ".ssh", ".gnupg", ".kube", ".docker", ".azure", ".config/gcloud",

@@ -20,7 +20,7 @@ from ninsweep import analysis
 from ninsweep.cli import main
 from ninsweep.space import MANIFEST_FORMAT, TRIAL_KEY, SweepSpec, TrialSpec
 
-FIXTURE = Path(__file__).parent / "fixtures" / "main-795a84c" / "fixture"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "main-795a84c" / "fixture"
 RELU, ELU = "relu-nobn-keras-lr0.05-s0", "elu-nobn-keras-lr0.05-s0"
 
 

@@ -25,7 +25,7 @@ from ninsweep.datasets import resolve_cache_dir, resolve_data_root
 from ninsweep.errors import DataError
 from ninsweep.registry import SOURCES, resolve
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
 

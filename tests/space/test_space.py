@@ -20,7 +20,7 @@ from ninsweep.space import (
     resolve_space_path,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPACES = REPO / "search_spaces"
 
 LAB4_NAMES = [

@@ -18,7 +18,7 @@ from ray_support import cli_env, needs_netns, ninsweep
 
 from ninsweep.cli import main
 
-FIXTURE = Path(__file__).parent / "fixtures" / "main-9c78cef" / "compat"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "main-9c78cef" / "compat"
 TRIALS = ("elu-bn-keras-lr0.05-s0", "relu-bn-keras-lr0.05-s0")
 CSVS = ("results.csv", "results-configs.csv", "results-effects.csv")
 

@@ -15,7 +15,7 @@ import pytest
 import ray
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 AWS = CLUSTER / "aws-gpu.yaml"
 AWS_NETWORK = CLUSTER / "aws-network.yaml"

@@ -235,7 +235,7 @@ def test_a_data_factory_keyword_is_checked_before_ray(data_module, tmp_path, cap
 
 # ------------------------------------------------------------------ the example study
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "resnet"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "resnet"
 
 
 def test_the_example_resnet_study_expands_and_its_model_is_resnet20():

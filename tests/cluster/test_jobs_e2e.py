@@ -28,7 +28,7 @@ from ray_support import RAY, alive, descendants, free_port, needs_netns
 from ninsweep.cluster import jobs
 from ninsweep.errors import NinsweepError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, needs_netns]
