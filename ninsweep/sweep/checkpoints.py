@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from ninsweep.errors import CheckpointError
+from ninsweep.core.checkpoint import load_checkpoint
+from ninsweep.errors import CheckpointError, NinsweepError
+from ninsweep.experiment_dir import CHECKPOINT_FILE, state_file_epoch
 from ninsweep.fmt import reason
 from ninsweep.locations import is_uri
-from ninsweep.storage import StoredState, filesystem
+from ninsweep.storage import StoredState, filesystem, list_states
 
 STAGING_PREFIX = "ninsweep-ckpt-"
 _STAGING_LOCK = ".in-use"
@@ -82,6 +84,43 @@ def load_newest(trial_dir: Optional[str], states: list[StoredState],
             continue
         return Restored(state, stored, skipped)
     return Restored(None, None, skipped)
+
+
+def restore_newest(trainer: Any, trial_dir: Optional[str], staging: Path, name: str,
+                   rebuild: Callable[[], Any], registered: Any = None) -> Any:
+    """``trainer`` continued from the newest state that loads; one line printed when any exists.
+
+    The states are those on storage under ``trial_dir``; Tune's ``registered`` checkpoint (a
+    ``ray.tune.Checkpoint``: only its ``as_directory()`` is used) is the fallback when storage
+    cannot be listed or lists none (it is one of the listed ones otherwise). When states exist
+    and none loads, a state that failed half-way through ``load_state_dict`` may have changed
+    the model: the run starts again from ``rebuild()``.
+    """
+    if trial_dir is not None:
+        try:
+            states = list_states(trial_dir)
+        except (OSError, NinsweepError) as err:
+            print(f"{name}: cannot list its checkpoints ({err}); trying Tune's latest")
+        else:
+            if states:
+                return _continue(trainer, trial_dir, states, staging, name, rebuild)
+    if registered is None:
+        return trainer
+    with registered.as_directory() as directory:
+        states = [StoredState(Path(directory).name, str(path), state_file_epoch(path.name))
+                  for path in Path(directory).iterdir()
+                  if state_file_epoch(path.name) is not None or path.name == CHECKPOINT_FILE]
+        states.sort(key=lambda s: s.epoch or 0, reverse=True)
+        return _continue(trainer, None, states, staging, name, rebuild)
+
+
+def _continue(trainer: Any, trial_dir: Optional[str], states: list[StoredState], staging: Path,
+              name: str, rebuild: Callable[[], Any]) -> Any:
+    if not states:
+        return trainer
+    restored = load_newest(trial_dir, states, trainer.load_state_dict, load_checkpoint, staging)
+    print(restored.describe(name), flush=True)
+    return trainer if restored.state is not None else rebuild()
 
 
 def _local_copy(trial_dir: Optional[str], stored: StoredState, staging: Path) -> str:

@@ -5,7 +5,7 @@ params, the full TrialConfig as a dict); the state of the ``Trainer`` goes out a
 checkpoint and comes back in after a restart, a resume, or the loss of a node.
 
 The state comes back from the newest checkpoint on storage that loads, not from the one
-Tune's experiment snapshot registered (``ninsweep.checkpoints`` says why); Tune's own is
+Tune's experiment snapshot registered (``sweep.checkpoints.restore_newest`` says why); Tune's own is
 the fallback when storage cannot be listed.
 
 A ``NinsweepError`` while setting up (bad input: a batch larger than the data, a corrupt
@@ -19,30 +19,27 @@ there since Ray 2.51.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import ray
 from ray import tune
 
 from ninsweep.config import TrialConfig
-from ninsweep.core.checkpoint import load_checkpoint, save_checkpoint
+from ninsweep.core.checkpoint import save_checkpoint
 from ninsweep.core.devices import hide_gpus, trial_device
 from ninsweep.core.train import Trainer
 from ninsweep.errors import DeviceError, NinsweepError
 from ninsweep.experiment_dir import (
-    CHECKPOINT_FILE,
     ERROR_FILE,
     RESULT_FILE,
-    state_file_epoch,
     state_file_name,
 )
 from ninsweep.fmt import one_line
 from ninsweep.locations import join
 from ninsweep.metrics import CONFIG_ERROR, EPOCH, REPLAYED
 from ninsweep.space.schema import TRIAL_KEY  # {TRIAL_KEY: {name, params, config}}
-from ninsweep.storage import StoredState, filesystem, list_states
-from ninsweep.sweep.checkpoints import load_newest, remove_stale_staging, staging_directory
+from ninsweep.storage import filesystem
+from ninsweep.sweep.checkpoints import remove_stale_staging, restore_newest, staging_directory
 
 
 def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
@@ -72,7 +69,9 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
             return
 
         with staging_directory() as staging:
-            trainer = _restore(trainer, cfg, name, trial_dir, staging, log)
+            trainer = restore_newest(trainer, trial_dir, staging, name,
+                                     rebuild=lambda: Trainer(cfg, log=log),
+                                     registered=tune.get_checkpoint())
         _report_unlogged_epochs(trainer, trial_dir)
 
         def report(metrics: dict[str, float], trainer: Trainer) -> None:
@@ -105,45 +104,6 @@ def device_for_trial(cfg: TrialConfig, name: str) -> TrialConfig:
     device = trial_device(cfg.train.device, len(granted), name)
     print(f"{name}: Ray granted GPU ids {list(granted)}; training on {device}")
     return cfg if device == cfg.train.device else cfg.replace(train={"device": device})
-
-
-def _restore(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[str],
-             staging: Path, log: Callable[[str], None]) -> Trainer:
-    """Continue from the newest state on storage that loads; print one line if any exists.
-
-    Tune's registered checkpoint is the fallback when storage cannot be listed or lists
-    none (it is one of the listed ones otherwise).
-    """
-    if trial_dir is not None:
-        try:
-            states = list_states(trial_dir)
-        except (OSError, NinsweepError) as err:
-            print(f"{name}: cannot list its checkpoints ({err}); trying Tune's latest")
-        else:
-            if states:
-                return _apply_newest(trainer, cfg, name, trial_dir, states, staging, log)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return trainer
-    with checkpoint.as_directory() as directory:
-        states = [StoredState(Path(directory).name, str(path), state_file_epoch(path.name))
-                  for path in Path(directory).iterdir()
-                  if state_file_epoch(path.name) is not None or path.name == CHECKPOINT_FILE]
-        states.sort(key=lambda s: s.epoch or 0, reverse=True)
-        return _apply_newest(trainer, cfg, name, None, states, staging, log)
-
-
-def _apply_newest(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[str],
-                  states: list, staging: Path,
-                  log: Callable[[str], None]) -> Trainer:
-    if not states:
-        return trainer
-    restored = load_newest(trial_dir, states, trainer.load_state_dict, load_checkpoint, staging)
-    print(restored.describe(name), flush=True)
-    if restored.state is None:
-        # A state that failed half-way through load_state_dict may have changed the model.
-        return Trainer(cfg, log=log)
-    return trainer
 
 
 def _logged_epoch(trial_dir: Optional[str]) -> Optional[int]:
