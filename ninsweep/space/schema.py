@@ -32,6 +32,7 @@ from ninsweep.config import (
     fail,
 )
 from ninsweep.errors import ConfigError
+from ninsweep.experiment_dir import MANIFEST_FILE
 from ninsweep.fmt import one_line
 from ninsweep.metrics import DEFAULT_OBJECTIVE, OBJECTIVE_METRICS, OBJECTIVE_MODES, is_accuracy
 
@@ -340,7 +341,7 @@ class SweepSpec(SpaceKeys):
         return {"format": MANIFEST_FORMAT, **self.model_dump(mode="json")}
 
     @classmethod
-    def from_manifest(cls, manifest: Any, where: str = "ninsweep.json") -> "SweepSpec":
+    def from_manifest(cls, manifest: Any, where: str = MANIFEST_FILE) -> "SweepSpec":
         """Rebuild a ``SweepSpec`` from ``to_manifest()``'s dict (e.g. read from disk).
 
         ``where`` names the file in error messages.
