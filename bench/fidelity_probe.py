@@ -11,8 +11,8 @@ whether ELU+BN+WI leads ReLU as in the report.
 
 No Ray: torch, torchvision and ninsweep only.
 
-    python bench/fidelity_probe.py --zip .carry/cifar10-jpeg.zip --budget-s 180 --out probe.json
-    python bench/fidelity_probe.py --zip tiny.zip --device cpu --train-size 200 --max-epochs 3
+    python bench/fidelity_probe.py --archive .carry/data/cifar10-jpeg.tar.gz --budget-s 180 --out probe.json
+    python bench/fidelity_probe.py --archive tiny.zip --device cpu --train-size 200 --max-epochs 3
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import shutil
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_grid import LineReader, WorkerProcess, send  # noqa: E402
+from gpu_grid import LineReader, WorkerProcess, send, unpack_images  # noqa: E402
 from ninsweep import metrics as M  # noqa: E402
 from ninsweep.config import DataConfig, TrialConfig, to_dict  # noqa: E402
 from ninsweep.data import load_data  # noqa: E402
@@ -102,12 +101,7 @@ class ProbeWorker(WorkerProcess):
 
 
 def prepare_data(args: argparse.Namespace, scratch: Path) -> DataConfig:
-    root = scratch / "images"
-    with zipfile.ZipFile(args.zip) as archive:
-        archive.extractall(root)
-    if not (root / "train").is_dir():  # the folders may sit one level down
-        inner = [p for p in root.iterdir() if (p / "train").is_dir()]
-        root = inner[0] if inner else root
+    root = unpack_images(Path(args.archive), scratch / "images")
     cfg = DataConfig(source="imagefolder", root=str(root), cache_dir=str(scratch / "cache"),
                      train_subset=args.train_size, test_subset=args.test_size)
     load_data(cfg)  # decode once here; both workers memory-map the cache
@@ -256,7 +250,8 @@ def report(result: dict[str, Any]) -> str:
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zip", help="cifar10-jpeg.zip (train/<class>/*.jpg, test/<class>/*.jpg)")
+    parser.add_argument("--archive", "--zip", dest="archive",
+                        help="cifar10-jpeg.tar.gz or .zip (train/<class>/*.jpg, test/<class>/*.jpg)")
     parser.add_argument("--device", choices=("cuda", "cpu"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--budget-s", type=float, default=180.0,
@@ -273,8 +268,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.worker:
         return args
-    if not args.zip or not Path(args.zip).is_file():
-        parser.error(f"--zip {args.zip}: no such file")
+    if not args.archive or not Path(args.archive).is_file():
+        parser.error(f"--archive {args.archive}: no such file")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here")
     if args.max_epochs < 1:
