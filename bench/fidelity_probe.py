@@ -11,7 +11,8 @@ whether ELU+BN+WI leads ReLU as in the report.
 
 No Ray: torch, torchvision and ninsweep only.
 
-    python bench/fidelity_probe.py --archive .carry/data/cifar10-jpeg.tar.gz --budget-s 180 --out probe.json
+    python bench/fidelity_probe.py --archive .carry/data/cifar10-jpeg.tar.gz --budget-s 180 \
+        --out probe.json
     python bench/fidelity_probe.py --archive tiny.zip --device cpu --train-size 200 --max-epochs 3
 """
 
@@ -251,7 +252,8 @@ def report(result: dict[str, Any]) -> str:
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archive", "--zip", dest="archive",
-                        help="cifar10-jpeg.tar.gz or .zip (train/<class>/*.jpg, test/<class>/*.jpg)")
+                        help="cifar10-jpeg.tar.gz or .zip (train/<class>/*.jpg, "
+                             "test/<class>/*.jpg)")
     parser.add_argument("--device", choices=("cuda", "cpu"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--budget-s", type=float, default=180.0,

@@ -71,7 +71,8 @@ else
   # Job sweep carries Ray, not the images (both would pass 64 MiB): the archive job check
   # carried is still there on a machine kept warm between the two jobs; else CIFAR-size
   # synthetic images, the same work per image for the throughput this part measures.
-  if [[ -f "$ARCHIVE" ]]; then SWEEP_DATA=(--archive "$ARCHIVE"); else SWEEP_DATA=(--synthetic-cifar); fi
+  if [[ -f "$ARCHIVE" ]]; then SWEEP_DATA=(--archive "$ARCHIVE")
+  else SWEEP_DATA=(--synthetic-cifar); fi
 fi
 left() { echo $(( BUDGET - ($(date +%s) - started) )); }
 
@@ -123,7 +124,8 @@ if [[ "$JOB" == check || "$JOB" == all ]]; then
 
   probe_s=$(( $(left) - 25 ))
   if [[ ! -f "$ARCHIVE" ]]; then
-    echo "fidelity skipped: no $ARCHIVE (bench/prepare_gpu_check.sh puts it there; carry .carry/data)" \
+    echo "fidelity skipped: no $ARCHIVE (bench/prepare_gpu_check.sh puts it there;" \
+      "carry .carry/data)" \
       | tee -a "$OUT/status.txt"
   elif (( probe_s < 30 )); then
     echo "fidelity skipped: $(left) s left of the check" | tee -a "$OUT/status.txt"
