@@ -102,8 +102,9 @@ class ProbeWorker(WorkerProcess):
 
 
 def prepare_data(args: argparse.Namespace, scratch: Path) -> DataConfig:
-    root = unpack_images(Path(args.archive), scratch / "images")
-    cfg = DataConfig(source="imagefolder", root=str(root), cache_dir=str(scratch / "cache"),
+    work = Path(args.work_dir) if args.work_dir else scratch
+    root = unpack_images(Path(args.archive), work / "images")
+    cfg = DataConfig(source="imagefolder", root=str(root), cache_dir=str(work / "cache"),
                      train_subset=args.train_size, test_subset=args.test_size)
     load_data(cfg)  # decode once here; both workers memory-map the cache
     return cfg
@@ -266,6 +267,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the results here as JSON")
+    parser.add_argument("--work-dir", help="unpack and decode the images here and keep them "
+                                           "(default: a temporary folder, removed)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

@@ -174,6 +174,8 @@ def ray_section(summary: dict[str, Any]) -> list[str]:
                      f"{_fmt(run.get('aggregate_tflops'), '.2f')} | "
                      f"{_fmt(run.get('mfu'), '.1%')} | {_fmt(run.get('start_s_max'), '.2f')} | "
                      f"{_fmt(run.get('projected_lab4_minutes'), ',.1f')} |")
+    lines += [f"- {key}: {run['error']}" for key, run in ray["runs"].items()
+              if run.get("error")]
     lines += ["", f"- packed / one at a time, aggregate images/s: "
               f"{_fmt(ray.get('packed_vs_single'), '.2f')}x (goal >= "
               f"{GOALS['speedup_4_vs_1']:g}x)",

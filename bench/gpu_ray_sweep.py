@@ -83,10 +83,15 @@ def run_sweep(args: argparse.Namespace, name: str, gpus: float, cpus: float,
         except ProcessLookupError:
             pass
     wall = time.monotonic() - started
+    # ninsweep's own one-line error, when it refused or failed (e.g. "no GPUs" in this Ray)
+    errors = [line for line in log_path.read_text(errors="replace").splitlines()
+              if line.startswith("ninsweep: error:")]
     print(f"(d) {name}: exit {status} after {wall:.1f} s" + (" (cut at its limit)" if cut
-                                                             else ""), flush=True)
+                                                             else "")
+          + (f": {errors[-1]}" if errors else ""), flush=True)
     return {"name": name, "gpus_per_trial": gpus, "cpus_per_trial": cpus, "exit": status,
-            "cut": cut, "wall_s": wall, "log": str(log_path)}
+            "cut": cut, "wall_s": wall, "log": str(log_path),
+            "error": errors[-1][:500] if errors else None}
 
 
 # -- reading an experiment back ------------------------------------------------------------
@@ -227,6 +232,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--bf16-peak-tflops", type=float, default=None,
                         help=f"for MFU (default on CUDA {BF16_PEAK_TFLOPS}; none on CPU)")
     parser.add_argument("--storage", type=Path, help="experiments here (default: a temp dir)")
+    parser.add_argument("--work-dir", type=Path,
+                        help="unpack and decode the images here and keep them (default: a "
+                             "temporary folder); job check's probe leaves them for this part")
     parser.add_argument("--out", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
     if args.epochs < 1:
@@ -248,18 +256,19 @@ def main(argv=None) -> int:
     result: dict[str, Any] = {"format": 1, "settings": {k: str(v) if isinstance(v, Path) else v
                                                        for k, v in vars(args).items()}}
     try:
-        overrides = [f"data.cache_dir={scratch / 'cache'}"]
+        work = args.work_dir or scratch
+        overrides = [f"data.cache_dir={work / 'cache'}"]
         if args.archive is not None:
             from ninsweep.config import DataConfig
             from ninsweep.data import load_data
 
             from gpu_grid import unpack_images
 
-            root = unpack_images(args.archive, scratch / "images")
+            root = unpack_images(args.archive, work / "images")
             overrides += [f"data.root={root}", "data.source=imagefolder"]  # root first: each
             # --set is validated as it is applied
             load_data(DataConfig(source="imagefolder", root=str(root),
-                                 cache_dir=str(scratch / "cache")))
+                                 cache_dir=str(work / "cache")))
             result["data"] = {"source": str(args.archive), "root": str(root)}
         elif args.synthetic_cifar:
             overrides += ["data.source=synthetic", f"data.synthetic_train_size={CIFAR_TRAIN}",
@@ -333,7 +342,8 @@ def report(result: dict[str, Any]) -> str:
             f"{_num(run.get('aggregate_tflops'), '.3f')} TFLOP/s"
             + (f", MFU {run['mfu']:.2%} of {result['device']['bf16_peak_tflops']:g} TFLOP/s bf16"
                if run.get("mfu") is not None else "")
-            + f"; slowest trial start {_num(run.get('start_s_max'), '.2f')} s (goal < 5 s)")
+            + f"; slowest trial start {_num(run.get('start_s_max'), '.2f')} s (goal < 5 s)"
+            + (f"\n  {run['error']}" if run.get("error") else ""))
     if result.get("packed_vs_single") is not None:
         lines.append(f"packed / one at a time, aggregate images/s: "
                      f"{result['packed_vs_single']:.2f}x (goal >= 2x)")

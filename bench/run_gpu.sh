@@ -30,6 +30,8 @@ mkdir -p "$OUT"
 PYTHON=${PYTHON:-python3}
 # Absolute: Ray's workers and Tune's trials need not run in this directory.
 CARRY_SITE=$(realpath -m "${CARRY_SITE:-.carry/site}")
+# The images unpacked and decoded by job check's probe, kept for job sweep (git-ignored).
+WORK=$(realpath -m "${CHECK_WORK_DIR:-.carry/work}")
 started=$(date +%s)
 : > "$OUT/status.txt"
 
@@ -131,13 +133,13 @@ if [[ "$JOB" == check || "$JOB" == all ]]; then
     echo "fidelity skipped: $(left) s left of the check" | tee -a "$OUT/status.txt"
   else
     part fidelity fidelity "$probe_s" "$PYTHON" bench/fidelity_probe.py "${PROBE[@]}" \
-      --archive "$ARCHIVE" --budget-s "$probe_s" --out "$OUT/fidelity.json"
+      --archive "$ARCHIVE" --work-dir "$WORK" --budget-s "$probe_s" --out "$OUT/fidelity.json"
   fi
 fi
 
 if [[ "$JOB" == sweep || "$JOB" == all ]]; then
   part ray ray_sweep "$RAY_S" "$PYTHON" bench/gpu_ray_sweep.py "${SWEEP[@]}" "${SWEEP_DATA[@]}" \
-    --budget-s "$RAY_S" --out "$OUT/ray_sweep.json"
+    --work-dir "$WORK" --budget-s "$RAY_S" --out "$OUT/ray_sweep.json"
 fi
 
 nvidia-smi --query-gpu=clocks.sm,power.draw,temperature.gpu,memory.used --format=csv \

@@ -105,7 +105,8 @@ def check_env(tmp_path: Path, python: Path, wheels: Path, **extra) -> dict:
     env = rehearsal_env.clean_env()
     env.update(OUT=str(tmp_path / "out"), PYTHON=str(python), CARRY_WHEELS=str(wheels),
                CARRY_SITE=str(tmp_path / "site"), NINSWEEP_CACHE_DIR=str(tmp_path / "cache"),
-               NINSWEEP_STORAGE=str(tmp_path / "runs"), RAY_USAGE_STATS_ENABLED="0", **extra)
+               NINSWEEP_STORAGE=str(tmp_path / "runs"), CHECK_WORK_DIR=str(tmp_path / "work"),
+               RAY_USAGE_STATS_ENABLED="0", **extra)
     return env
 
 
@@ -418,6 +419,25 @@ def test_part_d_reads_gpu_ids_device_bf16_memory_and_start_from_an_experiment(tm
     assert run["mfu"] == pytest.approx(8 * 1600 * 4.45e8 / 8.0 / 1e12 / 989.4)
     assert run["projected_lab4_minutes"] == pytest.approx(1640 / (8 / 8.0) / 60)
 
+    # The summary of job sweep: part (d)'s tables, a refused run's one line, the goals.
+    out = tmp_path / "out"
+    out.mkdir()
+    refused = sweep.run_summary(tmp_path / "absent", {
+        "name": "single", "gpus_per_trial": 1, "cpus_per_trial": 2, "exit": 2, "cut": False,
+        "wall_s": 30.0, "error": "ninsweep: error: lab4: no GPUs"}, None, 989.4)
+    run.update(gpus_per_trial=0.25, cpus_per_trial=2, exit=0, cut=False, wall_s=20.0)
+    (out / "ray_sweep.json").write_text(json.dumps({
+        "format": 1, "settings": {"epochs": 2}, "device": {"name": "NVIDIA H200", "torch": "2.11"},
+        "data": {"source": "cifar10-jpeg.tar.gz", "ready_s": 12.0},
+        "runs": {"packed": run, "single": refused}}))
+    (out / "status.txt").write_text("install 0\nray 1\n")
+    _load("gpu_check_summary").main([str(out)])
+    assert json.loads((out / "device_check.json").read_text())["parts"] == {"ray": "exit 1"}
+    text = (out / "summary.md").read_text()
+    assert "| packed | t0 | ['0'] | cuda | on | 2 | 1,200 | 950 | 2.50 |" in text
+    assert "- single: ninsweep: error: lab4: no GPUs" in text
+    assert "## (a)" not in text and "(goal >= 2x)" in text
+
 
 def test_the_tarball_and_the_zip_unpack_to_the_same_image_folder(tmp_path):
     grid = _load("gpu_grid")
@@ -431,6 +451,14 @@ def test_the_tarball_and_the_zip_unpack_to_the_same_image_folder(tmp_path):
     listings = [sorted(str(p.relative_to(root)) for p in root.rglob("*.jpg")) for root in roots]
     assert listings[0] == listings[1] and len(listings[0]) == 20
     assert all(root.name == "cifar10" for root in roots)
+    # Unpacked once: a second call (job sweep after job check's probe) keeps the files.
+    image = next(roots[0].rglob("*.jpg"))
+    image.write_bytes(b"left by the first job")
+    assert grid.unpack_images(tmp_path / "tiny.tar.gz", tmp_path / "tiny-tar-gz") == roots[0]
+    assert image.read_bytes() == b"left by the first job"
+    # Another archive in the same place replaces them.
+    grid.unpack_images(tmp_path / "tiny.zip", tmp_path / "tiny-tar-gz")
+    assert image.read_bytes() != b"left by the first job"
 
 
 def _load(name: str):
