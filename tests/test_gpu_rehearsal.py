@@ -194,6 +194,32 @@ def test_device_check_job_check_runs_in_the_rehearsal_env_and_survives_a_failing
     assert result["parts"]["compile"].startswith("failed (exit 1)")
     assert "no_such_backend" in result["parts"]["compile"]
 
+    # Part (a)'s own JSON: every figure it promises (was tests/test_bench.py's run of it).
+    grid = json.loads((out / "grid_eager.json").read_text())
+    assert grid["device"]["type"] == "cpu" and grid["peak"]["measured_tflops"] > 0
+    assert grid["peak"]["datasheet_tflops"] is None  # no datasheet peak on CPU
+    flop = grid["flop"]
+    assert len(flop["forward_per_image"]) == 10 and flop["grid_total"] > 0
+    for table in ("forward_per_image", "forward_per_image_cifar",
+                  "counted_forward_backward_per_image"):
+        assert all(v > 0 for v in flop[table].values()), table
+    assert [p["models"] for p in grid["packings"]] == [1, 2]
+    for packing in grid["packings"]:
+        assert len(packing["per_model"]) == packing["models"]
+        for key in ("aggregate_images_per_s", "aggregate_tflops", "mfu_measured_peak",
+                    "projected_grid_minutes", "projected_grid_minutes_flat",
+                    "projected_grid_minutes_by_images"):
+            assert packing[key] > 0, key
+        for model in packing["per_model"]:
+            for key in ("images_per_s", "train_images_per_s", "tflops", "wall_s", "epochs"):
+                assert model[key] > 0, key
+    assert [m["trial"] for m in grid["packings"][1]["per_model"]] == [
+        "relu-nobn-keras", "relu-nobn-he"]
+    assert grid["best"]["models"] in (1, 2) and grid["best"]["projected_grid_minutes"] > 0
+    assert grid["checkpoint"]["size_mb"] > 0 and grid["checkpoint"]["save_s"] > 0
+    assert grid["workers"]["steps_per_epoch"] == 1 and grid["workers"]["data_on_device_mb"] > 0
+    assert "best packing" in (out / "grid_eager.log").read_text()
+
     eager = result["eager"]
     assert [row["models"] for row in eager["rows"]] == [1, 2]
     for row in eager["rows"]:
