@@ -1,6 +1,6 @@
 """Images/s of ninsweep's training loop against a plain PyTorch loop over the same model, CPU.
 
-Baseline: the loop anyone would write, in this file: the NIN of ``ninsweep.model`` in
+Baseline: the loop anyone would write, in this file: the NIN of ``ninsweep.core.model`` in
 channels_last, the training images normalised once into a float32 NHWC tensor, each batch a
 gather plus a permute (a channels_last view), cross-entropy, SGD (Nesterov, the recipe's
 lr / momentum / weight decay), nothing else: no augmentation, no metrics, no host syncs. It

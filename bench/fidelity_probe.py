@@ -11,8 +11,9 @@ whether ELU+BN+WI leads ReLU as in the report.
 
 No Ray: torch, torchvision and ninsweep only.
 
-    python bench/fidelity_probe.py --zip .carry/cifar10-jpeg.zip --budget-s 180 --out probe.json
-    python bench/fidelity_probe.py --zip tiny.zip --device cpu --train-size 200 --max-epochs 3
+    python bench/fidelity_probe.py --archive .carry/data/cifar10-jpeg.tar.gz --budget-s 180 \
+        --out probe.json
+    python bench/fidelity_probe.py --archive tiny.zip --device cpu --train-size 200 --max-epochs 3
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import shutil
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_grid import LineReader, WorkerProcess, send  # noqa: E402
+from gpu_grid import LineReader, WorkerProcess, send, unpack_images  # noqa: E402
 
 from ninsweep import metrics as M  # noqa: E402
 from ninsweep.config import DataConfig, TrialConfig, to_dict  # noqa: E402
@@ -103,13 +103,9 @@ class ProbeWorker(WorkerProcess):
 
 
 def prepare_data(args: argparse.Namespace, scratch: Path) -> DataConfig:
-    root = scratch / "images"
-    with zipfile.ZipFile(args.zip) as archive:
-        archive.extractall(root)
-    if not (root / "train").is_dir():  # the folders may sit one level down
-        inner = [p for p in root.iterdir() if (p / "train").is_dir()]
-        root = inner[0] if inner else root
-    cfg = DataConfig(source="imagefolder", root=str(root), cache_dir=str(scratch / "cache"),
+    work = Path(args.work_dir) if args.work_dir else scratch
+    root = unpack_images(Path(args.archive), work / "images")
+    cfg = DataConfig(source="imagefolder", root=str(root), cache_dir=str(work / "cache"),
                      train_subset=args.train_size, test_subset=args.test_size)
     load_data(cfg)  # decode once here; both workers memory-map the cache
     return cfg
@@ -257,7 +253,9 @@ def report(result: dict[str, Any]) -> str:
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zip", help="cifar10-jpeg.zip (train/<class>/*.jpg, test/<class>/*.jpg)")
+    parser.add_argument("--archive", "--zip", dest="archive",
+                        help="cifar10-jpeg.tar.gz or .zip (train/<class>/*.jpg, "
+                             "test/<class>/*.jpg)")
     parser.add_argument("--device", choices=("cuda", "cpu"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--budget-s", type=float, default=180.0,
@@ -270,12 +268,14 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the results here as JSON")
+    parser.add_argument("--work-dir", help="unpack and decode the images here and keep them "
+                                           "(default: a temporary folder, removed)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return args
-    if not args.zip or not Path(args.zip).is_file():
-        parser.error(f"--zip {args.zip}: no such file")
+    if not args.archive or not Path(args.archive).is_file():
+        parser.error(f"--archive {args.archive}: no such file")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here")
     if args.max_epochs < 1:

@@ -20,8 +20,10 @@ from typing import Any, Optional
 
 GOALS = {"lab4_minutes": 10.0, "speedup_4_vs_1": 2.0, "trial_start_s": 5.0, "mfu": 0.25}
 PARTS = {"eager": "grid_eager.json", "compile": "grid_compile.json",
-         "fidelity": "fidelity.json"}
-LOGS = {"eager": "grid_eager.log", "compile": "grid_compile.log", "fidelity": "fidelity.log"}
+         "fidelity": "fidelity.json", "ray": "ray_sweep.json"}
+LOGS = {"eager": "grid_eager.log", "compile": "grid_compile.log", "fidelity": "fidelity.log",
+        "ray": "ray_sweep.log"}
+CHECK_PARTS = ("eager", "compile", "fidelity")  # job check; "ray" is job sweep's part (d)
 
 
 def read_json(path: Path) -> Optional[dict[str, Any]]:
@@ -106,15 +108,22 @@ def summarise(out: Path) -> dict[str, Any]:
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": (out / "versions.txt").read_text() if (out / "versions.txt").is_file()
         else None,
+        # The parts this job ran (status.txt has a line for each), or all when none did.
         "parts": {part: describe_status(part, results[part], statuses.get(part),
                                         last_line(out / LOGS[part]))
-                  for part in PARTS},
+                  for part in PARTS if part in statuses
+                  or not any(p in statuses for p in PARTS)},
         "goals": GOALS,
     }
+    if statuses.get("install", "0") != "0":
+        summary["install"] = (f"failed (exit {statuses['install']}): see versions.txt; "
+                              "no part ran")
     for part in ("eager", "compile"):
         summary[part] = grid_summary(results[part])
     fidelity = results["fidelity"]
     summary["fidelity"] = fidelity if fidelity and "models" in fidelity else None
+    ray = results["ray"]
+    summary["ray"] = ray if ray and "runs" in ray else None
     return summary
 
 
@@ -126,16 +135,67 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = ["# Device check (bench/run_gpu.sh)", "", f"written {summary['written']}", ""]
     if summary["versions"]:
         lines += ["```", summary["versions"].strip()[-3000:], "```", ""]
+    if summary.get("install"):
+        lines += [f"**carried wheels / imports:** {summary['install']}", ""]
     lines += ["| part | status |", "|---|---|"]
     lines += [f"| {part} | {status} |" for part, status in summary["parts"].items()]
     lines.append("")
+    if any(part in summary["parts"] for part in CHECK_PARTS):
+        lines += check_sections(summary)
+    if "ray" in summary["parts"]:
+        lines += ray_section(summary)
+    return "\n".join(lines) + "\n"
+
+
+def ray_section(summary: dict[str, Any]) -> list[str]:
+    lines = ["## (d) The mission's path: `ninsweep run` lab4 through Ray Tune on the GPU", ""]
+    ray = summary["ray"]
+    if ray is None:
+        return lines + [f"no result ({summary['parts']['ray']}).", ""]
+    lines += [f"on {ray['device']['name']} (torch {ray['device']['torch']}); data: "
+              f"{ray['data']['source']} (ready in {ray['data']['ready_s']:.0f} s); "
+              f"{ray['settings']['epochs']} epochs per trial", "",
+              "| run | trial | Ray GPU ids | device | bf16 | epochs | images/s | peak GPU MiB "
+              "| start s |", "|---|---|---|---|---|---:|---:|---:|---:|"]
+    for key, run in ray["runs"].items():
+        for t in run["trials"]:
+            lines.append(f"| {key} | {t['trial']} | {t['gpu_ids']} | {t['device']} | "
+                         f"{'on' if t['bf16'] else 'off'} | {t['epochs']} | "
+                         f"{_fmt(t.get('median_images_per_s'), ',.0f')} | "
+                         f"{_fmt(t['peak_gpu_mem_mb'], ',.0f')} | "
+                         f"{_fmt(t.get('start_s'), '.2f')} |")
+    lines += ["", "| run | GPU / CPU per trial | trials | wall s | aggregate images/s | "
+              "TFLOP/s | MFU (bf16 datasheet) | slowest start s | lab4 projected min |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, run in ray["runs"].items():
+        lines.append(f"| {key}{' (cut)' if run['cut'] else ''} | {run['gpus_per_trial']:g} / "
+                     f"{run['cpus_per_trial']:g} | {run['trials_trained']} | "
+                     f"{run['wall_s']:.0f} | {_fmt(run.get('aggregate_images_per_s'), ',.0f')} | "
+                     f"{_fmt(run.get('aggregate_tflops'), '.2f')} | "
+                     f"{_fmt(run.get('mfu'), '.1%')} | {_fmt(run.get('start_s_max'), '.2f')} | "
+                     f"{_fmt(run.get('projected_lab4_minutes'), ',.1f')} |")
+    lines += [f"- {key}: {run['error']}" for key, run in ray["runs"].items()
+              if run.get("error")]
+    lines += ["", f"- packed / one at a time, aggregate images/s: "
+              f"{_fmt(ray.get('packed_vs_single'), '.2f')}x (goal >= "
+              f"{GOALS['speedup_4_vs_1']:g}x)",
+              f"- lab4 at the packed run's pace: "
+              f"{_fmt(ray['runs']['packed'].get('projected_lab4_minutes'), '.1f')} min (goal <= "
+              f"{GOALS['lab4_minutes']:g}); a trial's start: slowest "
+              f"{_fmt(ray['runs']['packed'].get('start_s_max'), '.2f')} s (goal < "
+              f"{GOALS['trial_start_s']:g} s)", ""]
+    return lines
+
+
+def check_sections(summary: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
 
     lines += ["## (a) Throughput: the lab4 mix packed on one device", ""]
     for part in ("eager", "compile"):
         grid = summary[part]
         title = "torch.compile" if part == "compile" else "eager (no compile)"
         if grid is None:
-            lines += [f"**{title}:** no measurement ({summary['parts'][part]}).", ""]
+            lines += [f"**{title}:** no measurement ({summary['parts'].get(part, 'not run')}).", ""]
             continue
         lines += [f"**{title}** on {grid['device']['name']}: trial start (Trainer set-up: CUDA "
                   f"context, data onto the device) {grid['trial_start_s']:.1f} s (goal < "
@@ -160,7 +220,7 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += ["## (b) Fidelity probe: ELU+BN+WI and ReLU on the real images", ""]
     fidelity = summary["fidelity"]
     if fidelity is None:
-        lines.append(f"no result ({summary['parts']['fidelity']}).")
+        lines.append(f"no result ({summary['parts'].get('fidelity', 'not run')}).")
     else:
         plan = fidelity["plan"]
         names = list(fidelity["models"])
@@ -211,8 +271,7 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += ["", "Projection: the trials in the space's order on N slots, the k running at "
               "any moment sharing the aggregate FLOP/s measured with k at once "
               "(bench/gpu_grid.py).", ""]
-
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: Optional[list[str]] = None) -> None:
