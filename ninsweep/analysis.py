@@ -57,6 +57,9 @@ INCOMPLETE = "incomplete"
 ERROR = "error"
 PENDING = "pending"
 STATUSES = (FINISHED, INCOMPLETE, ERROR, PENDING)
+# Only while a sweep runs (its console, a live dashboard): on disk such a trial reads as
+# incomplete.
+RUNNING = "running"
 
 ALPHA = 0.05
 CI_LEVEL = 0.95
@@ -416,8 +419,15 @@ def load_experiment(exp_dir: os.PathLike | str,
     Raises NinsweepError (one line) for a missing path, a directory that is no
     experiment, a malformed manifest and an experiment with no trials.
     """
+    path = experiment_path(exp_dir)
+    manifest, spec = read_manifest(path)
+    return experiment_from_dirs(path, manifest, spec, _scan_trial_dirs(path, columns))
+
+
+def experiment_path(exp_dir: os.PathLike | str) -> Path:
+    """The local directory of an experiment: a remote one (s3://, gs://) is fetched first
+    (its results, not its checkpoints); ``ninsweep.json`` names its folder."""
     if is_uri(str(exp_dir)):
-        # s3://, gs://, ...: read a local copy of its results (checkpoints are skipped).
         exp_dir = fetch_experiment(str(exp_dir))
     path = Path(local_path(str(exp_dir))).expanduser()
     if path.is_file() and path.name == MANIFEST:
@@ -426,16 +436,23 @@ def load_experiment(exp_dir: os.PathLike | str,
         raise NinsweepError(f"{path}: no such experiment directory")
     if not path.is_dir():
         raise NinsweepError(f"{path}: not a directory (expected an experiment directory)")
-    path = path.resolve()
+    return path.resolve()
 
+
+def read_manifest(path: Path) -> tuple[Optional[dict[str, Any]], Optional[SweepSpec]]:
+    """``ninsweep.json`` as read and typed; (None, None) when the experiment has none."""
     manifest_path = path / MANIFEST
-    manifest: Optional[dict[str, Any]] = None
-    spec: Optional[SweepSpec] = None
-    if manifest_path.is_file():
-        manifest = _read_json(manifest_path, "the experiment manifest")
-        spec = SweepSpec.from_manifest(manifest, where=str(manifest_path))
+    if not manifest_path.is_file():
+        return None, None
+    manifest = _read_json(manifest_path, "the experiment manifest")
+    return manifest, SweepSpec.from_manifest(manifest, where=str(manifest_path))
 
-    dirs = _scan_trial_dirs(path, columns)
+
+def experiment_from_dirs(path: Path, manifest: Optional[dict[str, Any]], spec: Optional[SweepSpec],
+                         dirs: dict[str, list[_TrialDir]]) -> Experiment:
+    """The Experiment of a manifest and the trial directories read so far (trial name ->
+    its directories): what ``load_experiment`` returns, and what a reader that follows a
+    running sweep (``ninsweep.dashboard``) rebuilds after each new record."""
     if manifest is None and not dirs:
         hint = ""
         inner = sorted(p.name for p in path.iterdir() if (p / MANIFEST).is_file())
@@ -984,7 +1001,6 @@ def write_csvs(exp: Experiment, out: Optional[os.PathLike | str] = None,
     config label), every config against that one.
     """
     from .atomic import write_output
-    from .effects import effects_table
     from .outputs import check_outputs
 
     trials_path, configs_path, effects_path = csv_paths(exp, out)
@@ -992,12 +1008,23 @@ def write_csvs(exp: Experiment, out: Optional[os.PathLike | str] = None,
                   force=force, command="export")
     if not trials_path.parent.is_dir():
         raise NinsweepError(f"{trials_path.parent}: no such directory")
-    trials, configs, sig = tables(exp, alpha)
-    effects = effects_table(trials, baseline)  # raises on an unknown baseline: before writing
-    if not configs.empty:
-        configs = configs.merge(sig[["config", "diff_vs_best_pct", "p_value", "p_holm", "verdict"]],
-                                on="config", how="left")
+    trials, configs, effects = export_tables(exp, alpha, baseline)
     write_output(trials_path, trials.to_csv(index=False, float_format="%.6g"))
     write_output(configs_path, configs.to_csv(index=False, float_format="%.6g"))
     write_output(effects_path, effects.to_csv(index=False, float_format="%.6g"))
     return trials_path, configs_path, effects_path
+
+
+def export_tables(exp: Experiment, alpha: float = ALPHA, baseline: Optional[str] = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The three tables ``export`` writes: per trial, per config (with the significance
+    columns), factor effects (with every config against ``baseline`` when given). Raises
+    on an unknown baseline. The dashboard and the HTML report show these same tables."""
+    from .effects import effects_table
+
+    trials, configs, sig = tables(exp, alpha)
+    effects = effects_table(trials, baseline)
+    if not configs.empty:
+        configs = configs.merge(sig[["config", "diff_vs_best_pct", "p_value", "p_holm", "verdict"]],
+                                on="config", how="left")
+    return trials, configs, effects

@@ -24,12 +24,11 @@ from ray.tune.callback import CallbackList
 
 from . import metrics as M
 from . import fmt, portable
-from .analysis import ERROR, FINISHED, INCOMPLETE, PENDING
+from .analysis import ERROR, FINISHED, INCOMPLETE, PENDING, RUNNING
 from .console import TRIAL_LOG, Console
 from .fmt import clock
 from .tracking import portable_reduce
 
-RUNNING = "running"  # only while the sweep runs; on disk such a trial reads as incomplete
 LIVE_STATUSES = (FINISHED, RUNNING, PENDING, INCOMPLETE, ERROR)
 
 

@@ -36,6 +36,7 @@ from .fmt import duration, markdown_cell, markdown_table, reason
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.md"
+REPORT_HTML = "report.html"  # report --html: the dashboard's views in one file
 FIG_TEST_ACC = "test_accuracy.png"
 FIG_TRAIN_LOSS = "train_loss.png"
 FIG_TEST_LOSS = "test_loss.png"
@@ -56,8 +57,11 @@ DPI = 120
 
 def write_report(exp: A.Experiment, out_dir: Optional[os.PathLike | str] = None,
                  alpha: float = A.ALPHA, baseline: Optional[str] = None,
-                 force: bool = False) -> Path:
+                 force: bool = False, html: bool = False) -> Path:
     """Write ``report.md`` and its figures into ``out_dir``; return the report's path.
+
+    ``html``: also ``report.html`` beside it, one self-contained file with the dashboard's
+    views (``ninsweep.dashboard.html``).
 
     ``baseline``: a config label; the report then compares every config with it too.
     ``<exp>/report`` (the default) is derived and regenerated on every call; in any other
@@ -68,7 +72,7 @@ def write_report(exp: A.Experiment, out_dir: Optional[os.PathLike | str] = None,
 
     out = Path(out_dir).expanduser() if out_dir is not None else exp.path / REPORT_DIR
     names = (REPORT_FILE, FIG_TEST_ACC, FIG_TRAIN_LOSS, FIG_TEST_LOSS, FIG_FINAL_ACC,
-             FIG_EFFECTS, FIG_INTERACTIONS)
+             FIG_EFFECTS, FIG_INTERACTIONS) + ((REPORT_HTML,) if html else ())
     if out.exists() and not out.is_dir():
         raise NinsweepError(f"{out}: not a directory (the report needs a folder)")
     check_outputs([out / n for n in names], exp.path,
@@ -85,6 +89,10 @@ def write_report(exp: A.Experiment, out_dir: Optional[os.PathLike | str] = None,
     text = render_markdown(exp, trials, configs, sig, figures, alpha, effects, baseline)
     path = out / REPORT_FILE
     write_output(path, text)
+    if html:
+        from .dashboard.html import render_report
+
+        write_output(out / REPORT_HTML, render_report(exp, alpha=alpha, baseline=baseline))
     return path
 
 
@@ -470,6 +478,13 @@ def _by_epoch(histories: list[History], metric: str) -> pd.DataFrame:
     return frame[frame.notna().any(axis=1)]
 
 
+def log_axis(means, bounds: tuple[float, float]) -> bool:
+    """Whether a curve figure needs a log y axis: an unbounded metric (a loss) whose mean
+    curves span more than a factor 50 (a diverged run dwarfs the rest)."""
+    positive = [v for mean in means for v in np.asarray(mean, dtype=float) if v > 0]
+    return bounds[1] == np.inf and len(positive) > 1 and max(positive) / min(positive) > 50
+
+
 def off_scale(values: dict[str, float]) -> set[str]:
     """Configs whose level is far from the rest (a diverged run): left out of a zoom's y range.
 
@@ -506,8 +521,7 @@ def _curve_figure(curves, configs, colors, metric, scale, ylabel, title, zoom):
     # A zoom on the last epochs, or (short runs) on every epoch without the diverged configs.
     zoom = zoom and (max_epoch >= 10 or bool(outliers))
     # Losses that span decades (a diverged run): a log axis keeps the others readable.
-    positive = [v for label in order for v in stats_by_config[label][0].to_numpy(float) if v > 0]
-    log_y = bounds[1] == np.inf and len(positive) > 1 and max(positive) / min(positive) > 50
+    log_y = log_axis([stats_by_config[label][0] for label in order], bounds)
     fig = _figure(13.0 if zoom else 10.0, 5.5)
     axes = fig.subplots(1, 2, width_ratios=[3, 2]) if zoom else [fig.subplots()]
     any_thin = any(curves[label][1] for label in order)
