@@ -473,22 +473,23 @@ def experiment_from_dirs(path: Path, manifest: Optional[dict[str, Any]], spec: O
                                                     where=str(candidates[0].path / PARAMS_FILE)))
             except ConfigError as err:
                 warnings.warn(f"{err}; directory skipped", stacklevel=2)
-    trials: list[TrialRecord] = []
-    for entry in planned:
-        trial_dir, history, error = None, _empty_columns(), None
-        if entry.name in dirs:
-            picked = _pick_dir(entry.name, dirs[entry.name])
-            trial_dir, history = picked.path, picked.metrics
-        status = _status(trial_dir, history, entry.config.train.epochs)
-        if status == ERROR:
-            error = _last_error_line(trial_dir / ERROR_FILE)
-        trials.append(TrialRecord(entry.name, dict(entry.params), entry.config, status, history,
-                                  trial_dir, error))
-
+    trials = [trial_record(entry, dirs.get(entry.name, ())) for entry in planned]
     if not trials:
         raise NinsweepError(f"{path}: the experiment has no trials")
     return Experiment(path=path, space_name=spec.name if spec else None, manifest=manifest,
                       trials=trials, spec=spec)
+
+
+def trial_record(entry: TrialSpec, candidates: Sequence[_TrialDir]) -> TrialRecord:
+    """One planned trial and what its directories (none: not started) hold."""
+    trial_dir, history, error = None, _empty_columns(), None
+    if candidates:
+        picked = _pick_dir(entry.name, list(candidates))
+        trial_dir, history = picked.path, picked.metrics
+    status = _status(trial_dir, history, entry.config.train.epochs)
+    if status == ERROR:
+        error = _last_error_line(trial_dir / ERROR_FILE)
+    return TrialRecord(entry.name, dict(entry.params), entry.config, status, history, trial_dir, error)
 
 
 # --------------------------------------------------------------------------- labels

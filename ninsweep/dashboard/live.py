@@ -40,6 +40,7 @@ from ..storage import fetch_experiment, is_uri
 LIVE_MIN_S = 60.0
 LIVE_EPOCHS = 3.0
 REMOTE_EVERY_S = 15.0
+SMALL_CHUNK = 16 * 1024  # bytes: about 30 records
 
 
 @dataclass
@@ -53,6 +54,7 @@ class _Followed:
     size: int = -1
     mtime_ns: int = 0
     changed_at: float = 0.0  # wall time of result.json's last change (its mtime)
+    errored: bool = False  # error.txt seen
 
     @property
     def result(self) -> Path:
@@ -88,8 +90,12 @@ class _Followed:
         self.offset += cut
         if not chunk.strip():
             return 0
-        raw = A._parse_results(chunk if chunk.endswith(b"\n") else chunk + b"\n", self.result,
-                               A.HISTORY_COLUMNS)
+        if not chunk.endswith(b"\n"):
+            chunk += b"\n"
+        # A few new lines: the analysis's line reader (pyarrow's setup costs more than they
+        # do); a file read whole: its pyarrow reader. Both give the same columns.
+        raw = (A._parse_lines(chunk, self.result, A.HISTORY_COLUMNS) if len(chunk) < SMALL_CHUNK
+               else A._parse_results(chunk, self.result, A.HISTORY_COLUMNS))
         self.metrics = merge_history(self.metrics, A._history_columns(raw))
         return int(len(raw.get(M.EPOCH, ())))
 
@@ -110,6 +116,13 @@ def merge_history(kept: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> di
         out[key] = np.concatenate([old, add]) if n_old else add
     out[M.EPOCH] = out[M.EPOCH].astype(int)
     return out
+
+
+def _spec_of(trial: A.TrialRecord):
+    """The planned trial (name, params, config) a record was made from."""
+    from ..space import TrialSpec
+
+    return TrialSpec.model_construct(name=trial.name, params=dict(trial.params), config=trial.config)
 
 
 def _is_json(text: bytes) -> bool:
@@ -158,6 +171,7 @@ class LiveExperiment:
         self.records_read = 0
         self._experiment: Optional[A.Experiment] = None
         self._finished: set[Path] = set()
+        self._index: dict[str, int] = {}
         self.refresh(force=True)
 
     @property
@@ -165,36 +179,57 @@ class LiveExperiment:
         return self.path.name
 
     def refresh(self, force: bool = False) -> bool:
-        """Read what is new; True when anything was."""
+        """Read what is new; True when anything was. Costs what is new (plus a stat per
+        unfinished trial): only the trials that changed are rebuilt."""
         with self._lock:
             if self.remote and (force or self._clock() - self._fetched_at >= self.remote_every_s):
                 if not force:
                     fetch_experiment(self.location, self.path)
                 self._fetched_at = self._clock()
-            new = self._scan_children()
+            changed = set(self._scan_children())
             if self.manifest is None:
                 self.manifest, self.spec = A.read_manifest(self.path)
+                self._experiment = None
             records = 0
             for path, followed in self._followed.items():
-                if path not in self._finished:
-                    records += followed.update()
+                if path in self._finished:
+                    continue
+                new = followed.update()
+                errored = (path / A.ERROR_FILE).exists()
+                if new or errored != followed.errored:
+                    followed.errored = errored
+                    changed.add(followed.trial["name"])
+                records += new
             self.records_read += records
-            changed = bool(new or records) or self._experiment is None
-            if changed:
+            if self._experiment is None or any(name not in self._index for name in changed):
                 self._experiment = A.experiment_from_dirs(self.path, self.manifest, self.spec,
                                                           self._dirs())
-                self._finished = {t.trial_dir for t in self._experiment.trials
-                                  if t.status == A.FINISHED and t.trial_dir is not None}
-                self.version += 1
-            return changed
+                self._index = {t.name: i for i, t in enumerate(self._experiment.trials)}
+            elif changed:
+                trials = list(self._experiment.trials)
+                dirs = self._dirs(changed)
+                for name in changed:
+                    i = self._index[name]
+                    entry = _spec_of(trials[i])
+                    trials[i] = A.trial_record(entry, dirs.get(name, ()))
+                old = self._experiment
+                self._experiment = A.Experiment(path=old.path, space_name=old.space_name,
+                                                manifest=old.manifest, trials=trials, spec=old.spec)
+            else:
+                return False
+            self._finished = {t.trial_dir for t in self._experiment.trials
+                              if t.status == A.FINISHED and t.trial_dir is not None}
+            self.version += 1
+            return True
 
-    def _scan_children(self) -> int:
-        """Follow new trial directories; the folder's listing only when it changed."""
-        found = 0
+    def _scan_children(self) -> list[str]:
+        """Follow new trial directories (their trial names); the folder's listing only when
+        it changed."""
+        found = []
         try:
             mtime = os.stat(self.path).st_mtime_ns
         except OSError:
-            return 0
+            return found
         if mtime != self._dir_mtime_ns:
             self._dir_mtime_ns = mtime
             for child in sorted(self.path.iterdir()):
@@ -205,13 +240,15 @@ class LiveExperiment:
             if trial is not None:
                 self._unclaimed.discard(child)
                 self._followed[child] = _Followed(child, trial)
-                found += 1
+                found.append(trial["name"])
         return found
 
-    def _dirs(self) -> dict[str, list[A._TrialDir]]:
+    def _dirs(self, names=None) -> dict[str, list[A._TrialDir]]:
         out: dict[str, list[A._TrialDir]] = {}
         for followed in self._followed.values():
-            out.setdefault(followed.trial["name"], []).append(followed.as_trial_dir())
+            name = followed.trial["name"]
+            if names is None or name in names:
+                out.setdefault(name, []).append(followed.as_trial_dir())
         return out
 
     def experiment(self) -> A.Experiment:

@@ -40,6 +40,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8750
 REFRESH_S = 0.5  # the most often a page's poll reads the files
 POLL_S = 1.0  # how often the page asks
+MIN_REBUILD_S = 1.0  # the tables of a changing experiment: at most this often
 TOKEN_COOKIE = "ninsweep_token"
 _KEY_RE = re.compile(r"[^A-Za-z0-9._-]+")
 SECURITY_HEADERS = {
@@ -76,6 +77,8 @@ class Served:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _refreshed: float = 0.0
     _cache_version: int = -1
+    _built_at: float = 0.0
+    _build_s: float = 0.0
     _tables: Any = None
     _view: Optional[bytes] = None
     _curves: dict[str, bytes] = field(default_factory=dict)
@@ -87,27 +90,38 @@ class Served:
                 self._refreshed = now
                 self.live.refresh()
 
-    def _ensure(self) -> None:
-        if self._cache_version != self.live.version:
-            exp = self.live.experiment()
-            self._tables = A.export_tables(exp, self.alpha, self.baseline)
-            self._view = json.dumps(build_view(exp, self.live.live_statuses(), alpha=self.alpha,
-                                               baseline=self.baseline, version=self.live.version,
-                                               tables=self._tables)).encode()
-            self._curves = {}
-            self._cache_version = self.live.version
+    def _ensure(self, wait: bool = True) -> None:
+        """The tables and the view of the newest version read. While a sweep writes fast,
+        they are rebuilt at most every ``max(MIN_REBUILD_S, 2 x the last build)``: a poll
+        meanwhile gets the last view (the tables cost O(trials), the reading does not)."""
+        if self._cache_version == self.live.version:
+            return
+        if not wait and self._view is not None and \
+                time.monotonic() - self._built_at < max(MIN_REBUILD_S, 2 * self._build_s):
+            return
+        start = time.monotonic()
+        version = self.live.version
+        exp = self.live.experiment()
+        self._tables = A.export_tables(exp, self.alpha, self.baseline)
+        self._view = json.dumps(build_view(exp, self.live.live_statuses(), alpha=self.alpha,
+                                           baseline=self.baseline, version=version,
+                                           tables=self._tables)).encode()
+        self._curves = {}
+        self._cache_version = version
+        self._built_at, self._build_s = time.monotonic(), time.monotonic() - start
 
     def view(self, since: Optional[int]) -> bytes:
         self.refresh()
         with self._lock:
-            if since is not None and since == self.live.version:
+            self._ensure(wait=False)
+            if since is not None and since == self._cache_version:
                 return json.dumps({"version": since, "unchanged": True}).encode()
-            self._ensure()
             return self._view
 
     def curves(self, metric: str) -> bytes:
         with self._lock:
-            self._ensure()
+            if self._view is None:
+                self._ensure()
             if metric not in self._curves:
                 exp = self.live.experiment()
                 data = curves_view(exp, self._tables[0], self._tables[1], metric)
