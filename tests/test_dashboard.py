@@ -86,6 +86,7 @@ class PageWatch:
         self.page.goto(url)
         self.page.wait_for_selector("body[data-ready='1']", timeout=60_000)
         self.page.wait_for_selector("#curves .main-svg", timeout=60_000)
+        self.page.wait_for_selector("body[data-complete]", timeout=60_000)
         return self.page
 
     def close(self):
@@ -197,15 +198,21 @@ def test_finished_experiment_page_shows_export_numbers(browser, finished_server,
     # The curves start with the objective's metric; every other metric is one choice away.
     options = page.eval_on_selector_all("#metric option", "os => os.map(o => o.value)")
     assert options[0] == M.TEST_ACC and {M.TRAIN_LOSS, M.TEST_LOSS, M.TRAIN_ACC} <= set(options)
-    # 4 configs with a band (2 traces) and a mean, one config (the failed trial) a mean only.
-    assert page.eval_on_selector("#curves", "d => d.data.length") == 4 * 3 + 1
+    # 4 configs with a band and a mean, one config (the failed trial) a mean only.
+    assert page.eval_on_selector("#curves", "d => d.data.length") == 4 * 2 + 1
     page.select_option("#metric", M.TRAIN_LOSS)
     page.wait_for_function("() => document.querySelector('#curves').dataset.metric === 'train_loss'")
     assert page.eval_on_selector("#curves", "d => d.layout.yaxis.title.text") == "training loss"
+    # Parallel coordinates: activation, batchnorm and the objective; one line per finished trial.
+    assert page.eval_on_selector("#parcoords", "d => d.layout.xaxis.ticktext.length") == 3
+    assert page.eval_on_selector("#parcoords", "d => d.data.reduce((n, t) => n + t.x.filter(x => x === null).length, 0)") == 12
+    _shot(page, "parcoords-svg", "#parcoords-section")
+    page.check("#brushing")  # plotly's parcoords trace (WebGL), for selecting ranges
+    page.wait_for_function("() => document.querySelector('#parcoords').data[0].type === 'parcoords'")
     assert page.eval_on_selector("#parcoords", "d => d.data[0].dimensions.length") == 3
     assert page.eval_on_selector("#forest", "d => d.data.reduce((n, t) => n + t.x.length, 0)") == 3
     for name, selector in (("finished-page", None), ("effects", "#effects-section"),
-                           ("configs", "#configs-section"), ("parcoords", "#parcoords-section"),
+                           ("configs", "#configs-section"), ("parcoords-webgl", "#parcoords-section"),
                            ("trials", "#trials-section")):
         _shot(page, name, selector)
     page.select_option("#metric", M.TEST_ACC)
@@ -277,7 +284,7 @@ def test_html_report_is_self_contained(browser, finished_exp, finished_server, t
     _check_numbers_match_export(page, configs_csv, effects_csv)
     page.select_option("#metric", M.TEST_LOSS)  # every metric's curves are inside the file
     page.wait_for_function("() => document.querySelector('#curves').dataset.metric === 'test_loss'")
-    assert page.eval_on_selector("#curves", "d => d.data.length") == 13
+    assert page.eval_on_selector("#curves", "d => d.data.length") == 9
     _shot(page, "html-report")
     assert watch.errors == []
     watch.close()

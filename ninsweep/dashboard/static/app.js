@@ -128,18 +128,69 @@
     Plotly.react(forest, traces, layout, plotConfig);
   }
 
+  // Parallel coordinates. Drawn as SVG lines by default (one scatter trace per colour band:
+  // fast everywhere, no WebGL needed); "brushing" switches to plotly's parcoords trace
+  // (WebGL: select ranges on the axes).
+  let brushing = false;
+  const VIRIDIS = ["#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725"];
+
   function renderParcoords(v) {
     const pc = v.parcoords;
     const div = document.getElementById("parcoords");
     const note = document.getElementById("parcoords-note");
     if (!show(div, "parcoords-note", pc.n > 0 && pc.dimensions.length > 0,
               "Nothing to draw yet: needs finished trials and a grid key with more than one level.")) return;
-    note.textContent = `One line per finished trial (${pc.n}): its grid keys and its ${pc.objective.label}. Drag along an axis to select.`;
-    const dims = pc.dimensions.map((d) => ({ label: d.label, values: d.values, tickvals: d.tickvals, ticktext: d.ticktext }));
-    dims.push({ label: pc.objective.label, values: pc.objective.values });
-    const trace = { type: "parcoords", dimensions: dims,
-      line: { color: pc.objective.values, colorscale: "Viridis", showscale: true, colorbar: { title: { text: "objective" } } } };
-    Plotly.react(div, [trace], { margin: { l: 70, r: 70, t: 50, b: 30 }, height: 380, uirevision: "pc" }, plotConfig);
+    note.textContent = `One line per finished trial (${pc.n}): its grid keys and its ${pc.objective.label}, ` +
+      `coloured by the objective. ${brushing ? "Drag along an axis to select." : "Tick 'brushing' to select ranges (WebGL)."}`;
+    if (brushing) {
+      const dims = pc.dimensions.map((d) => ({ label: d.label, values: d.values, tickvals: d.tickvals, ticktext: d.ticktext }));
+      dims.push({ label: pc.objective.label, values: pc.objective.values });
+      const trace = { type: "parcoords", dimensions: dims,
+        line: { color: pc.objective.values, colorscale: "Viridis", showscale: true, colorbar: { title: { text: "objective" } } } };
+      Plotly.react(div, [trace], { margin: { l: 70, r: 70, t: 50, b: 30 }, height: 380 }, plotConfig);
+      return;
+    }
+    const y = pc.objective.values;
+    const finite = y.filter((x) => x !== null);
+    const lo = Math.min(...finite), hi = Math.max(...finite);
+    const span = hi > lo ? hi - lo : 1;
+    const nd = pc.dimensions.length;
+    // Each axis spans [0, 1]; a level sits at its index, spread a little per trial so that
+    // the lines through it show how many there are.
+    const pos = pc.dimensions.map((d) => {
+      const k = Math.max(1, d.tickvals.length - 1);
+      return d.values.map((code, i) => (code + (((i * 7919) % 101) / 100 - 0.5) * 0.12) / k);
+    });
+    const bands = VIRIDIS.map(() => ({ x: [], y: [] }));
+    y.forEach((value, i) => {
+      if (value === null) return;
+      const t = (value - lo) / span;
+      const band = bands[Math.min(VIRIDIS.length - 1, Math.floor(t * VIRIDIS.length))];
+      for (let j = 0; j < nd; j++) { band.x.push(j); band.y.push(pos[j][i]); }
+      band.x.push(nd, null); band.y.push(t, null);
+    });
+    const traces = bands.map((b, i) => ({
+      type: "scatter", mode: "lines", x: b.x, y: b.y, hoverinfo: "skip", line: { color: VIRIDIS[i], width: 1 },
+      opacity: 0.55, name: `${(lo + span * i / VIRIDIS.length).toPrecision(4)} – ${(lo + span * (i + 1) / VIRIDIS.length).toPrecision(4)}`,
+      showlegend: b.x.length > 0,
+    })).filter((t) => t.x.length);
+    const annotations = [];
+    pc.dimensions.forEach((d, j) => {
+      const k = Math.max(1, d.tickvals.length - 1);
+      d.ticktext.forEach((text, i) => annotations.push({ x: j, y: i / k, text: text, showarrow: false, xanchor: "right",
+        xshift: -4, font: { size: 11 }, bgcolor: "rgba(255,255,255,0.8)" }));
+    });
+    for (let i = 0; i <= 4; i++) {
+      annotations.push({ x: nd, y: i / 4, text: (lo + span * i / 4).toPrecision(4), showarrow: false, xanchor: "left",
+        xshift: 4, font: { size: 11 }, bgcolor: "rgba(255,255,255,0.8)" });
+    }
+    const labels = pc.dimensions.map((d) => d.label).concat([pc.objective.label]);
+    const shapes = labels.map((_, j) => ({ type: "line", x0: j, x1: j, y0: -0.05, y1: 1.05, line: { color: "#555", width: 1.5 } }));
+    Plotly.react(div, traces, {
+      margin: { l: 40, r: 60, t: 20, b: 60 }, height: 380, annotations: annotations, shapes: shapes,
+      xaxis: { tickvals: labels.map((_, j) => j), ticktext: labels, range: [-0.4, nd + 0.5], showgrid: false, zeroline: false },
+      yaxis: { visible: false, range: [-0.08, 1.08] }, legend: { title: { text: "objective" }, font: { size: 11 } },
+    }, plotConfig);
   }
 
   function renderMetricSelect(v) {
@@ -171,10 +222,12 @@
       const dash = DASHES[Math.floor(i / COLORS.length) % DASHES.length];
       const group = `g${i}`;
       if (cfg.band) {
-        traces.push({ type: "scatter", mode: "lines", x: cfg.epoch, y: cfg.hi, line: { width: 0 }, hoverinfo: "skip",
-          showlegend: false, legendgroup: group, connectgaps: false });
-        traces.push({ type: "scatter", mode: "lines", x: cfg.epoch, y: cfg.lo, line: { width: 0 }, fill: "tonexty",
-          fillcolor: hexToRgba(color, 0.18), hoverinfo: "skip", showlegend: false, legendgroup: group, connectgaps: false });
+        // One closed polygon per band: up along the upper bound, back along the lower one.
+        const xs = [], ys = [];
+        cfg.epoch.forEach((e, k) => { if (cfg.hi[k] !== null) { xs.push(e); ys.push(cfg.hi[k]); } });
+        for (let k = cfg.epoch.length - 1; k >= 0; k--) if (cfg.lo[k] !== null) { xs.push(cfg.epoch[k]); ys.push(cfg.lo[k]); }
+        traces.push({ type: "scatter", mode: "lines", x: xs, y: ys, fill: "toself", line: { width: 0 },
+          fillcolor: hexToRgba(color, 0.18), hoverinfo: "skip", showlegend: false, legendgroup: group });
       }
       traces.push({ type: "scatter", mode: "lines", name: `${cfg.config} (n=${cfg.n}${cfg.n >= 2 ? "" : ", no band"})`,
         x: cfg.epoch, y: cfg.mean, line: { color: color, width: 2, dash: dash }, legendgroup: group,
@@ -182,8 +235,10 @@
       cfg.thin.forEach((t) => traces.push({ type: "scatter", mode: "lines", x: t.epoch, y: t.value, showlegend: false,
         legendgroup: group, line: { color: color, width: 1, dash: dash }, opacity: 0.6, hoverinfo: "skip" }));
     });
+    const lastEpoch = Math.max(1, ...c.configs.map((cfg) => cfg.epoch[cfg.epoch.length - 1] || 1));
     const layout = {
-      margin: { l: 60, r: 20, t: 20, b: 50 }, height: 480, xaxis: { title: { text: "epoch" } },
+      margin: { l: 60, r: 20, t: 20, b: 50 }, height: 480,
+      xaxis: { title: { text: "epoch" }, dtick: Math.max(1, Math.ceil(lastEpoch / 10)) },
       yaxis: { title: { text: c.label }, type: logBox.checked ? "log" : "linear" },
       legend: { font: { size: 11 } }, uirevision: `curves-${c.metric}-${logBox.checked}`,
     };
@@ -197,23 +252,45 @@
       c = staticData.curves[metric];
     } else {
       if (!force && curvesVersion === version && document.getElementById("curves").dataset.metric === metric) return;
+      const t = performance.now();
       const response = await fetch(`${config.api}/curves/${encodeURIComponent(metric)}`, { cache: "no-store" });
       if (!response.ok) throw new Error(`curves: HTTP ${response.status}`);
       c = await response.json();
+      timings.fetch_curves = (timings.fetch_curves || 0) + performance.now() - t;
       curvesVersion = version;
     }
     document.getElementById("curves").dataset.metric = metric;
-    renderCurves(c);
+    timed("curves", () => renderCurves(c));
   }
 
+  // How long each view took to draw, for bench/bench_dashboard.py (window.ninsweepTimings).
+  const timings = (window.ninsweepTimings = {});
+  function timed(name, fn) {
+    const t = performance.now();
+    const out = fn();
+    timings[name] = (timings[name] || 0) + performance.now() - t;
+    return out;
+  }
+
+  // The views at the top first; the trials table and the parallel coordinates (below the
+  // fold, the costliest with many trials) once the browser is idle, so that the page answers
+  // input as soon as the top is drawn. body[data-complete] says every view is drawn.
+  let deferred = null;
   function render(v) {
     view = v;
-    renderHeader(v);
-    renderEffects(v);
-    renderConfigs(v);
-    renderTrials(v);
-    renderParcoords(v);
-    renderMetricSelect(v);
+    timed("header", () => renderHeader(v));
+    timed("effects", () => renderEffects(v));
+    timed("configs", () => renderConfigs(v));
+    timed("select", () => renderMetricSelect(v));
+    if (deferred === null) {
+      const later = window.requestIdleCallback || ((fn) => setTimeout(fn, 30));
+      deferred = later(() => {
+        deferred = null;
+        timed("trials", () => renderTrials(view));
+        timed("parcoords", () => renderParcoords(view));
+        document.body.dataset.complete = String(view.version);
+      }, { timeout: 1500 });
+    }
   }
 
   function stamp(text) {
@@ -222,9 +299,11 @@
 
   async function poll() {
     try {
+      const t = performance.now();
       const response = await fetch(`${config.api}/view?since=${version}`, { cache: "no-store" });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const data = await response.json();
+      timings.fetch_view = (timings.fetch_view || 0) + performance.now() - t;
       if (!data.unchanged) {
         version = data.version;
         render(data);
@@ -242,6 +321,11 @@
   document.getElementById("metric").addEventListener("change", (ev) => {
     metric = ev.target.value;
     loadCurves(true);
+  });
+  document.getElementById("brushing").addEventListener("change", (ev) => {
+    brushing = ev.target.checked;
+    Plotly.purge(document.getElementById("parcoords"));
+    if (view) renderParcoords(view);
   });
   document.getElementById("logy").addEventListener("change", () => {
     logTouched = true;
