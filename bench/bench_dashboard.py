@@ -187,7 +187,9 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         exp = make_fake_experiment(root, args.trials, args.epochs)
         print(f"fake experiment: {args.trials} trials x {args.epochs} epochs, written in "
-              f"{time.perf_counter() - t:.1f} s (cores: {os.cpu_count()})")
+              f"{time.perf_counter() - t:.1f} s (cores: {os.cpu_count()}, load average "
+              f"{os.getloadavg()[0]:.1f}: the machine is shared)")
+        result["load_average_start"] = os.getloadavg()[0]
         if not args.no_browser:
             pages = page_times(exp, args.repeats, root)
             result["page"] = pages
@@ -210,6 +212,8 @@ def main(argv=None) -> int:
             r = updates["refresh_s"][k]
             print(f"{k:>11} {r * 1000:>11.1f} {r / full:>15.4f} {r / k * 1e6:>12.0f} "
                   f"{updates['tables_s'][k] * 1000:>10.0f}")
+        result["load_average_end"] = os.getloadavg()[0]
+        print(f"load average at the end: {result['load_average_end']:.1f}")
         if args.json:
             args.json.write_text(json.dumps(result, indent=2, default=str))
     finally:

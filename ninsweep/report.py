@@ -79,6 +79,10 @@ def write_report(exp: A.Experiment, out_dir: Optional[os.PathLike | str] = None,
                   [exp.path / REPORT_DIR / n for n in names], force=force, command="report")
     trials, configs, sig = A.tables(exp, alpha)
     effects = E.effects_table(trials, baseline)  # an unknown baseline fails before any file
+    if html:
+        from .dashboard.assets import served_assets
+
+        served_assets()  # plotly missing: one line before any file
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

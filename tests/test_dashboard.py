@@ -503,3 +503,47 @@ def test_live_reader_reads_only_the_new_bytes(tmp_path, monkeypatch):
     assert followed.refresh() is True
     assert parsed == [len(line.encode())]  # one file, one line: the others were not read
     assert followed.records_read == 3 * 40 + 1
+
+
+def test_remote_experiment_is_fetched_and_followed(tmp_path, monkeypatch):
+    """s3:// (here pyarrow's local filesystem standing in for the bucket, as in
+    test_analysis): fetched as export fetches it, then refetched and followed."""
+    import pyarrow.fs
+
+    from ninsweep import storage
+    from ninsweep.dashboard.live import LiveExperiment
+
+    remote = make_experiment(tmp_path / "bucket", [{"seed": 0, "epochs": 4, "done": 2}], name="lab4", epochs=4)
+    (remote / "relu-s0" / "checkpoint_000001").mkdir()
+    (remote / "relu-s0" / "checkpoint_000001" / "state.pt").write_bytes(b"x" * 100)
+
+    def filesystem(location):
+        assert location.startswith("s3://bucket")
+        return pyarrow.fs.LocalFileSystem(), str(tmp_path / "bucket") + location[len("s3://bucket"):]
+
+    monkeypatch.setattr(storage, "filesystem", filesystem)
+    monkeypatch.setenv("NINSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    now = [1000.0]
+    live = LiveExperiment("s3://bucket/lab4", remote_every_s=15, clock=lambda: now[0])
+    assert live.path.is_relative_to(tmp_path / "cache") and not list(live.path.rglob("checkpoint_*"))
+    assert live.experiment().trials[0].epochs_done == 2
+    with open(remote / "relu-s0" / "result.json", "a") as f:
+        f.write(json.dumps(epoch_record(3, 0.4)) + "\n")
+    assert live.refresh() is False  # not fetched again yet
+    now[0] += 15
+    assert live.refresh() is True and live.experiment().trials[0].epochs_done == 3
+    _same(live.experiment(), live.path)
+
+
+def test_dashboard_benchmark_times_updates_against_a_full_reread(tmp_path):
+    """bench/bench_dashboard.py on tiny sizes, without the browser part (the browser tests
+    above drive the same page)."""
+    out = tmp_path / "dash.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_dashboard.py"), "--trials", "80",
+                           "--epochs", "3", "--repeats", "1", "--no-browser", "--workdir", str(tmp_path),
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())["update"]
+    assert result["full_reread_s"] > 0 and result["running"] == 16
+    assert set(result["refresh_s"]) == {"1", "16", "64"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("bench-dashboard-")]  # cleaned up

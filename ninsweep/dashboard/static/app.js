@@ -205,6 +205,7 @@
 
   const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   const DASHES = ["solid", "dash", "dot", "dashdot"];
+  const SHOWN_CURVES = 10;
 
   function hexToRgba(hex, alpha) {
     const n = parseInt(hex.slice(1), 16);
@@ -217,7 +218,19 @@
     if (!logTouched) logBox.checked = !!c.log;
     if (!show(div, "curves-note", c.configs.length > 0, "No epoch reported yet.")) return;
     const traces = [];
+    const note = document.getElementById("curves-note");
+    if (c.configs.length > SHOWN_CURVES) {
+      note.dataset.keep = "1";
+      note.textContent = `The ${SHOWN_CURVES} best configurations (by the objective) are drawn; ` +
+        `click a legend entry to add or hide one (${c.configs.length} in all).`;
+    } else {
+      delete note.dataset.keep;
+      note.textContent = "";
+    }
     c.configs.forEach((cfg, i) => {
+      // Beyond the best few, a config is in the legend, drawn when clicked: 80 curves are
+      // unreadable, and drawing them all is what a large grid's page would wait for.
+      const visible = i < SHOWN_CURVES ? true : "legendonly";
       const color = COLORS[i % COLORS.length];
       const dash = DASHES[Math.floor(i / COLORS.length) % DASHES.length];
       const group = `g${i}`;
@@ -226,13 +239,13 @@
         const xs = [], ys = [];
         cfg.epoch.forEach((e, k) => { if (cfg.hi[k] !== null) { xs.push(e); ys.push(cfg.hi[k]); } });
         for (let k = cfg.epoch.length - 1; k >= 0; k--) if (cfg.lo[k] !== null) { xs.push(cfg.epoch[k]); ys.push(cfg.lo[k]); }
-        traces.push({ type: "scatter", mode: "lines", x: xs, y: ys, fill: "toself", line: { width: 0 },
+        traces.push({ type: "scatter", mode: "lines", x: xs, y: ys, fill: "toself", line: { width: 0 }, visible: visible,
           fillcolor: hexToRgba(color, 0.18), hoverinfo: "skip", showlegend: false, legendgroup: group });
       }
       traces.push({ type: "scatter", mode: "lines", name: `${cfg.config} (n=${cfg.n}${cfg.n >= 2 ? "" : ", no band"})`,
-        x: cfg.epoch, y: cfg.mean, line: { color: color, width: 2, dash: dash }, legendgroup: group,
+        x: cfg.epoch, y: cfg.mean, line: { color: color, width: 2, dash: dash }, legendgroup: group, visible: visible,
         hovertemplate: `${cfg.config}<br>epoch %{x}: %{y:.4g}<extra></extra>` });
-      cfg.thin.forEach((t) => traces.push({ type: "scatter", mode: "lines", x: t.epoch, y: t.value, showlegend: false,
+      cfg.thin.forEach((t) => traces.push({ type: "scatter", mode: "lines", x: t.epoch, y: t.value, showlegend: false, visible: visible,
         legendgroup: group, line: { color: color, width: 1, dash: dash }, opacity: 0.6, hoverinfo: "skip" }));
     });
     const lastEpoch = Math.max(1, ...c.configs.map((cfg) => cfg.epoch[cfg.epoch.length - 1] || 1));
