@@ -212,25 +212,59 @@
     return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${alpha})`;
   }
 
+  // Which configurations the curves show: the best few until the user picks others.
+  let chosen = new Set();
+  let picked = false;
+  let lastCurves = null;
+
+  function renderPicker(c) {
+    const box = document.getElementById("curves-picker");
+    const names = c.configs.map((cfg) => cfg.config);
+    if (!picked) chosen = new Set(names.slice(0, SHOWN_CURVES));
+    const note = document.getElementById("curves-note");
+    if (names.length <= SHOWN_CURVES) {
+      box.replaceChildren();
+      box.style.display = "none";
+      return;
+    }
+    note.dataset.keep = "1";
+    note.textContent = `${chosen.size} of ${names.length} configurations drawn (the ${SHOWN_CURVES} best by ` +
+      "the objective until you choose others in the list).";
+    if (box.dataset.names === names.join("\n")) {
+      box.querySelectorAll("input").forEach((input) => { input.checked = chosen.has(input.value); });
+      return;
+    }
+    box.dataset.names = names.join("\n");
+    box.style.display = "";
+    box.replaceChildren(el("div", { class: "picker-head" }, "configurations drawn"));
+    names.forEach((name) => {
+      const label = el("label");
+      const input = el("input", { type: "checkbox", value: name });
+      input.checked = chosen.has(name);
+      input.addEventListener("change", () => {
+        picked = true;
+        if (input.checked) chosen.add(name); else chosen.delete(name);
+        if (lastCurves) timed("curves", () => renderCurves(lastCurves));
+      });
+      label.append(input, document.createTextNode(" " + name));
+      box.appendChild(label);
+    });
+  }
+
   function renderCurves(c) {
+    lastCurves = c;
     const div = document.getElementById("curves");
     const logBox = document.getElementById("logy");
     if (!logTouched) logBox.checked = !!c.log;
     if (!show(div, "curves-note", c.configs.length > 0, "No epoch reported yet.")) return;
     const traces = [];
-    const note = document.getElementById("curves-note");
-    if (c.configs.length > SHOWN_CURVES) {
-      note.dataset.keep = "1";
-      note.textContent = `The ${SHOWN_CURVES} best configurations (by the objective) are drawn; ` +
-        `click a legend entry to add or hide one (${c.configs.length} in all).`;
-    } else {
-      delete note.dataset.keep;
-      note.textContent = "";
-    }
+    renderPicker(c);
     c.configs.forEach((cfg, i) => {
-      // Beyond the best few, a config is in the legend, drawn when clicked: 80 curves are
-      // unreadable, and drawing them all is what a large grid's page would wait for.
-      const visible = i < SHOWN_CURVES ? true : "legendonly";
+      // Only the chosen configurations are drawn (the best SHOWN_CURVES by default; the list
+      // beside the plot adds others): 80 curves are unreadable, and plotly's cost grows with
+      // every trace, drawn or not.
+      if (!chosen.has(cfg.config)) return;
+      const visible = true;
       const color = COLORS[i % COLORS.length];
       const dash = DASHES[Math.floor(i / COLORS.length) % DASHES.length];
       const group = `g${i}`;
@@ -277,7 +311,7 @@
   }
 
   // How long each view took to draw, for bench/bench_dashboard.py (window.ninsweepTimings).
-  const timings = (window.ninsweepTimings = {});
+  const timings = (window.ninsweepTimings = { script_at: performance.now() });
   function timed(name, fn) {
     const t = performance.now();
     const out = fn();
@@ -295,15 +329,19 @@
     timed("effects", () => renderEffects(v));
     timed("configs", () => renderConfigs(v));
     timed("select", () => renderMetricSelect(v));
-    if (deferred === null) {
-      const later = window.requestIdleCallback || ((fn) => setTimeout(fn, 30));
-      deferred = later(() => {
-        deferred = null;
-        timed("trials", () => renderTrials(view));
-        timed("parcoords", () => renderParcoords(view));
-        document.body.dataset.complete = String(view.version);
-      }, { timeout: 1500 });
-    }
+  }
+
+  // Called once the curves are drawn too.
+  function drawTheRest() {
+    if (deferred !== null) return;
+    const later = window.requestIdleCallback || ((fn) => setTimeout(fn, 30));
+    deferred = later(() => {
+      deferred = null;
+      timed("trials", () => renderTrials(view));
+      timed("parcoords", () => renderParcoords(view));
+      document.body.dataset.complete = String(view.version);
+      if (timings.complete_at === undefined) timings.complete_at = performance.now();
+    }, { timeout: 1500 });
   }
 
   function stamp(text) {
@@ -322,6 +360,8 @@
         render(data);
         await loadCurves(true);
         document.body.dataset.version = String(version);
+        if (timings.top_drawn_at === undefined) timings.top_drawn_at = performance.now();
+        drawTheRest();
       }
       stamp(`live: read ${new Date().toLocaleTimeString()} (version ${version}); updates every ${config.poll_ms / 1000} s`);
     } catch (err) {
@@ -349,6 +389,7 @@
     version = staticData.view.version;
     render(staticData.view);
     loadCurves(true);
+    drawTheRest();
     stamp(`report generated ${staticData.generated}: a snapshot, not live`);
     document.body.dataset.version = String(version);
     document.body.dataset.ready = "1";
