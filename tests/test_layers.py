@@ -19,18 +19,19 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ninsweep"
 
-LAYERS = ("core", "space", "analysis", "sweep", "cluster", "cli")
+LAYERS = ("core", "space", "analysis", "dashboard", "sweep", "cluster", "cli")
 # What each layer may import of ninsweep ("base": the top-level modules).
 MAY_IMPORT = {
     "base": {"base"},
     "core": {"base", "core"},
     "space": {"base", "space"},
     "analysis": {"base", "space", "analysis"},
+    "dashboard": {"base", "space", "analysis", "dashboard"},
     "sweep": {"base", "core", "space", "analysis", "sweep"},
     "cluster": {"base", "space", "cluster"},
-    "cli": {"base", "core", "space", "analysis", "sweep", "cluster", "cli"},
+    "cli": {"base", "core", "space", "analysis", "dashboard", "sweep", "cluster", "cli"},
     # ninsweep/__init__ (the public API: build_model, TrialConfig, Trainer) and __main__.
-    "top": {"base", "core", "space", "analysis", "sweep", "cluster", "cli"},
+    "top": {"base", "core", "space", "analysis", "dashboard", "sweep", "cluster", "cli"},
 }
 # Third-party packages a layer never imports, at any depth of a function.
 NEVER = {
@@ -39,6 +40,7 @@ NEVER = {
     "core": {"ray", "pandas", "scipy", "matplotlib", "tensorboardX", "pydantic_core"},
     "space": {"torch", "torchvision", "ray", "pandas", "numpy", "scipy", "matplotlib"},
     "analysis": {"torch", "torchvision", "ray", "tensorboardX"},
+    "dashboard": {"torch", "torchvision", "ray", "tensorboardX", "matplotlib"},
     "sweep": set(),
     "cluster": {"torch", "torchvision", "pandas", "matplotlib"},
     "cli": set(),
@@ -51,6 +53,7 @@ LIGHT = {
     "ninsweep.cli.run": {"torch", "ray", "pandas", "pyarrow", "matplotlib"},  # run --dry-run
     "ninsweep.cli.results": {"torch", "ray", "matplotlib"},  # status, export
     "ninsweep.analysis": {"torch", "ray", "matplotlib"},  # the analysis API in a notebook
+    "ninsweep.cli.dashboard": {"torch", "ray", "matplotlib"},  # the live page
     "ninsweep.space": {"torch", "ray", "pandas", "pyarrow"},  # checking a space
     "ninsweep.sweep.preflight": {"torch", "ray", "pandas", "pyarrow"},  # before Ray starts
     "ninsweep.core.model": {"ray", "pandas"},  # the model alone
@@ -59,7 +62,7 @@ LIGHT = {
 # Imports inside functions of what a module may not import at its top, each with its reason.
 DEFERRED = {
     ("ninsweep.cli.run", "command_run"): "Ray Tune and pandas only past --dry-run",
-    ("ninsweep.cli.results", "command_report"): "matplotlib only for the report",
+    ("ninsweep.cli.results", "command_report"): "matplotlib (and plotly for --html) only for the report",
     ("ninsweep.sweep.preflight", "check_factory_models"): "torch only for a model factory",
     ("ninsweep.sweep", "__getattr__"): "old pickles' names, resolved on demand",
     ("ninsweep", "__getattr__"): "the public API without torch until asked",

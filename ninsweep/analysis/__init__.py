@@ -33,11 +33,11 @@ from ninsweep.analysis.tabulate import (
                                          trial_table,
 )
 from ninsweep.analysis.text import format_status, format_table, summary_table
-from ninsweep.experiment_dir import ERROR, FINISHED, INCOMPLETE, PENDING, STATUSES
+from ninsweep.experiment_dir import ERROR, FINISHED, INCOMPLETE, PENDING, RUNNING, STATUSES
 
 __all__ = [
     "ALPHA", "CI_LEVEL", "ERROR", "FINISHED", "HISTORY_COLUMNS", "INCOMPLETE", "PENDING",
-    "REFERENCE_ACC_PCT", "REFERENCE_EPOCHS", "STATUSES", "STATUS_COLUMNS", "TRIAL_COLUMNS",
+    "REFERENCE_ACC_PCT", "REFERENCE_EPOCHS", "RUNNING", "STATUSES", "STATUS_COLUMNS", "TRIAL_COLUMNS",
     "Experiment", "Tables", "TrialRecord", "config_label", "config_table", "csv_paths",
     "factor_label", "format_status", "format_table", "holm", "is_reference_space",
     "load_experiment", "load_history", "objective_of", "significance", "status_json",

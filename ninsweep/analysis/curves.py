@@ -61,3 +61,10 @@ def off_scale(values: dict[str, float]) -> set[str]:
     mad = float(np.median(np.abs(x - center)))
     limit = max(8 * mad, 0.25 * abs(center), 1e-9)
     return {k for k, v in finite.items() if abs(v - center) > limit}
+
+
+def log_axis(means, bounds: tuple[float, float]) -> bool:
+    """Whether a curve figure needs a log y axis: an unbounded metric (a loss) whose mean
+    curves span more than a factor 50 (a diverged run dwarfs the rest)."""
+    positive = [v for mean in means for v in np.asarray(mean, dtype=float) if v > 0]
+    return bounds[1] == np.inf and len(positive) > 1 and max(positive) / min(positive) > 50

@@ -68,15 +68,24 @@ def write_csvs(exp: Experiment, out: Optional[os.PathLike | str] = None,
                   force=force, command="export")
     if not trials_path.parent.is_dir():
         raise NinsweepError(f"{trials_path.parent}: no such directory")
-    trials, configs, sig = tables(exp, alpha)
-    effects = effects_table(trials, baseline)  # raises on an unknown baseline: before writing
-    if not configs.empty:
-        configs = configs.merge(sig[["config", "diff_vs_best_pct", "p_value", "p_holm", "verdict"]],
-                                on="config", how="left")
+    trials, configs, effects = export_tables(exp, alpha, baseline)  # an unknown baseline: before writing
     write_output(trials_path, trials.to_csv(index=False, float_format="%.6g"))
     write_output(configs_path, configs.to_csv(index=False, float_format="%.6g"))
     write_output(effects_path, effects.to_csv(index=False, float_format="%.6g"))
     return trials_path, configs_path, effects_path
+
+
+def export_tables(exp: Experiment, alpha: float = ALPHA, baseline: Optional[str] = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The three tables ``export`` writes: per trial, per config (with the significance
+    columns), factor effects (with every config against ``baseline`` when given). Raises
+    on an unknown baseline. The dashboard and the HTML report show these same tables."""
+    trials, configs, sig = tables(exp, alpha)
+    effects = effects_table(trials, baseline)
+    if not configs.empty:
+        configs = configs.merge(sig[["config", "diff_vs_best_pct", "p_value", "p_holm", "verdict"]],
+                                on="config", how="left")
+    return trials, configs, effects
 
 
 def status_json(exp: Experiment) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from ninsweep.analysis.curves import by_epoch, curve_histories, off_scale
+from ninsweep.analysis.curves import by_epoch, curve_histories, log_axis, off_scale
 from ninsweep.analysis.effects import INTERACTION, MAIN, design
 from ninsweep.analysis.reference import REFERENCE_EPOCHS
 from ninsweep.analysis.results import Experiment
@@ -104,8 +104,7 @@ def _curve_figure(curves, configs, colors, metric, scale, ylabel, title, zoom):
     # A zoom on the last epochs, or (short runs) on every epoch without the diverged configs.
     zoom = zoom and (max_epoch >= 10 or bool(outliers))
     # Losses that span decades (a diverged run): a log axis keeps the others readable.
-    positive = [v for label in order for v in stats_by_config[label][0].to_numpy(float) if v > 0]
-    log_y = bounds[1] == np.inf and len(positive) > 1 and max(positive) / min(positive) > 50
+    log_y = log_axis([stats_by_config[label][0] for label in order], bounds)
     fig = _figure(13.0 if zoom else 10.0, 5.5)
     axes = fig.subplots(1, 2, width_ratios=[3, 2]) if zoom else [fig.subplots()]
     any_thin = any(curves[label][1] for label in order)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,7 @@ from ninsweep.fmt import duration, markdown_cell, markdown_table, reason
 from ninsweep.metrics import TEST_ACC, VAL_ACC, difference_unit, digits, heading, is_accuracy, long_name
 
 REPORT_FILE = "report.md"
+REPORT_HTML = "report.html"  # report --html: the dashboard's views in one file
 
 ERROR_CONVENTION = (
     "**Error convention:** every interval in this report -- table columns, curve bands, error "
@@ -68,17 +69,21 @@ ERROR_CONVENTION = (
 
 def write_report(exp: Experiment, out_dir: Optional[os.PathLike | str] = None,
                  alpha: float = ALPHA, baseline: Optional[str] = None,
-                 force: bool = False) -> Path:
+                 force: bool = False, beside: Optional[Mapping[str, Callable[[], str]]] = None
+                 ) -> Path:
     """Write ``report.md`` and its figures into ``out_dir``; return the report's path.
 
     ``baseline``: a config label; the report then compares every config with it too.
+    ``beside``: more files of the report, file name -> a function that renders it (``report
+    --html``: ``report.html``, by the dashboard layer), checked and written with the rest.
     ``<exp>/report`` (the default) is derived and regenerated on every call; in any other
     folder an existing report or figure is replaced only with ``force``, and no other place
     inside the experiment is written (``outputs.check_outputs``).
     """
     out = Path(out_dir).expanduser() if out_dir is not None else exp.path / REPORT_DIR
+    beside = dict(beside or {})
     names = (REPORT_FILE, FIG_TEST_ACC, FIG_TRAIN_LOSS, FIG_TEST_LOSS, FIG_FINAL_ACC,
-             FIG_EFFECTS, FIG_INTERACTIONS)
+             FIG_EFFECTS, FIG_INTERACTIONS, *beside)
     if out.exists() and not out.is_dir():
         raise NinsweepError(f"{out}: not a directory (the report needs a folder)")
     check_outputs([out / n for n in names], exp.path,
@@ -95,6 +100,8 @@ def write_report(exp: Experiment, out_dir: Optional[os.PathLike | str] = None,
     text = render_markdown(exp, trials, configs, sig, figures, alpha, effects, baseline)
     path = out / REPORT_FILE
     write_output(path, text)
+    for name, render in beside.items():
+        write_output(out / name, render())
     return path
 
 

@@ -156,10 +156,10 @@ def load_history(trial_dir: os.PathLike | str, columns: Optional[Sequence[str]] 
         data = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return _empty_history()
-    return _as_frame(_history_columns(_parse_results(data, path, columns)))
+    return _as_frame(history_columns(parse_results(data, path, columns)))
 
 
-def _parse_results(data: bytes, path: Path, columns: Optional[Sequence[str]]) -> dict[str, np.ndarray]:
+def parse_results(data: bytes, path: Path, columns: Optional[Sequence[str]]) -> dict[str, np.ndarray]:
     """result.json bytes -> column arrays in file order (before the repeated-epoch rule).
 
     With a column list, pyarrow's JSON reader parses the file in C++ (GIL released) with an
@@ -171,7 +171,7 @@ def _parse_results(data: bytes, path: Path, columns: Optional[Sequence[str]]) ->
         fast = _parse_with_pyarrow(data, columns)
         if fast is not None:
             return fast
-    return _parse_lines(data, path, columns)
+    return parse_lines(data, path, columns)
 
 
 def _parse_with_pyarrow(data: bytes, columns: Sequence[str]) -> Optional[dict[str, np.ndarray]]:
@@ -188,7 +188,7 @@ def _parse_with_pyarrow(data: bytes, columns: Sequence[str]) -> Optional[dict[st
             for c in columns}
 
 
-def _parse_lines(data: bytes, path: Path, columns: Optional[Sequence[str]]) -> dict[str, np.ndarray]:
+def parse_lines(data: bytes, path: Path, columns: Optional[Sequence[str]]) -> dict[str, np.ndarray]:
     text = data.decode("utf-8", errors="replace")
     lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
     records: list[dict[str, Any]] = []
@@ -224,14 +224,14 @@ def _as_float(value: Any) -> float:
     return float(value)
 
 
-def _history_columns(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def history_columns(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Apply the repeated-epoch rule to parsed columns: the kept rows, one per epoch, sorted.
 
     Every metric name is a key (NaN where the file lacks it); ``epoch`` is an int array.
     """
     epochs = raw.get(EPOCH)
     if epochs is None or not len(epochs):
-        return _empty_columns()
+        return empty_columns()
     idx = np.flatnonzero(np.isfinite(epochs))
     ep = np.floor(epochs[idx]).astype(np.int64)
     # A record survives when no later record goes back to its epoch or before it: its epoch
@@ -243,7 +243,7 @@ def _history_columns(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         later_min[:-1] = np.minimum.accumulate(ep[::-1])[::-1][1:]
     keep = idx[ep < later_min]
     if not len(keep):
-        return _empty_columns()
+        return empty_columns()
     columns = {EPOCH: np.floor(epochs[keep]).astype(int)}
     for c in EPOCH_METRICS[1:]:
         columns[c] = raw[c][keep] if c in raw else np.full(len(keep), np.nan)
@@ -253,7 +253,7 @@ def _history_columns(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return columns
 
 
-def _empty_columns() -> dict[str, np.ndarray]:
+def empty_columns() -> dict[str, np.ndarray]:
     return {c: np.zeros(0, dtype=int if c == EPOCH else float) for c in EPOCH_METRICS}
 
 
@@ -263,7 +263,7 @@ def _as_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def _empty_history() -> pd.DataFrame:
-    return _as_frame(_empty_columns())
+    return _as_frame(empty_columns())
 
 
 def _epochs_done(metrics: dict[str, np.ndarray]) -> int:
@@ -280,14 +280,14 @@ def _read_json(path: Path, what: str) -> Any:
         raise NinsweepError(f"{path}: {what} is not valid JSON ({err})") from None
 
 
-class _TrialDir(NamedTuple):
+class TrialDir(NamedTuple):
     path: Path
     trial: dict[str, Any]  # params.json's "trial" entry
     metrics: dict[str, np.ndarray]  # _history_columns
     mtime: float
 
 
-def _read_trial_dir(child: Path, columns: Optional[Sequence[str]]) -> Optional[_TrialDir]:
+def _read_trial_dir(child: Path, columns: Optional[Sequence[str]]) -> Optional[TrialDir]:
     """A child directory's params.json and history in one visit; None if no trial of ours."""
     params_path = child / PARAMS_FILE
     try:
@@ -309,14 +309,14 @@ def _read_trial_dir(child: Path, columns: Optional[Sequence[str]]) -> Optional[_
     try:
         blob = result.read_bytes()
         mtime = result.stat().st_mtime
-        metrics = _history_columns(_parse_results(blob, result, columns))
+        metrics = history_columns(parse_results(blob, result, columns))
     except (FileNotFoundError, IsADirectoryError):
-        metrics, mtime = _empty_columns(), child.stat().st_mtime
-    return _TrialDir(child, trial, metrics, mtime)
+        metrics, mtime = empty_columns(), child.stat().st_mtime
+    return TrialDir(child, trial, metrics, mtime)
 
 
 def _scan_trial_dirs(exp_dir: Path, columns: Optional[Sequence[str]] = HISTORY_COLUMNS
-                     ) -> dict[str, list[_TrialDir]]:
+                     ) -> dict[str, list[TrialDir]]:
     """Trial name -> its directories among the direct children, each read once.
 
     The directories are read by a thread pool: the JSON parsing runs in pyarrow's C++ code
@@ -328,14 +328,14 @@ def _scan_trial_dirs(exp_dir: Path, columns: Optional[Sequence[str]] = HISTORY_C
             read = list(pool.map(lambda c: _read_trial_dir(c, columns), children, chunksize=16))
     else:
         read = [_read_trial_dir(c, columns) for c in children]
-    found: dict[str, list[_TrialDir]] = {}
+    found: dict[str, list[TrialDir]] = {}
     for entry in read:
         if entry is not None:
             found.setdefault(entry.trial["name"], []).append(entry)
     return found
 
 
-def _pick_dir(name: str, candidates: list[_TrialDir]) -> _TrialDir:
+def _pick_dir(name: str, candidates: list[TrialDir]) -> TrialDir:
     """One directory per trial name: the one with most epochs, then the newest."""
     if len(candidates) == 1:
         return candidates[0]
@@ -373,8 +373,15 @@ def load_experiment(exp_dir: os.PathLike | str,
     Raises NinsweepError (one line) for a missing path, a directory that is no
     experiment, a malformed manifest and an experiment with no trials.
     """
+    path = experiment_path(exp_dir)
+    manifest, spec = manifest_of(path)
+    return experiment_from_dirs(path, manifest, spec, _scan_trial_dirs(path, columns))
+
+
+def experiment_path(exp_dir: os.PathLike | str) -> Path:
+    """The local directory of an experiment: a remote one (s3://, gs://) is fetched first
+    (its results, not its checkpoints); ``ninsweep.json`` names its folder."""
     if is_uri(str(exp_dir)):
-        # s3://, gs://, ...: read a local copy of its results (checkpoints are skipped).
         exp_dir = fetch_experiment(str(exp_dir))
     path = Path(local_path(str(exp_dir))).expanduser()
     if path.is_file() and path.name == MANIFEST_FILE:
@@ -383,16 +390,23 @@ def load_experiment(exp_dir: os.PathLike | str,
         raise NinsweepError(f"{path}: no such experiment directory")
     if not path.is_dir():
         raise NinsweepError(f"{path}: not a directory (expected an experiment directory)")
-    path = path.resolve()
+    return path.resolve()
 
+
+def manifest_of(path: Path) -> tuple[Optional[dict[str, Any]], Optional[SweepSpec]]:
+    """``ninsweep.json`` as read and typed; (None, None) when the experiment has none."""
     manifest_path = path / MANIFEST_FILE
-    manifest: Optional[dict[str, Any]] = None
-    spec: Optional[SweepSpec] = None
-    if manifest_path.is_file():
-        manifest = _read_json(manifest_path, "the experiment manifest")
-        spec = SweepSpec.from_manifest(manifest, where=str(manifest_path))
+    if not manifest_path.is_file():
+        return None, None
+    manifest = _read_json(manifest_path, "the experiment manifest")
+    return manifest, SweepSpec.from_manifest(manifest, where=str(manifest_path))
 
-    dirs = _scan_trial_dirs(path, columns)
+
+def experiment_from_dirs(path: Path, manifest: Optional[dict[str, Any]], spec: Optional[SweepSpec],
+                         dirs: dict[str, list[TrialDir]]) -> Experiment:
+    """The Experiment of a manifest and the trial directories read so far (trial name ->
+    its directories): what ``load_experiment`` returns, and what a reader that follows a
+    running sweep (``ninsweep.dashboard``) rebuilds after each new record."""
     if manifest is None and not dirs:
         hint = ""
         inner = sorted(p.name for p in path.iterdir() if (p / MANIFEST_FILE).is_file())
@@ -413,20 +427,20 @@ def load_experiment(exp_dir: os.PathLike | str,
                                                     where=str(candidates[0].path / PARAMS_FILE)))
             except ConfigError as err:
                 warnings.warn(f"{err}; directory skipped", stacklevel=2)
-    trials: list[TrialRecord] = []
-    for entry in planned:
-        trial_dir, history, error = None, _empty_columns(), None
-        if entry.name in dirs:
-            picked = _pick_dir(entry.name, dirs[entry.name])
-            trial_dir, history = picked.path, picked.metrics
-        status = _status(trial_dir, history, entry.config.train.epochs)
-        if status == ERROR:
-            error = _last_error_line(trial_dir / ERROR_FILE)
-        trials.append(TrialRecord(entry.name, dict(entry.params), entry.config, status, history,
-                                  trial_dir, error))
-
+    trials = [trial_record(entry, dirs.get(entry.name, ())) for entry in planned]
     if not trials:
         raise NinsweepError(f"{path}: the experiment has no trials")
     return Experiment(path=path, space_name=spec.name if spec else None, manifest=manifest,
                       trials=trials, spec=spec)
 
+
+def trial_record(entry: TrialSpec, candidates: Sequence[TrialDir]) -> TrialRecord:
+    """One planned trial and what its directories (none: not started) hold."""
+    trial_dir, history, error = None, empty_columns(), None
+    if candidates:
+        picked = _pick_dir(entry.name, list(candidates))
+        trial_dir, history = picked.path, picked.metrics
+    status = _status(trial_dir, history, entry.config.train.epochs)
+    if status == ERROR:
+        error = _last_error_line(trial_dir / ERROR_FILE)
+    return TrialRecord(entry.name, dict(entry.params), entry.config, status, history, trial_dir, error)

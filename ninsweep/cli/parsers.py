@@ -37,6 +37,10 @@ STATUS_EXAMPLES = """examples:
 EXPORT_EXAMPLES = """examples:
   ninsweep export ~/ninsweep-results/lab4                   # results.csv, results-configs.csv
   ninsweep export ~/ninsweep-results/lab4 --per-epoch -o out/lab4.csv   # + out/lab4-epochs.csv"""
+DASHBOARD_EXAMPLES = """examples:
+  ninsweep dashboard ~/ninsweep-results/lab4      # then open http://127.0.0.1:8750/
+  ninsweep dashboard ~/ninsweep-results           # every experiment in the storage folder
+  ninsweep dashboard s3://bucket/experiments/lab4 --port 8800"""
 TRAIN_EXAMPLES = """examples:
   ninsweep train --activation elu --batchnorm --init he --epochs 164
   ninsweep train --data synthetic --epochs 2 --set train.weight_decay=1e-4
@@ -143,7 +147,24 @@ def _add_sweep_parsers(commands) -> None:
     report.add_argument("-o", "--output", help="output folder (default EXPERIMENT/report)")
     report.add_argument("--baseline", metavar="LABEL", help=BASELINE_HELP)
     report.add_argument("--force", action="store_true", help=FORCE_HELP)
+    report.add_argument("--html", action="store_true",
+                        help="also report.html beside report.md: the dashboard's views in one "
+                             "self-contained file (no network needed to open it)")
     report.set_defaults(handler="ninsweep.cli.results:command_report")
+
+    dashboard = commands.add_parser(
+        "dashboard", help="a live, read-only web page of experiments",
+        description="Serve a page per experiment (trials, curves, factor effects, the config "
+                    "table, parallel coordinates) that follows a running sweep; several "
+                    "experiments or a storage folder give a list. No Ray needed.",
+        epilog=DASHBOARD_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
+    dashboard.add_argument("experiment", nargs="+",
+                           help=EXPERIMENT_HELP + "; several, or a storage folder, give a list")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="address to listen on (default 127.0.0.1; any non-loopback "
+                                "address requires the token printed at start)")
+    dashboard.add_argument("--port", type=int, default=8750, help="port (default 8750; 0: any free one)")
+    dashboard.set_defaults(handler="ninsweep.cli.dashboard:command_dashboard")
 
 
 def _add_address(parser: argparse.ArgumentParser) -> None:

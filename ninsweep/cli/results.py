@@ -41,11 +41,22 @@ def command_export(args: argparse.Namespace) -> int:
 
 def command_report(args: argparse.Namespace) -> int:
     # matplotlib (~1 s to import) only here: status and export never draw.
-    from ninsweep.analysis.report import write_report
+    from ninsweep.analysis.report import REPORT_HTML, write_report
 
-    path = write_report(load_experiment(args.experiment), args.output, baseline=args.baseline,
-                        force=args.force)
+    experiment = load_experiment(args.experiment)
+    beside = {}
+    if getattr(args, "html", False):
+        # The dashboard's page in one file (plotly: the dashboard extra, checked before any file).
+        from ninsweep.dashboard.assets import served_assets
+        from ninsweep.dashboard.html import render_report
+
+        served_assets()
+        beside[REPORT_HTML] = lambda: render_report(experiment, baseline=args.baseline)
+    path = write_report(experiment, args.output, baseline=args.baseline, force=args.force,
+                        beside=beside)
     print(f"wrote {path}")
+    for name in beside:
+        print(f"wrote {path.with_name(name)}")
     return 0
 
 
