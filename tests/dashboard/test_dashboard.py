@@ -263,6 +263,33 @@ def test_running_sweep_page_shows_each_new_epoch(browser, tmp_path):
 
 
 @pytest.mark.slow  # a real browser: ~8-20 s on 2 busy cores
+def test_curves_of_a_large_grid_draw_the_best_and_a_list_adds_others(browser, tmp_path):
+    """12 configs: the 10 best (by the config table's rank) are drawn; the list adds one."""
+    specs = [{"activation": a, "seed": s, "extra": {"train.lr": lr}, "final_acc": 0.5 + 0.01 * i + 0.001 * s,
+              "name": f"{a}-lr{lr}-s{s}"}
+             for i, (a, lr) in enumerate((a, lr) for a in ("relu", "elu", "selu", "tanh") for lr in (0.01, 0.05, 0.1))
+             for s in (0, 1)]
+    exp = make_experiment(tmp_path, specs, name="grid")
+    server = _serve([exp])
+    try:
+        watch = PageWatch(browser)
+        page = watch.open(server.url)
+        ranked = [r["config"] for r in _table(page, "#configs-table")]
+        drawn = page.eval_on_selector("#curves", "d => d.data.filter(t => t.name).map(t => t.name.split(' (')[0])")
+        assert drawn == ranked[:10] and len(ranked) == 12
+        assert page.eval_on_selector("#curves", "d => d.data.length") == 10 * 2  # band + mean each
+        assert "10 of 12 configurations drawn" in page.inner_text("#curves-note")
+        page.locator("#curves-picker input[value='%s']" % ranked[11]).check()
+        page.wait_for_function("() => document.querySelector('#curves').data.length === 22")
+        assert "11 of 12" in page.inner_text("#curves-note")
+        _shot(page, "curves-picker", "#curves-section")
+        assert watch.errors == []
+        watch.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow  # a real browser: ~8-20 s on 2 busy cores
 def test_html_report_is_self_contained(browser, finished_exp, finished_server, tmp_path):
     out = tmp_path / "report"
     assert cli.main(["report", str(finished_exp), "-o", str(out), "--html"]) == 0
