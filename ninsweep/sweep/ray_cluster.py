@@ -17,9 +17,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import grpc  # Ray's own dependency
 import ray
 from ray._private import services  # Ray's own address resolution, not a copy of it
+
+try:
+    import grpc  # with Ray's default extras; a minimal Ray (the GPU machine's) has none
+except ImportError:
+    grpc = None
 
 from ninsweep.errors import NinsweepError
 from ninsweep.fmt import first_line
@@ -132,6 +136,8 @@ def check_ray_address(address: str, timeout: Optional[float] = None) -> None:
     probe_tcp(host, port, timeout, what, "is the cluster up? (`ray status` on its head)")
     if os.environ.get("RAY_USE_TLS", "").strip().lower() in ("1", "true"):
         return  # a TLS channel needs Ray's certificates; the port answering must do
+    if grpc is None:
+        return  # without gRPC the open port must do
     channel = grpc.insecure_channel(f"{host}:{port}")
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
