@@ -37,7 +37,7 @@ from ninsweep.analysis.figures import (
 from ninsweep.analysis.outputs import check_outputs
 from ninsweep.analysis.reference import REFERENCE_ACC_PCT, REFERENCE_EPOCHS
 from ninsweep.analysis.results import Experiment
-from ninsweep.analysis.stats import ALPHA
+from ninsweep.analysis.stats import ALPHA, ERROR_CONVENTION
 from ninsweep.analysis.tabulate import (
     VERDICT_BEST,
     VERDICT_FEW,
@@ -59,12 +59,6 @@ from ninsweep.metrics import TEST_ACC, VAL_ACC, difference_unit, digits, heading
 REPORT_FILE = "report.md"
 REPORT_HTML = "report.html"  # report --html: the dashboard's views in one file
 
-ERROR_CONVENTION = (
-    "**Error convention:** every interval in this report -- table columns, curve bands, error "
-    "bars, effect intervals -- is a 95% confidence interval (Student's t over seeds: the seeds "
-    "are the replicates), clipped to what the quantity can be (an accuracy in [0, 100] %, a "
-    "loss >= 0, a difference of accuracies in [-100, 100] points). A config with one finished "
-    "seed has no interval and no band.")
 
 
 def write_report(exp: Experiment, out_dir: Optional[os.PathLike | str] = None,

@@ -19,6 +19,14 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+# The one error convention of every interval ninsweep draws or prints, as the report states it.
+ERROR_CONVENTION = (
+    "**Error convention:** every interval in this report -- table columns, curve bands, error "
+    "bars, effect intervals -- is a 95% confidence interval (Student's t over seeds: the seeds "
+    "are the replicates), clipped to what the quantity can be (an accuracy in [0, 100] %, a "
+    "loss >= 0, a difference of accuracies in [-100, 100] points). A config with one finished "
+    "seed has no interval and no band.")
+
 ALPHA = 0.05
 CI_LEVEL = 0.95
 

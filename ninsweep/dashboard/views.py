@@ -26,9 +26,8 @@ from ninsweep import fmt
 from ninsweep.analysis.curves import by_epoch, curve_histories, log_axis
 from ninsweep.analysis.effects import design_summary, factor_columns
 from ninsweep.analysis.export import export_tables
-from ninsweep.analysis.report import ERROR_CONVENTION
 from ninsweep.analysis.results import Experiment, TrialRecord
-from ninsweep.analysis.stats import ALPHA, mean_ci
+from ninsweep.analysis.stats import ALPHA, ERROR_CONVENTION, mean_ci
 from ninsweep.analysis.tabulate import VERDICT_BEST, objective_of
 from ninsweep.analysis.text import fmt_ci, fmt_num, fmt_p, fmt_pct, fmt_pm, fmt_unfinished
 from ninsweep.experiment_dir import ERROR, FINISHED, PENDING, RUNNING, STATUSES

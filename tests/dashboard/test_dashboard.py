@@ -521,9 +521,9 @@ def test_live_reader_reads_only_the_new_bytes(tmp_path, monkeypatch):
     exp = make_experiment(tmp_path, [{"seed": s, "epochs": 50, "done": 40} for s in range(3)], name="e", epochs=50)
     followed = L.LiveExperiment(exp)
     parsed: list[int] = []
-    for name in ("_parse_results", "_parse_lines"):
-        real = getattr(A, name)
-        monkeypatch.setattr(A, name, lambda data, path, columns, real=real: parsed.append(len(data))
+    for name in ("parse_results", "parse_lines"):  # the analysis's parsers, as live uses them
+        real = getattr(L, name)
+        monkeypatch.setattr(L, name, lambda data, path, columns, real=real: parsed.append(len(data))
                             or real(data, path, columns))
     line = json.dumps(epoch_record(41, 0.5)) + "\n"
     with open(exp / "relu-s1" / "result.json", "a") as f:
