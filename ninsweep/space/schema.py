@@ -58,6 +58,10 @@ TRACKERS = {
     "wandb": ("wandb", "wandb"),
 }
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# The longest experiment or trial name: each is one directory name, and file systems refuse
+# a name over 255 bytes (ENAMETOOLONG); the rest is room for what is written beside it
+# (a temp file's prefix, Ray's suffixes).
+MAX_NAME_LENGTH = 200
 
 
 # --------------------------------------------------------------------------------------
@@ -65,10 +69,20 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def name_problem(value: Any) -> Optional[str]:
+    if isinstance(value, str) and len(value) > MAX_NAME_LENGTH:
+        return length_problem("experiment name", value)
     if isinstance(value, str) and NAME_RE.fullmatch(value):
         return None
     return (f"{value!r} is not a usable experiment name (letters, digits, '.', '_', '-'; "
             "starting with a letter or digit)")
+
+
+def length_problem(what: str, value: str) -> Optional[str]:
+    """Why ``value`` is too long to be a directory name, or None."""
+    if len(value) <= MAX_NAME_LENGTH:
+        return None
+    return (f"{what} {value[:40]!r}... is {len(value)} characters; at most {MAX_NAME_LENGTH} "
+            "(it names a directory)")
 
 
 def _experiment_name(value: Any) -> str:
@@ -231,6 +245,8 @@ class TrialSpec(Schema):
     def _usable(cls, name: str) -> str:
         if not NAME_RE.fullmatch(name):
             fail(f"not a valid trial name: {name!r}")
+        if length_problem("trial name", name):
+            fail(length_problem("trial name", name))
         return name
 
     @field_validator("config", mode="wrap")
@@ -294,6 +310,11 @@ class SweepSpec(SpaceKeys):
         """
         applied = dict(self.overrides)
         trials = self.trials
+        # The command line's overrides are one change: gathered first, whatever their order,
+        # then applied to each trial together and validated once (--data-dir with --set
+        # data.source=imagefolder is a complete data section, in either order).
+        changes: dict[str, dict[str, Any]] = {}
+        flags: dict[str, str] = {}  # a changed key -> the flag that changed it
         for key, value in (settings or {}).items():
             section, _, name = key.partition(".")
             if key in AXIS_KEYS or key == "train.seed" or any(key in t.params for t in trials):
@@ -302,24 +323,27 @@ class SweepSpec(SpaceKeys):
             if section not in SECTIONS:
                 raise ConfigError(f"--set {key}: unknown section {section!r} "
                                   f"({', '.join(SECTIONS)})")
-            trials = tuple(_replace_config(t, where=f"--set {key}", **{section: {name: value}})
-                           for t in trials)
+            changes.setdefault(section, {})[name] = value
+            flags[key] = f"--set {key}"
             applied.setdefault("set", {})[key] = value
         if max_epochs is not None:
             if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
                 raise ConfigError(f"--max-epochs: must be >= 1, got {max_epochs!r}")
-            trials = tuple(
-                _replace_config(t, train={"epochs": min(t.config.train.epochs, max_epochs)},
-                                where="--max-epochs")
-                for t in trials)
+            flags["train.epochs"] = ("--max-epochs" if "train.epochs" not in flags
+                                     else "--set train.epochs")
             applied["max_epochs"] = max_epochs
         if data_dir is not None:
             data_dir = str(data_dir)
             if not data_dir:
                 raise ConfigError("--data-dir: must not be empty")
-            trials = tuple(_replace_config(t, data={"root": data_dir}, where="--data-dir")
-                           for t in trials)
+            if "root" in changes.get("data", {}):
+                raise ConfigError("--data-dir: and --set data.root both set data.root; "
+                                  "give one of them")
+            changes.setdefault("data", {})["root"] = data_dir
+            flags["data.root"] = "--data-dir"
             applied["data_dir"] = data_dir
+        if changes or max_epochs is not None:
+            trials = tuple(_override(t, changes, max_epochs, flags) for t in trials)
         resources = self.resources
         for flag, key, value in (("--cpus-per-trial", "cpus", cpus_per_trial),
                                  ("--gpus-per-trial", "gpus", gpus_per_trial)):
@@ -460,10 +484,18 @@ def check_trial_devices(trials: Iterable[TrialSpec], gpus: float, path: str,
 
 
 
-def _replace_config(trial: TrialSpec, where: str, **sections: dict[str, Any]) -> TrialSpec:
+def _override(trial: TrialSpec, changes: dict[str, dict[str, Any]],
+              max_epochs: Optional[int], flags: dict[str, str]) -> TrialSpec:
+    """``trial`` with every command-line change applied at once and validated once; an error
+    names the flag that set the key it is about, else every flag given."""
+    sections = {section: dict(values) for section, values in changes.items()}
+    if max_epochs is not None:
+        epochs = sections.get("train", {}).get("epochs", trial.config.train.epochs)
+        if isinstance(epochs, int) and not isinstance(epochs, bool):  # else validation says
+            sections.setdefault("train", {})["epochs"] = min(epochs, max_epochs)
     try:
         config = trial.config.replace(**sections)
-    except ConfigError as err:
+    except SchemaError as err:
+        where = flags.get(err.path) or " ".join(dict.fromkeys(flags.values()))
         raise ConfigError(one_line(f"{where}: {err} (trial {trial.name})")) from None
     return TrialSpec(name=trial.name, params=trial.params, config=config)
-

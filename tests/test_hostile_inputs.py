@@ -1,0 +1,74 @@
+"""Hostile inputs and faults, round two (issue 23): each one line, before Ray, files intact.
+
+Cheap tests only (no Ray); the Ray-backed faults are in test_faults.py.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from ninsweep.cli import main
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ninsweep: error: "), err
+    return err.strip()
+
+
+def _image_folder(root: Path, classes: int = 10, images: int = 2) -> Path:
+    """Just the layout (preflight lists files, it decodes none)."""
+    for split in ("train", "test"):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(images):
+                (folder / f"{i}.png").write_bytes(b"")
+    return root
+
+
+# ---------------------------------------------------------- overrides: one change, in any order
+
+@pytest.mark.parametrize("order", [
+    ["--data-dir", "{D}", "--set", "data.source=imagefolder"],
+    ["--set", "data.source=imagefolder", "--set", "data.root={D}"],
+    ["--set", "data.root={D}", "--set", "data.source=imagefolder"],
+])
+def test_overrides_apply_together_whatever_their_order(tmp_path, capsys, order):
+    folder = _image_folder(tmp_path / "D")
+    args = [a.replace("{D}", str(folder)) for a in order]
+    assert main(["run", "lab4", *args, "--set", "train.batch_size=4", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("space lab4 (") and ": 10 trials, 164 epochs each, " \
+        "data imagefolder; overrides: " in out.splitlines()[0]
+
+
+def test_an_override_still_missing_a_key_names_the_flags(capsys):
+    assert main(["run", "lab4", "--set", "data.source=imagefolder", "--dry-run"]) == 2
+    assert _error(capsys) == ("ninsweep: error: --set data.source: data.root: is required for "
+                              "source imagefolder (trial relu-nobn-keras-s0)")
+
+
+def test_data_dir_and_set_data_root_together_is_refused(capsys):
+    assert main(["run", "lab4", "--set", "data.root=/a", "--data-dir", "/b", "--dry-run"]) == 2
+    assert _error(capsys) == ("ninsweep: error: --data-dir: and --set data.root both set "
+                              "data.root; give one of them")
+
+
+# ---------------------------------------------------------- names the file system refuses
+
+def test_a_300_character_name_is_one_line_before_anything_is_written(tmp_path, capsys):
+    name = "a" * 300
+    assert main(["run", "smoke", "--name", name, "--storage", str(tmp_path), "--dry-run"]) == 2
+    assert _error(capsys) == (f"ninsweep: error: --name: experiment name {'a' * 40!r}... is 300 "
+                              "characters; at most 200 (it names a directory)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_trial_name_too_long_for_a_directory_is_one_line(tmp_path, capsys):
+    space = tmp_path / "long.yaml"
+    space.write_text("grid:\n  - activation: [relu]\n    data.cache_dir: [" + "x" * 250 + "]\n")
+    assert main(["run", str(space), "--dry-run"]) == 2
+    assert _error(capsys) == (f"ninsweep: error: {space}: grid[0]: trial name "
+                              "'relu-nobn-keras-cache_dir_xxxxxxxxxxxxxx'... is 279 characters; "
+                              "at most 200 (it names a directory)")
