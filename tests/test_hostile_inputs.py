@@ -72,3 +72,55 @@ def test_a_trial_name_too_long_for_a_directory_is_one_line(tmp_path, capsys):
     assert _error(capsys) == (f"ninsweep: error: {space}: grid[0]: trial name "
                               "'relu-nobn-keras-cache_dir_xxxxxxxxxxxxxx'... is 279 characters; "
                               "at most 200 (it names a directory)")
+
+
+# ---------------------------------------------------------- every check the dry run can make
+
+NETS = '''\
+import torch.nn as nn
+
+
+def narrow(width: int = 4, num_classes: int = 10):  # ignores num_classes: 5 outputs
+    return nn.Sequential(nn.Conv2d(3, width, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(width, 5))
+'''
+
+
+def test_a_model_factory_of_the_wrong_output_width_fails_the_dry_run(tmp_path, capsys):
+    (tmp_path / "nets.py").write_text(NETS)
+    space = tmp_path / "fac.yaml"
+    space.write_text("model: {factory: 'nets:narrow'}\ngrid:\n  - width: [4, 8]\n"
+                     "data: {source: synthetic, synthetic_train_size: 64}\n"
+                     "train: {epochs: 1, batch_size: 16}\n")
+    assert main(["run", str(space), "--dry-run"]) == 2
+    assert _error(capsys) == (f"ninsweep: error: {space}: model.factory: nets:narrow(width=4) "
+                              "returns 2x5 for 2 images, not 2x10 (model.num_classes 10: one "
+                              "score per class) (trial narrow-width4-s0)")
+
+
+def test_a_set_model_factory_is_imported_by_the_dry_run(capsys):
+    assert main(["run", "smoke", "--set", "model.factory=nosuchmod:fn", "--dry-run"]) == 2
+    assert _error(capsys) == ("ninsweep: error: --set model.factory: cannot import 'nosuchmod' "
+                              "(no module named 'nosuchmod'; put it next to the space file or "
+                              "on PYTHONPATH)")
+
+
+@pytest.mark.parametrize("val_size, problem", [
+    (100, "data.val_size: 100 but the training set has 100 images (some must be left to train "
+          "on)"),
+    (90, "train.batch_size: 16 is larger than the training set (10 images, after "
+         "data.val_size 90)"),
+])
+def test_a_validation_split_too_large_fails_the_dry_run_from_file_or_set(tmp_path, capsys,
+                                                                         val_size, problem):
+    space = tmp_path / "small.yaml"
+    text = ("grid:\n  - activation: [relu, elu]\n"
+            "data: {source: synthetic, synthetic_train_size: 100%s}\n"
+            "train: {epochs: 1, batch_size: 16}\n")
+    space.write_text(text % "")
+    in_file = tmp_path / "in-file.yaml"
+    in_file.write_text(text % f", val_size: {val_size}")
+    for args in ([str(in_file)], [str(space), "--set", f"data.val_size={val_size}"]):
+        assert main(["run", *args, "--dry-run"]) == 2
+        assert _error(capsys) == (f"ninsweep: error: {args[0]}: trial relu-nobn-keras-s0: "
+                                  f"{problem} (and 1 more trial)")

@@ -33,7 +33,13 @@ from ninsweep.config import (
 )
 from ninsweep.errors import ConfigError
 from ninsweep.fmt import one_line
-from ninsweep.metrics import DEFAULT_OBJECTIVE, OBJECTIVE_METRICS, OBJECTIVE_MODES, is_accuracy
+from ninsweep.metrics import (
+    DEFAULT_OBJECTIVE,
+    OBJECTIVE_METRICS,
+    OBJECTIVE_MODES,
+    VAL_METRICS,
+    is_accuracy,
+)
 
 MANIFEST_FORMAT = 1
 # The one key of Tune's param space, so of Ray's params.json: {"trial": {name, params, config}}.
@@ -353,8 +359,12 @@ class SweepSpec(SpaceKeys):
                 except SchemaError as err:
                     raise ConfigError(f"{flag}: {err.problem}") from None
                 applied[f"{key}_per_trial"] = getattr(resources, key)
-        if gpus_per_trial is not None:
-            check_trial_devices(trials, resources.gpus, "--gpus-per-trial")
+        # The rules a space file's values meet at load, for the values given here.
+        if gpus_per_trial is not None or "train.device" in (settings or {}):
+            check_trial_devices(trials, resources.gpus, "--gpus-per-trial"
+                                if gpus_per_trial is not None else "--set train.device")
+        if "data.val_size" in (settings or {}):
+            check_objective_split(trials, self.objective.metric, "", "--set data.val_size")
         return self.model_copy(update={"trials": trials, "resources": resources,
                                        "overrides": applied})
 
@@ -459,6 +469,14 @@ def check_experiment_name(value: Any, where: str = "--name") -> str:
         refuse("", where, problem)
     return value
 
+def check_objective_split(trials: Iterable[TrialSpec], metric: str, where: str, path: str
+                          ) -> None:
+    """A validation metric as the objective needs a validation split in every trial."""
+    if metric in VAL_METRICS and any(t.config.data.val_size == 0 for t in trials):
+        refuse(where, path, f"{metric} needs a validation split (data.val_size > 0 in every "
+               "trial)")
+
+
 def check_trial_devices(trials: Iterable[TrialSpec], gpus: float, path: str,
                         where: str = "") -> None:
     """Refuse a ``train.device`` no trial of this space could train on, before Ray starts.
@@ -489,6 +507,14 @@ def _override(trial: TrialSpec, changes: dict[str, dict[str, Any]],
     """``trial`` with every command-line change applied at once and validated once; an error
     names the flag that set the key it is about, else every flag given."""
     sections = {section: dict(values) for section, values in changes.items()}
+    model = sections.get("model", {})
+    if model.get("factory", trial.config.model.factory) is not None:
+        # A factory's flat keys are its keywords, as in a space file (ModelConfig.route_raw).
+        flat = {k: v for k, v in model.items() if k not in ModelConfig.FACTORY_FIELDS}
+        if flat:
+            kept = {k: v for k, v in model.items() if k in ModelConfig.FACTORY_FIELDS}
+            sections["model"] = {**kept, "factory_kwargs": {
+                **trial.config.model.factory_kwargs, **kept.get("factory_kwargs", {}), **flat}}
     if max_epochs is not None:
         epochs = sections.get("train", {}).get("epochs", trial.config.train.epochs)
         if isinstance(epochs, int) and not isinstance(epochs, bool):  # else validation says
