@@ -3,6 +3,7 @@
 Cheap tests only (no Ray); the Ray-backed faults are in test_faults.py.
 """
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,36 @@ def test_a_validation_split_too_large_fails_the_dry_run_from_file_or_set(tmp_pat
         assert main(["run", *args, "--dry-run"]) == 2
         assert _error(capsys) == (f"ninsweep: error: {args[0]}: trial relu-nobn-keras-s0: "
                                   f"{problem} (and 1 more trial)")
+
+
+# ---------------------------------------------------------- Tune state that does not load
+
+COMPAT = Path(__file__).parent / "fixtures" / "main-9c78cef" / "compat"
+
+
+@pytest.mark.slow  # imports Ray (starts none)
+@pytest.mark.parametrize("content, problem", [
+    (bytes(range(256)) * 4, "does not unpickle (UnpicklingError: "),
+    (pickle.dumps({"trials": []}), "holds dict, not a saved Tune Tuner; "),
+], ids=["random-bytes", "wrong-shape"])
+def test_a_tuner_pkl_that_does_not_load_is_one_line_naming_it(tmp_path, capsys, content,
+                                                               problem):
+    import shutil
+
+    import ray
+
+    from ninsweep.sweep.runner import check_tune_state
+
+    check_tune_state(str(COMPAT))  # a real one loads (without starting Ray)
+    experiment = Path(shutil.copytree(COMPAT, tmp_path / "compat"))
+    (experiment / "tuner.pkl").write_bytes(content)
+    before = {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()}
+    assert main(["resume", str(experiment)]) == 2
+    err = _error(capsys)
+    assert err.startswith(f"ninsweep: error: {experiment}/tuner.pkl: {problem}")
+    assert err.endswith("resume trusts this file for the sweep's Tune settings and trials: put "
+                        "back an intact copy, or start the space again with `ninsweep run "
+                        "--name` (the trials' results here stay readable by status, export "
+                        "and report)")
+    assert not ray.is_initialized()
+    assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
