@@ -22,6 +22,39 @@ from typing import Any, Callable, Iterable, Optional
 from ninsweep.errors import ConfigError
 from ninsweep.fmt import first_line
 
+# Never shipped to a cluster, wherever they appear in what ships (the ninsweep package, a
+# user's factory module or package, a submitted space): credentials, tokens, key stores and
+# shell histories. The one list of secrets: submit, resume jobs and `run --address` apply it
+# to every upload (gitignore-style patterns, matched at any depth).
+SECRET_EXCLUDES = (
+    # environment and tool credential files
+    ".env", ".env.*", "*.env", ".envrc", ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc",
+    ".yarnrc.yml", ".git-credentials", ".gitconfig", ".vault-token", ".my.cnf", ".s3cfg",
+    ".boto", ".passwd-s3fs", "rclone.conf", ".databrickscfg", ".terraformrc",
+    "credentials.tfrc.json", ".modal.toml", "kaggle.json", ".kaggle",
+    # cloud and hub credentials (directories)
+    ".aws", ".ssh", ".gnupg", ".kube", ".docker", ".azure", ".oci", "**/.config/gcloud",
+    "**/.config/gh", "**/.config/hub", "**/.config/doctl", ".mc", ".huggingface",
+    "**/.cache/huggingface", "**/.cargo/credentials*", "**/.gem/credentials", ".wandb",
+    # tokens and keys by name
+    "hf_token", "*_token", "*.token", "auth_token", "token.json", "credentials",
+    "credentials.json", "*credentials*.json", "*service-account*.json", "*.secret",
+    "*.secrets", "id_rsa*", "id_ed25519*", "id_ecdsa*", "id_dsa*",
+    # key stores
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "*.gpg", "*.asc",
+    "*.ppk",
+    # shell and REPL histories
+    ".*_history", ".*history", ".history", ".lesshst", ".viminfo",
+)
+# Never shipped either: environments, VCS data, run output, caches, datasets, build output.
+# Gitignore-style patterns relative to the shipped directory (Ray also reads .gitignore).
+SHIP_EXCLUDES = (
+    ".git", ".venv", "venv", "env", "__pycache__", "*.pyc", "*.egg-info",
+    ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints", ".tox",
+    "/runs", "/.data", "/data", "/shared", "/build", "/dist", "/.gl",
+    "*.ckpt", "*.pt", "*.pth", "*.tar.gz", "*.zip",
+) + SECRET_EXCLUDES
+
 _PATH_RE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
 
 
