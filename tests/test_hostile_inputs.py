@@ -102,8 +102,8 @@ def test_a_model_factory_of_the_wrong_output_width_fails_the_dry_run(tmp_path, c
 def test_a_set_model_factory_is_imported_by_the_dry_run(capsys):
     assert main(["run", "smoke", "--set", "model.factory=nosuchmod:fn", "--dry-run"]) == 2
     assert _error(capsys) == ("ninsweep: error: --set model.factory: cannot import 'nosuchmod' "
-                              "(no module named 'nosuchmod'; put it next to the space file or "
-                              "on PYTHONPATH)")
+                              "(no module named 'nosuchmod'; put it next to the space file, in "
+                              "the working directory or on PYTHONPATH)")
 
 
 @pytest.mark.parametrize("val_size, problem", [
@@ -158,3 +158,33 @@ def test_a_tuner_pkl_that_does_not_load_is_one_line_naming_it(tmp_path, capsys, 
                         "and report)")
     assert not ray.is_initialized()
     assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
+
+
+# ---------------------------------------------------------- user modules: one rule
+
+MYDATA = """\
+import torch
+
+
+def tiny(n: int = 32):
+    def split(k):
+        images = (torch.arange(k * 3 * 64) * 7 % 251).to(torch.uint8).reshape(k, 3, 8, 8)
+        return images, torch.arange(k) % 10
+    return split(n), split(16)
+"""
+
+
+def test_train_finds_a_data_factory_in_the_working_directory_as_run_does(tmp_path, capsys,
+                                                                        monkeypatch):
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NINSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    (tmp_path / "mydata.py").write_text(MYDATA)
+    assert main(["train", "--set", "data.factory=mydata:tiny", "--epochs", "1",
+                 "--batch-size", "8", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert ("NIN relu, batchnorm off, init keras: 966,986 parameters on cpu; data factory: "
+            "32 train / 16 test images\n") in out
+    assert list((tmp_path / "cache").glob("factory-*.pt"))
