@@ -188,3 +188,45 @@ def test_train_finds_a_data_factory_in_the_working_directory_as_run_does(tmp_pat
     assert ("NIN relu, batchnorm off, init keras: 966,986 parameters on cpu; data factory: "
             "32 train / 16 test images\n") in out
     assert list((tmp_path / "cache").glob("factory-*.pt"))
+
+
+# ---------------------------------------------------------- messages in ninsweep's words
+
+def test_a_damaged_history_line_is_one_warning_line_of_ours(tmp_path, capsys):
+    import shutil
+
+    experiment = Path(shutil.copytree(COMPAT, tmp_path / "compat"))
+    result = experiment / "relu-bn-keras-lr0.05-s0" / "result.json"
+    lines = result.read_text().splitlines()
+    result.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    assert main(["status", str(experiment)]) == 0
+    err = capsys.readouterr().err
+    assert err == f"ninsweep: WARNING: {result}:2: not a JSON object, line skipped\n"
+
+
+def test_a_checkpoint_torch_refuses_is_one_line_without_its_weights_only_advice(tmp_path,
+                                                                                capsys):
+    import argparse
+
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"format": 1, "args": argparse.Namespace(a=1)}, run / "checkpoint.pt")
+    (run / "cut.pt").write_bytes(b"garbage" * 10)
+    before = (run / "checkpoint.pt").read_bytes()
+    assert main(["train", "--data", "synthetic", "--epochs", "1",
+                 "--checkpoint-dir", str(run)]) == 2
+    assert _error(capsys) == (f"ninsweep: error: {run / 'checkpoint.pt'}: unreadable or corrupt "
+                              "checkpoint (it holds an object of type argparse.Namespace; a "
+                              "checkpoint holds tensors and plain values only, and ninsweep runs "
+                              "no code from one)")
+    assert (run / "checkpoint.pt").read_bytes() == before
+    from ninsweep.core.checkpoint import load_checkpoint
+    from ninsweep.errors import CheckpointError
+
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(run / "cut.pt")
+    assert str(info.value) == (f"{run / 'cut.pt'}: unreadable or corrupt checkpoint (not a "
+                               "PyTorch checkpoint: its bytes do not unpickle (Unsupported "
+                               "operand 103))")

@@ -43,7 +43,7 @@ from ninsweep.datasets import (
     resolve_data_root,
     scan_imagefolder,
 )
-from ninsweep.errors import DataError
+from ninsweep.errors import CacheRebuiltWarning, DataError
 from ninsweep.fmt import first_line, reason
 from ninsweep.registry import SOURCES, resolve
 from ninsweep.user_code import import_user_module, load_callable
@@ -278,7 +278,7 @@ def _build_cache(cfg: DataConfig, path: Path, fingerprint: str, scan: Optional[F
             return record
         if miss.corrupt:
             message = f"data cache {path} {miss.reason}; rebuilding it"
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            warnings.warn(message, CacheRebuiltWarning, stacklevel=3)
             log(f"data: {message}")
         elif path.exists():
             log(f"data: cache {path} is out of date ({miss.reason}); rebuilding it")
