@@ -230,3 +230,34 @@ def test_a_checkpoint_torch_refuses_is_one_line_without_its_weights_only_advice(
     assert str(info.value) == (f"{run / 'cut.pt'}: unreadable or corrupt checkpoint (not a "
                                "PyTorch checkpoint: its bytes do not unpickle (Unsupported "
                                "operand 103))")
+
+
+# ---------------------------------------------------------- outputs kept in the experiment
+
+def test_the_end_of_a_run_refreshes_an_epoch_csv_an_export_left_in_the_experiment(tmp_path,
+                                                                                capsys):
+    import json
+    import shutil
+    from types import SimpleNamespace
+
+    from ninsweep.cli.results import finish_sweep
+
+    experiment = Path(shutil.copytree(COMPAT, tmp_path / "compat"))
+    assert main(["export", str(experiment), "--per-epoch"]) == 0
+    epochs = experiment / "results-epochs.csv"
+    exported = epochs.read_text()
+    # The sweep goes on (a resume trains one more epoch), then ends.
+    result = experiment / "relu-bn-keras-lr0.05-s0" / "result.json"
+    last = json.loads(result.read_text().splitlines()[-1])
+    result.write_text(result.read_text() + json.dumps({**last, "epoch": last["epoch"] + 1,
+                                                       "test_acc": 0.875}) + "\n")
+    outcome = SimpleNamespace(experiment_dir=str(experiment), finished=2, total=2, errored=0,
+                              wall_time_s=1.0, interrupted=False, terminated=False,
+                              config_errors=0, exit_code=0)
+    capsys.readouterr()
+    finish_sweep(outcome, out=__import__("io").StringIO())
+    assert epochs.read_text() != exported
+    fresh = tmp_path / "fresh.csv"
+    assert main(["export", str(experiment), "--per-epoch", "-o", str(fresh)]) == 0
+    assert epochs.read_text() == (tmp_path / "fresh-epochs.csv").read_text()
+    assert ",0.875," in epochs.read_text()
