@@ -261,3 +261,31 @@ def test_the_end_of_a_run_refreshes_an_epoch_csv_an_export_left_in_the_experimen
     assert main(["export", str(experiment), "--per-epoch", "-o", str(fresh)]) == 0
     assert epochs.read_text() == (tmp_path / "fresh-epochs.csv").read_text()
     assert ",0.875," in epochs.read_text()
+
+
+# ---------------------------------------------------------- a tracker's backend, before Ray
+
+@pytest.mark.slow  # imports Ray's MLflow integration (starts no Ray)
+def test_a_users_mlflow_backend_is_opened_before_ray_file_uris_work(tmp_path, capsys,
+                                                                  monkeypatch):
+    pytest.importorskip("mlflow")
+    import ray
+
+    from ninsweep.sweep.trackers import make_trackers
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    store = tmp_path / "store"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{store}")
+    assert make_trackers(["mlflow"], str(tmp_path / "exp"), "exp").names == ["mlflow"]
+    assert store.is_dir()  # opened: MLflow 3 keeps a file store on request, made here
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuch://x")
+    storage = tmp_path / "results"
+    assert main(["run", "smoke", "--tracker", "mlflow", "--storage", str(storage)]) == 2
+    err = _error(capsys)
+    assert err.startswith("ninsweep: error: tracker mlflow: MLFLOW_TRACKING_URI=nosuch://x "
+                          "cannot be opened (")
+    assert err.endswith("); point it at an MLflow server you can reach, a database "
+                        "(sqlite:///mlflow.db) or a file:// folder, or unset it for the store "
+                        "inside the experiment")
+    assert not ray.is_initialized()
+    assert not (storage / "smoke" / "ninsweep.json").exists()
