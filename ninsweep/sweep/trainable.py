@@ -39,7 +39,7 @@ from ninsweep.experiment_dir import (
 )
 from ninsweep.fmt import one_line
 from ninsweep.locations import join
-from ninsweep.metrics import CONFIG_ERROR, EPOCH, REPLAYED
+from ninsweep.metrics import CONFIG_ERROR, EPOCH, REPLAYED, RESTORED
 from ninsweep.space.schema import TRIAL_KEY  # {TRIAL_KEY: {name, params, config}}
 from ninsweep.storage import StoredState, filesystem, list_states
 from ninsweep.sweep.checkpoints import load_newest, remove_stale_staging, staging_directory
@@ -71,19 +71,30 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
             _record_config_error(trial_dir, name, err)
             return
 
+        notes: list[str] = []  # the fallback line, sent with the first report
         with staging_directory() as staging:
-            trainer = _restore(trainer, cfg, name, trial_dir, staging, log)
-        _report_unlogged_epochs(trainer, trial_dir)
+            trainer = _restore(trainer, cfg, name, trial_dir, staging, log, notes)
+
+        def send(metrics: dict[str, Any], **checkpoint: Any) -> None:
+            if notes:
+                metrics = {**metrics, RESTORED: notes.pop()}
+            tune.report(metrics, **checkpoint)
+
+        logged = _report_unlogged_epochs(trainer, trial_dir, send)
 
         def report(metrics: dict[str, float], trainer: Trainer) -> None:
+            if logged and trainer.epoch <= logged:
+                # Trained again after a fall-back past a damaged checkpoint: its record is in
+                # result.json already, and the history holds each epoch once.
+                return
             if trainer.epoch % checkpoint_every and not trainer.finished:
-                tune.report(metrics)
+                send(metrics)
                 return
             # Staged in a private temp directory that a later trial removes if this process
             # is killed; Tune copies it into the trial's storage before report() returns.
             with staging_directory() as directory:
                 save_checkpoint(trainer.state_dict(), directory / state_file_name(trainer.epoch))
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+                send(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
         trainer.fit(on_epoch_end=report)
 
@@ -108,7 +119,7 @@ def device_for_trial(cfg: TrialConfig, name: str) -> TrialConfig:
 
 
 def _restore(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[str],
-             staging: Path, log: Callable[[str], None]) -> Trainer:
+             staging: Path, log: Callable[[str], None], notes: list[str]) -> Trainer:
     """Continue from the newest state on storage that loads; print one line if any exists.
 
     Tune's registered checkpoint is the fallback when storage cannot be listed or lists
@@ -121,7 +132,8 @@ def _restore(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[
             print(f"{name}: cannot list its checkpoints ({err}); trying Tune's latest")
         else:
             if states:
-                return _apply_newest(trainer, cfg, name, trial_dir, states, staging, log)
+                return _apply_newest(trainer, cfg, name, trial_dir, states, staging, log,
+                                     notes)
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return trainer
@@ -130,16 +142,18 @@ def _restore(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[
                   for path in Path(directory).iterdir()
                   if state_file_epoch(path.name) is not None or path.name == CHECKPOINT_FILE]
         states.sort(key=lambda s: s.epoch or 0, reverse=True)
-        return _apply_newest(trainer, cfg, name, None, states, staging, log)
+        return _apply_newest(trainer, cfg, name, None, states, staging, log, notes)
 
 
 def _apply_newest(trainer: Trainer, cfg: TrialConfig, name: str, trial_dir: Optional[str],
                   states: list, staging: Path,
-                  log: Callable[[str], None]) -> Trainer:
+                  log: Callable[[str], None], notes: list[str]) -> Trainer:
     if not states:
         return trainer
     restored = load_newest(trial_dir, states, trainer.load_state_dict, load_checkpoint, staging)
     print(restored.describe(name), flush=True)
+    if restored.skipped:  # a fall-back: the console says so too (sweep.progress)
+        notes.append(restored.describe(name))
     if restored.state is None:
         # A state that failed half-way through load_state_dict may have changed the model.
         return Trainer(cfg, log=log)
@@ -169,21 +183,24 @@ def _logged_epoch(trial_dir: Optional[str]) -> Optional[int]:
     return max(epochs)
 
 
-def _report_unlogged_epochs(trainer: Trainer, trial_dir: Optional[str]) -> None:
-    """Report the restored epochs that never reached result.json, without training them.
+def _report_unlogged_epochs(trainer: Trainer, trial_dir: Optional[str],
+                            send: Callable[..., None]) -> Optional[int]:
+    """Report the restored epochs that never reached result.json, without training them;
+    return the last epoch result.json holds (None: unknown).
 
     The trial uploads a checkpoint before the driver logs that epoch's result: a driver
     killed in between leaves a checkpoint one epoch ahead of result.json. A trial restored
     at its last epoch reports that epoch again, so that Tune records it as finished.
     """
-    if not trainer.history:
-        return
     logged = _logged_epoch(trial_dir)
+    if not trainer.history:
+        return logged
     missing = [] if logged is None else [r for r in trainer.history if r[EPOCH] > logged]
     if not missing and trainer.finished:
         missing = [trainer.history[-1]]
     for record in missing:
-        tune.report({**record, REPLAYED: 1})
+        send({**record, REPLAYED: 1})
+    return logged
 
 
 def _record_config_error(trial_dir: Optional[str], name: str, err: NinsweepError) -> None:
