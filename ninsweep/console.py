@@ -19,8 +19,10 @@ import logging
 import os
 import sys
 import time
+import warnings
 from typing import Any, Mapping, Optional, TextIO
 
+from ninsweep.errors import NinsweepWarning
 from ninsweep.fmt import clock
 from ninsweep.metrics import (
     EPOCH,
@@ -184,5 +186,17 @@ def route_logging(stream: TextIO, level: int = logging.WARNING) -> None:
     LOG.addHandler(handler)
     LOG.setLevel(level)
     LOG.propagate = False
+    # ninsweep's own warnings (a damaged file read around) as one line of ours, not Python's
+    # "file:line: UserWarning: ..." with a line of ninsweep's source; others as Python's.
+    shown = getattr(warnings.showwarning, "_ninsweep_default", warnings.showwarning)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, NinsweepWarning):
+            LOG.warning("%s", message)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show._ninsweep_default = shown  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 

@@ -23,12 +23,23 @@ from ninsweep.fmt import reason
 # torchvision's CIFAR-10: fixed by its md5-checked archive.
 CIFAR10_SPLITS = (50_000, 10_000)
 CIFAR10_CLASSES = 10
+CIFAR10_IMAGE_SIZE = 32
 SYNTHETIC_NUM_CLASSES = 10
 
 
 # What imagefolder treats as an image; other files (README, .DS_Store) are ignored.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm",
                     ".tif", ".tiff")
+
+
+def known_image_size(data: DataConfig) -> Optional[int]:
+    """The side of a source's square images when known without decoding, else None (an
+    image folder's or a data factory's images are known once decoded)."""
+    if data.source == "cifar10":
+        return CIFAR10_IMAGE_SIZE
+    if data.source == "synthetic":
+        return data.synthetic_image_size
+    return None
 
 
 def resolve_data_root(cfg: DataConfig) -> Path:

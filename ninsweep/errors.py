@@ -34,3 +34,13 @@ class DeviceError(NinsweepError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM stopped a sweep before it could stop gracefully (the CLI exits 143)."""
+
+
+class NinsweepWarning(UserWarning):
+    """A damaged or odd file that ninsweep reads around (a line of result.json, an unreadable
+    params.json, a trial in two directories, a corrupt data cache). The command line prints it as one line of its own
+    (``console.route_logging``); a library user sees an ordinary Python warning."""
+
+
+class CacheRebuiltWarning(NinsweepWarning, RuntimeWarning):
+    """A corrupt data cache, rebuilt."""

@@ -17,6 +17,8 @@ LOCK_FILE = ".ninsweep.lock"  # held by the run or resume writing the experiment
 DRIVER_LOG = "driver.log"  # Ray's driver output of each run / resume, appended
 MLFLOW_DIR = "mlruns"  # the default MLflow file store of the mlflow tracker
 REPORT_DIR = "report"  # `ninsweep report`'s default folder
+REPORT_FILE = "report.md"  # the report's page in it (its figures are named in analysis.report)
+TUNER_FILE = "tuner.pkl"  # Tune's: the Tuner, pickled; resume restores the sweep from it
 RESULTS_CSV = "results.csv"  # `export`'s per-trial table; its siblings are named after it
 
 # -- <experiment>/<trial>/ (the directory is named after the trial) -----------------------

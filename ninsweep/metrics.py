@@ -47,6 +47,9 @@ CONFIG_ERROR = "ninsweep_config_error"
 # Set (to 1) on a record that a restored trial re-reports from its checkpoint's history
 # because the driver died before logging it: that epoch was not trained again.
 REPLAYED = "replayed_from_checkpoint"
+# Set, on a restored trial's first report, to the line saying which damaged checkpoints it
+# skipped and where it continues from: the sweep's console prints it.
+RESTORED = "ninsweep_restored"
 
 # What a sweep ranks its configurations by (a space's `objective: {metric, mode}`): the final
 # value of one of these, higher ("max") or lower ("min") being better. The analysis, the

@@ -185,6 +185,20 @@ def read_manifest(experiment: str) -> dict[str, Any]:
                             f"({err if isinstance(err, ValueError) else 'nested too deeply'})") from None
 
 
+def read_bytes(location: str) -> Optional[bytes]:
+    """A file's bytes, local or remote; None when there is no such file."""
+    try:
+        if is_uri(location):
+            fs, path = filesystem(location)
+            with fs.open_input_stream(path) as stream:
+                return stream.read()
+        return Path(location).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise NinsweepError(f"{location}: cannot read ({reason(err)})") from None
+
+
 def fetch_experiment(uri: str, destination: Optional[os.PathLike | str] = None) -> Path:
     """Copy a remote experiment's results (not its checkpoints) into a local directory.
 

@@ -1,8 +1,10 @@
 """User code named by import path: ``model.factory: "mynets:resnet20"`` (and data factories).
 
-A path is ``module:function`` (``mypkg.nets:resnet20``). The module is imported from the
-normal ``sys.path``, else from the directory of the space file that names it, else from the
-working directory -- so a ``mynets.py`` next to ``my-study.yaml`` just works. Modules found
+A path is ``module:function`` (``mypkg.nets:resnet20``). The one rule, for ``run``,
+``resume``, ``train`` and the trials alike (``import_user_module``): the module is imported
+from the normal ``sys.path``, else from the directory of the space file that names it (``train``
+has none), else from the working directory -- so a ``mynets.py`` next to ``my-study.yaml``,
+or in the directory ``ninsweep train`` runs in, just works. Modules found
 in those directories are user code that Ray workers do not have: ``code_path`` says which
 file or package to ship (sweep puts it on the embedded Ray's PYTHONPATH or in a cluster's
 ``py_modules``; submit ships it with the job).
@@ -21,6 +23,39 @@ from typing import Any, Callable, Iterable, Optional
 
 from ninsweep.errors import ConfigError
 from ninsweep.fmt import first_line
+
+# Never shipped to a cluster, wherever they appear in what ships (the ninsweep package, a
+# user's factory module or package, a submitted space): credentials, tokens, key stores and
+# shell histories. The one list of secrets: submit, resume jobs and `run --address` apply it
+# to every upload (gitignore-style patterns, matched at any depth).
+SECRET_EXCLUDES = (
+    # environment and tool credential files
+    ".env", ".env.*", "*.env", ".envrc", ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc",
+    ".yarnrc.yml", ".git-credentials", ".gitconfig", ".vault-token", ".my.cnf", ".s3cfg",
+    ".boto", ".passwd-s3fs", "rclone.conf", ".databrickscfg", ".terraformrc",
+    "credentials.tfrc.json", ".modal.toml", "kaggle.json", ".kaggle",
+    # cloud and hub credentials (directories)
+    ".aws", ".ssh", ".gnupg", ".kube", ".docker", ".azure", ".oci", "**/.config/gcloud",
+    "**/.config/gh", "**/.config/hub", "**/.config/doctl", ".mc", ".huggingface",
+    "**/.cache/huggingface", "**/.cargo/credentials*", "**/.gem/credentials", ".wandb",
+    # tokens and keys by name
+    "hf_token", "*_token", "*.token", "auth_token", "token.json", "credentials",
+    "credentials.json", "*credentials*.json", "*service-account*.json", "*.secret",
+    "*.secrets", "id_rsa*", "id_ed25519*", "id_ecdsa*", "id_dsa*",
+    # key stores
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "*.gpg", "*.asc",
+    "*.ppk",
+    # shell and REPL histories
+    ".*_history", ".*history", ".history", ".lesshst", ".viminfo",
+)
+# Never shipped either: environments, VCS data, run output, caches, datasets, build output.
+# Gitignore-style patterns relative to the shipped directory (Ray also reads .gitignore).
+SHIP_EXCLUDES = (
+    ".git", ".venv", "venv", "env", "__pycache__", "*.pyc", "*.egg-info",
+    ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints", ".tox",
+    "/runs", "/.data", "/data", "/shared", "/build", "/dist", "/.gl",
+    "*.ckpt", "*.pt", "*.pth", "*.tar.gz", "*.zip",
+) + SECRET_EXCLUDES
 
 _PATH_RE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
 
@@ -48,19 +83,27 @@ def add_search_dirs(dirs: Iterable[Path | str]) -> None:
             sys.path.append(directory)
 
 
-def load_callable(key: str, text: str, search_dirs: Iterable[Path | str] = ()) -> Callable:
-    """Import ``module:function`` and return the function; errors name ``key`` in one line."""
-    module_name, _, attribute = check_import_path(key, text).partition(":")
+def import_user_module(key: str, text: str, search_dirs: Iterable[Path | str] = ()):
+    """The module of ``module:function``, found by the one rule (the module's docstring:
+    sys.path, then ``search_dirs``, then the working directory); errors name ``key``."""
+    module_name = check_import_path(key, text).partition(":")[0]
     add_search_dirs([*search_dirs, Path.cwd()])
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         missing = err.name or module_name
         raise ConfigError(f"{key}: cannot import {module_name!r} (no module named {missing!r}; "
-                          "put it next to the space file or on PYTHONPATH)") from None
+                          "put it next to the space file, in the working directory or on "
+                          "PYTHONPATH)") from None
     except Exception as err:  # the user's module raised while importing
         raise ConfigError(f"{key}: importing {module_name!r} raised {type(err).__name__}: "
                           f"{first_line(err, 300)}") from None
+
+
+def load_callable(key: str, text: str, search_dirs: Iterable[Path | str] = ()) -> Callable:
+    """Import ``module:function`` and return the function; errors name ``key`` in one line."""
+    module_name, _, attribute = check_import_path(key, text).partition(":")
+    module = import_user_module(key, text, search_dirs)
     function = getattr(module, attribute, None)
     if function is None:
         raise ConfigError(f"{key}: module {module_name!r} has no {attribute!r}")

@@ -63,6 +63,7 @@ LIGHT = {
 DEFERRED = {
     ("ninsweep.cli.run", "command_run"): "Ray Tune and pandas only past --dry-run",
     ("ninsweep.cli.results", "command_report"): "matplotlib (and plotly for --html) only for the report",
+    ("ninsweep.cli.results", "finish_sweep"): "matplotlib only to refresh a report kept there",
     ("ninsweep.sweep.preflight", "check_factory_models"): "torch only for a model factory",
     ("ninsweep.sweep", "__getattr__"): "old pickles' names, resolved on demand",
     ("ninsweep", "__getattr__"): "the public API without torch until asked",

@@ -141,3 +141,14 @@ def write_epoch_csv(exp: Experiment, path: Path) -> Path:
     text = epoch_table(exp).to_csv(index=False, float_format="%.6g")
     write_output(path, text)
     return path
+
+
+def refresh_csvs(exp: Experiment) -> list[Path]:
+    """Every CSV that ``export`` keeps inside the experiment, written again from its files:
+    the per-trial and per-config tables always, the per-epoch table when an earlier
+    ``export --per-epoch`` left one there (else it would go stale as the sweep goes on)."""
+    written = list(write_csvs(exp))
+    epochs = epochs_csv_path(exp)
+    if epochs.exists():
+        written.append(write_epoch_csv(exp, epochs))
+    return written

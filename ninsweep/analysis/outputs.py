@@ -10,7 +10,9 @@ write (all of them, so a refusal comes before the first byte):
 - anywhere else, an existing file is replaced only with ``--force``; a directory never.
 
 Commands that add outputs (another CSV beside the per-config one, per-epoch tables) pass
-their extra paths in the same two lists: ``targets`` and ``own``.
+their extra paths in the same two lists: ``targets`` and ``own``. Whatever a command keeps
+inside the experiment is refreshed with the rest when a run or resume ends
+(``export.refresh_csvs``; the report when ``report/`` holds one): none of it goes stale.
 """
 
 from __future__ import annotations

@@ -52,11 +52,17 @@ from ninsweep.analysis.tabulate import (
 from ninsweep.analysis.text import fmt_ci, fmt_num, fmt_p, fmt_pm, fmt_unfinished
 from ninsweep.atomic import write_output
 from ninsweep.errors import NinsweepError
-from ninsweep.experiment_dir import ERROR, ERROR_FILE, FINISHED, REPORT_DIR, STATUSES
+from ninsweep.experiment_dir import (
+    ERROR,
+    ERROR_FILE,
+    FINISHED,
+    REPORT_DIR,
+    REPORT_FILE,
+    STATUSES,
+)
 from ninsweep.fmt import duration, markdown_cell, markdown_table, reason
 from ninsweep.metrics import TEST_ACC, VAL_ACC, difference_unit, digits, heading, is_accuracy, long_name
 
-REPORT_FILE = "report.md"
 REPORT_HTML = "report.html"  # report --html: the dashboard's views in one file
 
 

@@ -36,7 +36,7 @@ import pyarrow.json as pa_json
 from ninsweep import fmt
 from ninsweep.analysis.reference import is_reference_space
 from ninsweep.config import TrialConfig
-from ninsweep.errors import ConfigError, NinsweepError
+from ninsweep.errors import ConfigError, NinsweepError, NinsweepWarning
 from ninsweep.experiment_dir import (
     ERROR,
     ERROR_FILE,
@@ -197,7 +197,8 @@ def parse_lines(data: bytes, path: Path, columns: Optional[Sequence[str]]) -> di
             record = json.loads(line)
         except ValueError:
             if pos != len(lines) - 1:
-                warnings.warn(f"{path}:{lineno}: not a JSON object, line skipped", stacklevel=4)
+                warnings.warn(f"{path}:{lineno}: not a JSON object, line skipped",
+                              NinsweepWarning, stacklevel=4)
             continue
         if isinstance(record, dict):
             records.append(record)
@@ -295,12 +296,14 @@ def _read_trial_dir(child: Path, columns: Optional[Sequence[str]]) -> Optional[T
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
     except OSError:
-        warnings.warn(f"{params_path}: unreadable, directory skipped", stacklevel=4)
+        warnings.warn(f"{params_path}: unreadable, directory skipped", NinsweepWarning,
+                      stacklevel=4)
         return None
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        warnings.warn(f"{params_path}: unreadable, directory skipped", stacklevel=4)
+        warnings.warn(f"{params_path}: unreadable, directory skipped", NinsweepWarning,
+                      stacklevel=4)
         return None
     trial = data.get(TRIAL_KEY) if isinstance(data, dict) else None
     if not isinstance(trial, dict) or not isinstance(trial.get("name"), str):
@@ -341,7 +344,7 @@ def _pick_dir(name: str, candidates: list[TrialDir]) -> TrialDir:
         return candidates[0]
     ordered = sorted(candidates, key=lambda d: (_epochs_done(d.metrics), d.mtime))
     warnings.warn(f"trial {name} has {len(ordered)} directories; using {ordered[-1].path.name}",
-                  stacklevel=3)
+                  NinsweepWarning, stacklevel=3)
     return ordered[-1]
 
 
@@ -426,7 +429,7 @@ def experiment_from_dirs(path: Path, manifest: Optional[dict[str, Any]], spec: O
                 planned.append(TrialSpec.from_dict(candidates[0].trial,
                                                     where=str(candidates[0].path / PARAMS_FILE)))
             except ConfigError as err:
-                warnings.warn(f"{err}; directory skipped", stacklevel=2)
+                warnings.warn(f"{err}; directory skipped", NinsweepWarning, stacklevel=2)
     trials = [trial_record(entry, dirs.get(entry.name, ())) for entry in planned]
     if not trials:
         raise NinsweepError(f"{path}: the experiment has no trials")

@@ -9,12 +9,18 @@ import argparse
 import json
 import sys
 
-from ninsweep.analysis.export import check_epoch_csv, status_json, write_csvs, write_epoch_csv
+from ninsweep.analysis.export import (
+    check_epoch_csv,
+    refresh_csvs,
+    status_json,
+    write_csvs,
+    write_epoch_csv,
+)
 from ninsweep.analysis.results import STATUS_COLUMNS, load_experiment
 from ninsweep.analysis.text import format_status, summary_table
 from ninsweep.console import Console
 from ninsweep.errors import NinsweepError
-from ninsweep.experiment_dir import ERROR_FILE, TRIAL_LOG
+from ninsweep.experiment_dir import ERROR_FILE, REPORT_DIR, REPORT_FILE, TRIAL_LOG
 
 
 def command_status(args: argparse.Namespace) -> int:
@@ -71,7 +77,11 @@ def finish_sweep(outcome, console=None, driver_log=None, out=None) -> int:
         console.text(format_status(experiment))
         console.text()
         console.text(summary_table(experiment))
-        written = write_csvs(experiment)
+        written = refresh_csvs(experiment)
+        if (experiment.path / REPORT_DIR / REPORT_FILE).exists():  # an earlier `report`'s
+            from ninsweep.analysis.report import write_report  # matplotlib: only then
+
+            written.append(write_report(experiment))
         console.text("wrote " + ", ".join(str(p) for p in written))
     except NinsweepError as err:
         console.error(f"no results table: {err}")

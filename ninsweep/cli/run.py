@@ -12,7 +12,12 @@ import time
 from ninsweep.cli.diagnostics import route_diagnostics
 from ninsweep.console import Console
 from ninsweep.space.dry_run import format_dry_run
-from ninsweep.space.loader import load_space, parse_assignment, resolve_space_path
+from ninsweep.space.loader import (
+    load_space,
+    override_space,
+    parse_assignment,
+    resolve_space_path,
+)
 from ninsweep.space.schema import check_experiment_name, tracker_names
 from ninsweep.sweep.preflight import check_trials
 
@@ -20,9 +25,9 @@ from ninsweep.sweep.preflight import check_trials
 def load_spec(args: argparse.Namespace):
     spec = load_space(resolve_space_path(args.space))
     settings = dict(parse_assignment(text) for text in getattr(args, "set", None) or ())
-    spec = spec.with_overrides(max_epochs=args.max_epochs, data_dir=args.data_dir,
-                               gpus_per_trial=args.gpus_per_trial,
-                               cpus_per_trial=args.cpus_per_trial, settings=settings)
+    spec = override_space(spec, settings, max_epochs=args.max_epochs, data_dir=args.data_dir,
+                          gpus_per_trial=args.gpus_per_trial,
+                          cpus_per_trial=args.cpus_per_trial)
     if getattr(args, "tracker", None):
         # Recorded in the manifest with the space's own: a resume logs to them too.
         spec = spec.model_copy(update={"trackers": tuple(tracker_names(spec.trackers,

@@ -10,7 +10,7 @@ questions are ``storage.py``'s, the ``submit`` and ``jobs`` commands ``cli.py``'
 ``py_modules`` entry) and the space file (alone in the job's ``working_dir``) to the cluster,
 never the rest of the checkout, and runs ``python -m ninsweep run SPACE --address auto``
 there, on the head node, as a Ray job: the sweep keeps running when the laptop that
-submitted it goes to sleep. ``SECRET_EXCLUDES`` keeps keys and credentials out of both
+submitted it goes to sleep. ``user_code.SECRET_EXCLUDES`` keeps keys and credentials out of both
 uploads besides.
 Jobs carry the metadata tag ``{"ninsweep": "1"}``; ``ninsweep jobs list`` shows only those.
 
@@ -51,31 +51,17 @@ from ninsweep.fmt import first_line
 from ninsweep.locations import is_uri, local_path
 from ninsweep.space.loader import load_space, resolve_space_path
 from ninsweep.space.schema import check_experiment_name
-from ninsweep.user_code import package_dir
+from ninsweep.user_code import SHIP_EXCLUDES, package_dir
 from ninsweep.waits import connect_timeout, probe_tcp, request_timeout
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"  # the variable Ray's own `ray job` CLI reads
 TAG = "ninsweep"  # metadata key marking our jobs; value "1"
 
-# Never shipped, wherever they appear: credentials and keys. The one list of secrets; a
-# submission ships only the ninsweep package and the space file, and this list is applied
-# to both uploads besides (tests/cluster/test_jobs.py packs them with Ray's own packer).
-SECRET_EXCLUDES = (
-    ".env", ".env.*", "*.env", ".envrc", ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc",
-    ".aws", ".ssh", ".gnupg", ".kube", ".docker", ".azure", ".config/gcloud",
-    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "id_rsa*", "id_ed25519*",
-    "id_ecdsa*", "id_dsa*", "credentials", "credentials.json", "*credentials*.json",
-    "*service-account*.json", "*.secret", "*.secrets", ".git-credentials", "auth_token",
-)
-# Never shipped either: environments, VCS data, run output, caches, datasets, build output.
-# Gitignore-style patterns relative to the shipped directory (Ray also reads .gitignore).
-EXCLUDES = (
-    ".git", ".venv", "venv", "env", "__pycache__", "*.pyc", "*.egg-info",
-    ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints", ".tox",
-    "/runs", "/.data", "/data", "/shared", "/build", "/dist", "/.gl",
-    "*.ckpt", "*.pt", "*.pth", "*.tar.gz", "*.zip",
-) + SECRET_EXCLUDES
+# What never ships (credentials, keys, histories; environments, caches, data) is
+# user_code.SECRET_EXCLUDES / SHIP_EXCLUDES, the one list every upload applies
+# (tests/cluster/test_jobs.py packs them with Ray's own packer).
+EXCLUDES = SHIP_EXCLUDES
 
 
 # --------------------------------------------------------------------------------------

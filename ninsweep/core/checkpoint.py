@@ -12,6 +12,7 @@ Where checkpoints live on a sweep's storage is ``sweep.checkpoints``'s. No Ray.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -109,11 +110,28 @@ def load_checkpoint(path: os.PathLike | str) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a damaged file
-        raise CheckpointError(f"{path}: unreadable or corrupt checkpoint ({first_line(err, 300)})") from None
+        raise CheckpointError(f"{path}: unreadable or corrupt checkpoint "
+                              f"({_load_problem(err)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a ninsweep checkpoint (format "
                               f"{state.get('format') if isinstance(state, dict) else '?'})")
     return state
+
+
+def _load_problem(err: BaseException) -> str:
+    """torch.load's error in ninsweep's words: its weights-only refusal advises loading the
+    file with ``weights_only=False`` (running whatever code it holds), which ninsweep never
+    does, so only the finding is kept."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    if not text.startswith("Weights only load failed"):
+        return first_line(err, 300) if text.strip() else f"{type(err).__name__}: empty or cut short"
+    found = " ".join(text.partition("WeightsUnpickler error:")[2].split())
+    global_ = re.match(r"Unsupported global: GLOBAL (\S+)", found)
+    if global_:
+        return (f"it holds an object of type {global_.group(1)}; a checkpoint holds tensors and "
+                "plain values only, and ninsweep runs no code from one")
+    detail = found.partition(" Check the documentation")[0].partition(". ")[0].rstrip(".")
+    return f"not a PyTorch checkpoint: its bytes do not unpickle ({detail or 'no detail'})"
 
 
 def state_to_continue(path: Path, cfg: TrialConfig) -> Optional[dict[str, Any]]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -44,10 +43,10 @@ from ninsweep.datasets import (
     resolve_data_root,
     scan_imagefolder,
 )
-from ninsweep.errors import DataError
+from ninsweep.errors import CacheRebuiltWarning, DataError
 from ninsweep.fmt import first_line, reason
 from ninsweep.registry import SOURCES, resolve
-from ninsweep.user_code import check_import_path, load_callable
+from ninsweep.user_code import import_user_module, load_callable
 
 Log = Callable[[str], None]
 
@@ -279,7 +278,7 @@ def _build_cache(cfg: DataConfig, path: Path, fingerprint: str, scan: Optional[F
             return record
         if miss.corrupt:
             message = f"data cache {path} {miss.reason}; rebuilding it"
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            warnings.warn(message, CacheRebuiltWarning, stacklevel=3)
             log(f"data: {message}")
         elif path.exists():
             log(f"data: cache {path} is out of date ({miss.reason}); rebuilding it")
@@ -473,7 +472,7 @@ def _seeded_generator(seed: int, stream: str) -> torch.Generator:
 
 def _module_digest(path: str) -> str:
     """A hash of the source file of ``module:function``'s module ("" when it has none)."""
-    module = importlib.import_module(check_import_path("data.factory", path).partition(":")[0])
+    module = import_user_module("data.factory", path)
     origin = getattr(module, "__file__", None)
     return hashlib.sha256(Path(origin).read_bytes()).hexdigest()[:16] if origin else ""
 

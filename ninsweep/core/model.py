@@ -188,6 +188,31 @@ def build_factory_model(config: ModelConfig, search_dirs: tuple = ()) -> nn.Modu
     return model
 
 
+def check_factory_output(net: nn.Module, config: ModelConfig, size: Optional[int]) -> None:
+    """One forward pass of two blank images of ``size`` through a factory's model: it must
+    give ``config.num_classes`` scores per image (the loss indexes them by label), or the
+    sweep would fail in every trial. A one-line ``ConfigError``; no check for size None."""
+    if size is None:
+        return
+    call = f"{config.factory}({_call_text(config.factory_kwargs)})"
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(2, 3, size, size))
+    except Exception as err:  # the user's code: what it raised, in one line
+        raise ConfigError(f"model.factory: {call} raised {type(err).__name__} on 2 images of "
+                          f"3x{size}x{size}: {first_line(str(err), 300)}") from None
+    finally:
+        net.train(was_training)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    if shape != (2, config.num_classes):
+        got = "x".join(map(str, shape)) if shape is not None else type(out).__name__
+        raise ConfigError(f"model.factory: {call} returns {got} for 2 images, not "
+                          f"2x{config.num_classes} (model.num_classes {config.num_classes}: "
+                          "one score per class)")
+
+
 def _call_text(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 

@@ -19,7 +19,16 @@ from typing import Any, NoReturn, Optional
 from ninsweep.config import ModelConfig, SchemaError, TrialConfig
 from ninsweep.errors import ConfigError
 from ninsweep.fmt import value_text
-from ninsweep.space.schema import AXIS_KEYS, MODEL_AXES, SECTIONS, SEED, TrialSpec, refuse, yaml_type
+from ninsweep.space.schema import (
+    AXIS_KEYS,
+    MODEL_AXES,
+    SECTIONS,
+    SEED,
+    TrialSpec,
+    length_problem,
+    refuse,
+    yaml_type,
+)
 
 # More trials than this is a typo or a runaway grid, not a study: at a CIFAR-10 epoch of
 # minutes per trial it would outlast any cluster. Refused before expanding (a 10^6 grid
@@ -155,6 +164,8 @@ def expand(where: str, blocks: list[Block], base: dict[str, dict],
                     _report_trial_error(where, err, block, combo, base_error)
                 params = _params(config, extra)
                 tname = _trial_name(params, extra, config.model.factory)
+                if length_problem("trial name", tname):  # a directory name: see MAX_NAME_LENGTH
+                    refuse(where, block.path, length_problem("trial name", tname))
                 key = config
                 if key in by_config:
                     other_name, other_block = by_config[key]

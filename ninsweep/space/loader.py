@@ -16,13 +16,12 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, NoReturn, Optional, Union
 
 import yaml
 
 from ninsweep.errors import ConfigError
 from ninsweep.fmt import one_line
-from ninsweep.metrics import VAL_METRICS
 from ninsweep.space.grid import Block, check_size, expand, parse_grid
 from ninsweep.space.schema import (
     SECTIONS,
@@ -30,6 +29,7 @@ from ninsweep.space.schema import (
     SpaceKeys,
     SweepSpec,
     TrialSpec,
+    check_objective_split,
     check_trial_devices,
     name_problem,
     refuse,
@@ -127,10 +127,7 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
     trials = expand(where, blocks, base, top.seeds)
     check_trial_devices(trials, top.resources.gpus, "train.device", where)
     code = _check_factories(where, blocks, trials)
-    metric = top.objective.metric
-    if metric in VAL_METRICS and any(t.config.data.val_size == 0 for t in trials):
-        refuse(where, "objective.metric",
-                f"{metric} needs a validation split (data.val_size > 0 in every trial)")
+    check_objective_split(trials, top.objective.metric, where, "objective.metric")
     carried = {key: getattr(top, key) for key in SpaceKeys.model_fields}
     return SweepSpec.model_construct(**{**carried, "name": name,
                                         "description": top.description.strip()},
@@ -154,8 +151,21 @@ def space_dirs(where: str) -> list[Path]:
     return dirs
 
 
-def _check_factories(where: str, blocks: list[Block], trials: list[TrialSpec]
-                     ) -> tuple[str, ...]:
+def override_space(spec: SweepSpec, settings: Optional[dict[str, Any]] = None,
+                   **flags: Any) -> SweepSpec:
+    """``spec.with_overrides``, and a factory named or given keywords by ``--set`` checked as
+    one named in the file is (imported, its keywords matched), before any dry run or Ray;
+    its module joins the code shipped to Ray workers."""
+    spec = spec.with_overrides(settings=settings, **flags)
+    set_keys = {key for key in settings or {} if key.partition(".")[0] in ("model", "data")}
+    if not set_keys:
+        return spec
+    code = _check_factories(spec.source, [], list(spec.trials), set_keys)
+    return spec.model_copy(update={"code": tuple(dict.fromkeys((*spec.code, *code)))})
+
+
+def _check_factories(where: str, blocks: list[Block], trials: list[TrialSpec],
+                     set_keys: Iterable[str] = ()) -> tuple[str, ...]:
     """Import each model and data factory and check its keywords against the space.
 
     Before Ray starts, a bad path, a keyword the function does not take (or one it needs
@@ -166,32 +176,46 @@ def _check_factories(where: str, blocks: list[Block], trials: list[TrialSpec]
     if not any(t.config.model.factory or t.config.data.factory for t in trials):
         return ()
     dirs = space_dirs(where)
+    set_keys = set(set_keys)
+
+    def fail_at(key: str, problem: str) -> NoReturn:  # a value of --set is named as given
+        given = next((k for k in set_keys if key == k or key.startswith(f"{k}.")), None)
+        if given is not None:
+            raise ConfigError(f"--set {given}: {problem}")
+        refuse(where, key, problem)
+
+    def label(key: str) -> str:
+        return f"--set {key}" if key in set_keys else f"{where}: {key}"
+
     code: list[str] = []
     for trial in trials:
         data = trial.config.data
         if data.factory is not None:
             # Checked, not called: loading data may take long; the first trial calls it.
-            function = load_callable(f"{where}: data.factory", data.factory, dirs)
+            function = load_callable(label("data.factory"), data.factory, dirs)
             problem = keyword_problem(function, data.factory, data.factory_kwargs)
             if problem is not None:
                 key = problem[0]
-                refuse(where, f"data.factory_kwargs.{key}" if key in data.factory_kwargs
-                       else "data.factory", problem[1])
+                fail_at(f"data.factory_kwargs.{key}" if key in data.factory_kwargs
+                        else "data.factory", problem[1])
             path = code_path(data.factory, dirs)
             if path is not None and path not in code:
                 code.append(path)
         model = trial.config.model
         if model.factory is None:
             continue
-        function = load_callable(f"{where}: {_space_key(blocks, 'factory')}",
+        function = load_callable(label("model.factory") if "model.factory" in set_keys
+                                 else f"{where}: {_space_key(blocks, 'factory')}",
                                  model.factory, dirs)
         # num_classes is supplied by ninsweep when the function takes it.
         problem = keyword_problem(function, model.factory, model.factory_kwargs,
                                   supplied=("num_classes",))
         if problem is not None:
             keyword, text = problem
-            refuse(where, _space_key(blocks, keyword) if keyword in model.factory_kwargs
-                   else "model.factory", text)
+            if f"model.{keyword}" in set_keys:
+                fail_at(f"model.{keyword}", text)
+            fail_at(_space_key(blocks, keyword) if keyword in model.factory_kwargs
+                    else "model.factory", text)
         path = code_path(model.factory, dirs)
         if path is not None and path not in code:
             code.append(path)

@@ -34,7 +34,13 @@ from ninsweep.config import (
 from ninsweep.errors import ConfigError
 from ninsweep.experiment_dir import MANIFEST_FILE
 from ninsweep.fmt import one_line
-from ninsweep.metrics import DEFAULT_OBJECTIVE, OBJECTIVE_METRICS, OBJECTIVE_MODES, is_accuracy
+from ninsweep.metrics import (
+    DEFAULT_OBJECTIVE,
+    OBJECTIVE_METRICS,
+    OBJECTIVE_MODES,
+    VAL_METRICS,
+    is_accuracy,
+)
 
 MANIFEST_FORMAT = 1
 # The one key of Tune's param space, so of Ray's params.json: {"trial": {name, params, config}}.
@@ -59,6 +65,10 @@ TRACKERS = {
     "wandb": ("wandb", "wandb"),
 }
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# The longest experiment or trial name: each is one directory name, and file systems refuse
+# a name over 255 bytes (ENAMETOOLONG); the rest is room for what is written beside it
+# (a temp file's prefix, Ray's suffixes).
+MAX_NAME_LENGTH = 200
 
 
 # --------------------------------------------------------------------------------------
@@ -66,10 +76,20 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def name_problem(value: Any) -> Optional[str]:
+    if isinstance(value, str) and len(value) > MAX_NAME_LENGTH:
+        return length_problem("experiment name", value)
     if isinstance(value, str) and NAME_RE.fullmatch(value):
         return None
     return (f"{value!r} is not a usable experiment name (letters, digits, '.', '_', '-'; "
             "starting with a letter or digit)")
+
+
+def length_problem(what: str, value: str) -> Optional[str]:
+    """Why ``value`` is too long to be a directory name, or None."""
+    if len(value) <= MAX_NAME_LENGTH:
+        return None
+    return (f"{what} {value[:40]!r}... is {len(value)} characters; at most {MAX_NAME_LENGTH} "
+            "(it names a directory)")
 
 
 def _experiment_name(value: Any) -> str:
@@ -232,6 +252,8 @@ class TrialSpec(Schema):
     def _usable(cls, name: str) -> str:
         if not NAME_RE.fullmatch(name):
             fail(f"not a valid trial name: {name!r}")
+        if length_problem("trial name", name):
+            fail(length_problem("trial name", name))
         return name
 
     @field_validator("config", mode="wrap")
@@ -295,6 +317,11 @@ class SweepSpec(SpaceKeys):
         """
         applied = dict(self.overrides)
         trials = self.trials
+        # The command line's overrides are one change: gathered first, whatever their order,
+        # then applied to each trial together and validated once (--data-dir with --set
+        # data.source=imagefolder is a complete data section, in either order).
+        changes: dict[str, dict[str, Any]] = {}
+        flags: dict[str, str] = {}  # a changed key -> the flag that changed it
         for key, value in (settings or {}).items():
             section, _, name = key.partition(".")
             if key in AXIS_KEYS or key == "train.seed" or any(key in t.params for t in trials):
@@ -303,24 +330,27 @@ class SweepSpec(SpaceKeys):
             if section not in SECTIONS:
                 raise ConfigError(f"--set {key}: unknown section {section!r} "
                                   f"({', '.join(SECTIONS)})")
-            trials = tuple(_replace_config(t, where=f"--set {key}", **{section: {name: value}})
-                           for t in trials)
+            changes.setdefault(section, {})[name] = value
+            flags[key] = f"--set {key}"
             applied.setdefault("set", {})[key] = value
         if max_epochs is not None:
             if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
                 raise ConfigError(f"--max-epochs: must be >= 1, got {max_epochs!r}")
-            trials = tuple(
-                _replace_config(t, train={"epochs": min(t.config.train.epochs, max_epochs)},
-                                where="--max-epochs")
-                for t in trials)
+            flags["train.epochs"] = ("--max-epochs" if "train.epochs" not in flags
+                                     else "--set train.epochs")
             applied["max_epochs"] = max_epochs
         if data_dir is not None:
             data_dir = str(data_dir)
             if not data_dir:
                 raise ConfigError("--data-dir: must not be empty")
-            trials = tuple(_replace_config(t, data={"root": data_dir}, where="--data-dir")
-                           for t in trials)
+            if "root" in changes.get("data", {}):
+                raise ConfigError("--data-dir: and --set data.root both set data.root; "
+                                  "give one of them")
+            changes.setdefault("data", {})["root"] = data_dir
+            flags["data.root"] = "--data-dir"
             applied["data_dir"] = data_dir
+        if changes or max_epochs is not None:
+            trials = tuple(_override(t, changes, max_epochs, flags) for t in trials)
         resources = self.resources
         for flag, key, value in (("--cpus-per-trial", "cpus", cpus_per_trial),
                                  ("--gpus-per-trial", "gpus", gpus_per_trial)):
@@ -330,8 +360,12 @@ class SweepSpec(SpaceKeys):
                 except SchemaError as err:
                     raise ConfigError(f"{flag}: {err.problem}") from None
                 applied[f"{key}_per_trial"] = getattr(resources, key)
-        if gpus_per_trial is not None:
-            check_trial_devices(trials, resources.gpus, "--gpus-per-trial")
+        # The rules a space file's values meet at load, for the values given here.
+        if gpus_per_trial is not None or "train.device" in (settings or {}):
+            check_trial_devices(trials, resources.gpus, "--gpus-per-trial"
+                                if gpus_per_trial is not None else "--set train.device")
+        if "data.val_size" in (settings or {}):
+            check_objective_split(trials, self.objective.metric, "", "--set data.val_size")
         return self.model_copy(update={"trials": trials, "resources": resources,
                                        "overrides": applied})
 
@@ -436,6 +470,14 @@ def check_experiment_name(value: Any, where: str = "--name") -> str:
         refuse("", where, problem)
     return value
 
+def check_objective_split(trials: Iterable[TrialSpec], metric: str, where: str, path: str
+                          ) -> None:
+    """A validation metric as the objective needs a validation split in every trial."""
+    if metric in VAL_METRICS and any(t.config.data.val_size == 0 for t in trials):
+        refuse(where, path, f"{metric} needs a validation split (data.val_size > 0 in every "
+               "trial)")
+
+
 def check_trial_devices(trials: Iterable[TrialSpec], gpus: float, path: str,
                         where: str = "") -> None:
     """Refuse a ``train.device`` no trial of this space could train on, before Ray starts.
@@ -461,10 +503,26 @@ def check_trial_devices(trials: Iterable[TrialSpec], gpus: float, path: str,
 
 
 
-def _replace_config(trial: TrialSpec, where: str, **sections: dict[str, Any]) -> TrialSpec:
+def _override(trial: TrialSpec, changes: dict[str, dict[str, Any]],
+              max_epochs: Optional[int], flags: dict[str, str]) -> TrialSpec:
+    """``trial`` with every command-line change applied at once and validated once; an error
+    names the flag that set the key it is about, else every flag given."""
+    sections = {section: dict(values) for section, values in changes.items()}
+    model = sections.get("model", {})
+    if model.get("factory", trial.config.model.factory) is not None:
+        # A factory's flat keys are its keywords, as in a space file (ModelConfig.route_raw).
+        flat = {k: v for k, v in model.items() if k not in ModelConfig.FACTORY_FIELDS}
+        if flat:
+            kept = {k: v for k, v in model.items() if k in ModelConfig.FACTORY_FIELDS}
+            sections["model"] = {**kept, "factory_kwargs": {
+                **trial.config.model.factory_kwargs, **kept.get("factory_kwargs", {}), **flat}}
+    if max_epochs is not None:
+        epochs = sections.get("train", {}).get("epochs", trial.config.train.epochs)
+        if isinstance(epochs, int) and not isinstance(epochs, bool):  # else validation says
+            sections.setdefault("train", {})["epochs"] = min(epochs, max_epochs)
     try:
         config = trial.config.replace(**sections)
-    except ConfigError as err:
+    except SchemaError as err:
+        where = flags.get(err.path) or " ".join(dict.fromkeys(flags.values()))
         raise ConfigError(one_line(f"{where}: {err} (trial {trial.name})")) from None
     return TrialSpec(name=trial.name, params=trial.params, config=config)
-

@@ -87,14 +87,16 @@ def load_newest(trial_dir: Optional[str], states: list[StoredState],
 
 
 def restore_newest(trainer: Any, trial_dir: Optional[str], staging: Path, name: str,
-                   rebuild: Callable[[], Any], registered: Any = None) -> Any:
+                   rebuild: Callable[[], Any], registered: Any = None,
+                   notes: Optional[list[str]] = None) -> Any:
     """``trainer`` continued from the newest state that loads; one line printed when any exists.
 
     The states are those on storage under ``trial_dir``; Tune's ``registered`` checkpoint (a
     ``ray.tune.Checkpoint``: only its ``as_directory()`` is used) is the fallback when storage
     cannot be listed or lists none (it is one of the listed ones otherwise). When states exist
     and none loads, a state that failed half-way through ``load_state_dict`` may have changed
-    the model: the run starts again from ``rebuild()``.
+    the model: the run starts again from ``rebuild()``. A fall-back past damaged states also
+    goes into ``notes``, for the console (``sweep.progress``).
     """
     if trial_dir is not None:
         try:
@@ -103,7 +105,7 @@ def restore_newest(trainer: Any, trial_dir: Optional[str], staging: Path, name: 
             print(f"{name}: cannot list its checkpoints ({err}); trying Tune's latest")
         else:
             if states:
-                return _continue(trainer, trial_dir, states, staging, name, rebuild)
+                return _continue(trainer, trial_dir, states, staging, name, rebuild, notes)
     if registered is None:
         return trainer
     with registered.as_directory() as directory:
@@ -111,15 +113,17 @@ def restore_newest(trainer: Any, trial_dir: Optional[str], staging: Path, name: 
                   for path in Path(directory).iterdir()
                   if state_file_epoch(path.name) is not None or path.name == CHECKPOINT_FILE]
         states.sort(key=lambda s: s.epoch or 0, reverse=True)
-        return _continue(trainer, None, states, staging, name, rebuild)
+        return _continue(trainer, None, states, staging, name, rebuild, notes)
 
 
 def _continue(trainer: Any, trial_dir: Optional[str], states: list[StoredState], staging: Path,
-              name: str, rebuild: Callable[[], Any]) -> Any:
+              name: str, rebuild: Callable[[], Any], notes: Optional[list[str]]) -> Any:
     if not states:
         return trainer
     restored = load_newest(trial_dir, states, trainer.load_state_dict, load_checkpoint, staging)
     print(restored.describe(name), flush=True)
+    if restored.skipped and notes is not None:
+        notes.append(restored.describe(name))
     return trainer if restored.state is not None else rebuild()
 
 

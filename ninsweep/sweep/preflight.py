@@ -20,6 +20,7 @@ from ninsweep.datasets import (
     CIFAR10_CLASSES,
     CIFAR10_SPLITS,
     SYNTHETIC_NUM_CLASSES,
+    known_image_size,
     resolve_data_root,
     scan_imagefolder,
 )
@@ -85,9 +86,15 @@ def trial_problem(cfg: TrialConfig, shape: Optional[tuple[int, int, int]]) -> Op
         if subset is not None and subset > size:
             return f"data.{split}_subset: {subset} but the {split} split of {source} has {size} images"
     usable = min(cfg.data.train_subset or train_size, train_size)
+    # The validation split is held out of the (subset) training split (core.data's rule).
+    if cfg.data.val_size >= usable:
+        return (f"data.val_size: {cfg.data.val_size} but the training set has {usable} images "
+                "(some must be left to train on)")
+    usable -= cfg.data.val_size
     if cfg.train.batch_size > usable:
+        held_out = f", after data.val_size {cfg.data.val_size}" if cfg.data.val_size else ""
         return (f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
-                f"({usable} images)")
+                f"({usable} images{held_out})")
     if cfg.model.num_classes != classes:
         return f"model.num_classes: {cfg.model.num_classes} but the {source} data has {classes} classes"
     return None
@@ -100,16 +107,17 @@ def check_factory_models(spec: SweepSpec, where: str) -> None:
     if not factory_trials:
         return
     # torch, only for a space that has models to build (the NIN needs no check here).
-    from ninsweep.core.model import build_factory_model
+    from ninsweep.core.model import build_factory_model, check_factory_output
 
     dirs = (*space_dirs(spec.source), *(Path(path).parent for path in spec.code))
-    built: set[ModelConfig] = set()
+    checked: set[tuple[ModelConfig, Optional[int]]] = set()
     for trial in factory_trials:
-        model = trial.config.model
-        if model in built:  # configs hash, factory keywords included
+        model, size = trial.config.model, known_image_size(trial.config.data)
+        if (model, size) in checked:  # configs hash, factory keywords included
             continue
-        built.add(model)
+        checked.add((model, size))
         try:
-            build_factory_model(model, dirs)
+            check_factory_output(build_factory_model(model, dirs), model, size)
         except ConfigError as err:
             raise ConfigError(one_line(f"{where}: {err} (trial {trial.name})")) from None
+

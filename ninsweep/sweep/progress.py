@@ -41,6 +41,7 @@ from ninsweep.metrics import (
     EPOCH,
     EPOCH_TIME_S,
     IMAGES_PER_S,
+    RESTORED,
     TEST_ACC,
     TEST_LOSS,
     TIME_TOTAL_S,
@@ -209,6 +210,8 @@ class SweepProgress(Callback):
                                f"{result[CONFIG_ERROR]}")
             self._refresh_bar()
             return
+        if result.get(RESTORED):  # fell back past damaged checkpoints: say so here too
+            self.console.line(str(result[RESTORED]))
         self._epochs[name] = max(self._epochs.get(name, 0), int(result.get(EPOCH, 0)))
         self.eta.trial_reported(name, result.get(EPOCH_TIME_S), time.time())
         self._update(trials)

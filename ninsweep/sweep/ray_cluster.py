@@ -28,8 +28,15 @@ except ImportError:
 from ninsweep.errors import NinsweepError
 from ninsweep.fmt import first_line
 from ninsweep.space.schema import SweepSpec
-from ninsweep.user_code import package_dir
+from ninsweep.user_code import SECRET_EXCLUDES, package_dir
 from ninsweep.waits import connect_timeout, probe_tcp
+
+
+def cluster_runtime_env(code: Sequence[str] = ()) -> dict[str, Any]:
+    """What `run --address` ships to a cluster: this package and the user's modules, without
+    caches or anything on the one list of secrets (``user_code.SECRET_EXCLUDES``)."""
+    return {"py_modules": [str(package_dir()), *code],
+            "excludes": ["__pycache__", *SECRET_EXCLUDES]}
 
 
 def start_ray(address: Optional[str], log: Callable[[str], None],
@@ -48,8 +55,7 @@ def start_ray(address: Optional[str], log: Callable[[str], None],
         if "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
             # Not a Ray job (whose runtime_env already ships the project, and which refuses
             # to merge another): ship this package so workers without ninsweep can run it.
-            options["runtime_env"] = {"py_modules": [str(package_dir()), *code],
-                                      "excludes": ["__pycache__"]}
+            options["runtime_env"] = cluster_runtime_env(code)
         check_ray_address(address)  # Ray itself would retry a dead address for minutes
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False, **options)

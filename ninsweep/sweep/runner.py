@@ -23,7 +23,9 @@ import ray
 from ray import tune
 
 from ninsweep.console import Console
-from ninsweep.errors import NinsweepError, Terminated
+from ninsweep.errors import CheckpointError, NinsweepError, Terminated
+from ninsweep.experiment_dir import TUNER_FILE
+from ninsweep.fmt import first_line
 from ninsweep.locations import is_uri, join, resolve_storage
 from ninsweep.metrics import CONFIG_ERROR, EPOCH
 from ninsweep.space.schema import TRIAL_KEY, SweepSpec, check_experiment_name, tracker_names
@@ -32,6 +34,7 @@ from ninsweep.storage import (
     experiment_exists,
     make_dirs,
     path_exists,
+    read_bytes,
     read_manifest,
     write_manifest,
 )
@@ -218,6 +221,7 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
     experiment = experiment if is_uri(experiment) else str(Path(experiment).expanduser().resolve())
     spec = SweepSpec.from_manifest(read_manifest(experiment))
     check_trials(spec, where=experiment)
+    check_tune_state(experiment)
     if driver_log is not None:
         driver_log.move_into(experiment)
     storage, _, name = experiment.rstrip("/").rpartition("/")
@@ -238,6 +242,28 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
             return _fit(tuner, experiment, spec, started_at, sigterm)
     finally:
         ray.shutdown()
+
+
+def check_tune_state(experiment: str) -> None:
+    """Refuse, before Ray starts, Tune state that ``Tuner.restore`` could not load: a
+    ``tuner.pkl`` that does not unpickle, or holds something other than a saved Tuner."""
+    target = join(experiment, TUNER_FILE)
+    data = read_bytes(target)
+    if data is None:
+        return  # no Tune state yet: resume starts the sweep from its manifest
+    try:
+        state = ray.cloudpickle.loads(data)
+    except Exception as err:  # whatever unpickling damaged bytes raises
+        problem = f"does not unpickle ({type(err).__name__}: {first_line(err, 120)})"
+    else:
+        # A saved Tuner is its __dict__ (TunerInternal.__getstate__).
+        if isinstance(state, dict) and {"_tune_config", "_run_config"} <= state.keys():
+            return
+        problem = f"holds {type(state).__name__}, not a saved Tune Tuner"
+    raise CheckpointError(f"{target}: {problem}; resume trusts this file for the sweep's Tune "
+                          "settings and trials: put back an intact copy, or start the space "
+                          "again with `ninsweep run --name` (the trials' results here stay "
+                          "readable by status, export and report)")
 
 
 def _prepare_restore(experiment: str, spec: SweepSpec, results, log) -> None:

@@ -30,10 +30,12 @@ from tensorboardX.summary import hparams
 
 from ninsweep.errors import ConfigError
 from ninsweep.experiment_dir import MLFLOW_DIR
+from ninsweep.fmt import first_line
 from ninsweep.locations import is_uri
 from ninsweep.metrics import EPOCH, TENSORBOARD_TAGS
 from ninsweep.space.schema import TRIAL_KEY
 from ninsweep.sweep.tune_state import load_or_fallback
+from ninsweep.waits import request_timeout
 
 _ACTIVE: dict[str, Callback] = {}
 
@@ -132,11 +134,14 @@ def make_trackers(names: Iterable[str], experiment: str, experiment_name: str) -
             from ray.air.integrations.mlflow import MLflowLoggerCallback
 
             uri = os.environ.get("MLFLOW_TRACKING_URI")
-            if not uri:
-                uri = mlflow_default_uri(experiment)
+            if is_file_store(uri or "file:"):
                 # MLflow 3 keeps its file store only on request ("maintenance mode"); it is
-                # the store that needs no server and lives with the experiment.
+                # the store that needs no server: the default, and a user's file:// URI.
                 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            if uri:
+                open_mlflow(uri)  # the user's backend, opened here: before Ray starts
+            else:  # created with the experiment, after its manifest
+                uri = mlflow_default_uri(experiment)
             callbacks.append(MLflowLoggerCallback(tracking_uri=uri,
                                                   experiment_name=experiment_name,
                                                   save_artifact=False))
@@ -147,6 +152,36 @@ def make_trackers(names: Iterable[str], experiment: str, experiment_name: str) -
             local = {} if is_uri(experiment) else {"dir": experiment}
             callbacks.append(WandbLoggerCallback(project=experiment_name, **local))
     return Trackers(names, callbacks)
+
+
+def is_file_store(uri: str) -> bool:
+    """An MLflow URI of its file store: ``file:...`` or a plain path."""
+    scheme = uri.partition(":")[0] if ":" in uri else ""
+    return scheme in ("", "file") and not uri.startswith("databricks")
+
+
+def open_mlflow(uri: str) -> None:
+    """Open the MLflow backend at ``uri`` once (one request, bounded by the waits of
+    ``waits.py``); what it refuses is one ``ConfigError`` with the fix."""
+    import mlflow
+
+    bounded = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, int(request_timeout())))}
+    saved = {key: os.environ.get(key) for key in bounded}
+    os.environ.update(bounded)
+    try:
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as err:  # each store raises its own kinds
+        raise ConfigError(f"tracker mlflow: MLFLOW_TRACKING_URI={uri} cannot be opened "
+                          f"({first_line(err, 200)}); point it at an MLflow server you can "
+                          "reach, a database (sqlite:///mlflow.db) or a file:// folder, or "
+                          "unset it for the store inside the experiment") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def mlflow_default_uri(experiment: str) -> str:

@@ -19,7 +19,7 @@ there since Ray 2.51.
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import ray
 from ray import tune
@@ -36,7 +36,7 @@ from ninsweep.experiment_dir import (
 )
 from ninsweep.fmt import one_line
 from ninsweep.locations import join
-from ninsweep.metrics import CONFIG_ERROR, EPOCH, REPLAYED
+from ninsweep.metrics import CONFIG_ERROR, EPOCH, REPLAYED, RESTORED
 from ninsweep.space.schema import TRIAL_KEY  # {TRIAL_KEY: {name, params, config}}
 from ninsweep.storage import filesystem
 from ninsweep.sweep.checkpoints import remove_stale_staging, restore_newest, staging_directory
@@ -68,21 +68,32 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
             _record_config_error(trial_dir, name, err)
             return
 
+        notes: list[str] = []  # the fallback line, sent with the first report
         with staging_directory() as staging:
             trainer = restore_newest(trainer, trial_dir, staging, name,
                                      rebuild=lambda: Trainer(cfg, log=log),
-                                     registered=tune.get_checkpoint())
-        _report_unlogged_epochs(trainer, trial_dir)
+                                     registered=tune.get_checkpoint(), notes=notes)
+
+        def send(metrics: dict[str, Any], **checkpoint: Any) -> None:
+            if notes:
+                metrics = {**metrics, RESTORED: notes.pop()}
+            tune.report(metrics, **checkpoint)
+
+        logged = _report_unlogged_epochs(trainer, trial_dir, send)
 
         def report(metrics: dict[str, float], trainer: Trainer) -> None:
+            if logged and trainer.epoch <= logged:
+                # Trained again after a fall-back past a damaged checkpoint: its record is in
+                # result.json already, and the history holds each epoch once.
+                return
             if trainer.epoch % checkpoint_every and not trainer.finished:
-                tune.report(metrics)
+                send(metrics)
                 return
             # Staged in a private temp directory that a later trial removes if this process
             # is killed; Tune copies it into the trial's storage before report() returns.
             with staging_directory() as directory:
                 save_checkpoint(trainer.state_dict(), directory / state_file_name(trainer.epoch))
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+                send(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
         trainer.fit(on_epoch_end=report)
 
@@ -129,21 +140,24 @@ def _logged_epoch(trial_dir: Optional[str]) -> Optional[int]:
     return max(epochs)
 
 
-def _report_unlogged_epochs(trainer: Trainer, trial_dir: Optional[str]) -> None:
-    """Report the restored epochs that never reached result.json, without training them.
+def _report_unlogged_epochs(trainer: Trainer, trial_dir: Optional[str],
+                            send: Callable[..., None]) -> Optional[int]:
+    """Report the restored epochs that never reached result.json, without training them;
+    return the last epoch result.json holds (None: unknown).
 
     The trial uploads a checkpoint before the driver logs that epoch's result: a driver
     killed in between leaves a checkpoint one epoch ahead of result.json. A trial restored
     at its last epoch reports that epoch again, so that Tune records it as finished.
     """
-    if not trainer.history:
-        return
     logged = _logged_epoch(trial_dir)
+    if not trainer.history:
+        return logged
     missing = [] if logged is None else [r for r in trainer.history if r[EPOCH] > logged]
     if not missing and trainer.finished:
         missing = [trainer.history[-1]]
     for record in missing:
-        tune.report({**record, REPLAYED: 1})
+        send({**record, REPLAYED: 1})
+    return logged
 
 
 def _record_config_error(trial_dir: Optional[str], name: str, err: NinsweepError) -> None:

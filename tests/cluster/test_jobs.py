@@ -20,6 +20,7 @@ from ninsweep.cli import main
 from ninsweep.cli.parsers import add_jobs_arguments, add_submit_arguments
 from ninsweep.cluster import jobs
 from ninsweep.errors import NinsweepError
+from ninsweep.user_code import SECRET_EXCLUDES
 
 REPO = Path(__file__).resolve().parents[2]
 LAB4 = REPO / "search_spaces" / "lab4.yaml"
@@ -118,9 +119,41 @@ def test_submission_ships_the_package_and_the_space_only(project):
 
 def test_the_secret_list_is_the_one_list_and_covers_the_usual_files():
     # One place: EXCLUDES (every upload) carries SECRET_EXCLUDES whole.
-    assert set(jobs.SECRET_EXCLUDES) <= set(jobs.EXCLUDES)
+    assert set(SECRET_EXCLUDES) <= set(jobs.EXCLUDES)
     for pattern in (".env", ".aws", ".ssh", "*.pem", "*.key", ".netrc"):
-        assert pattern in jobs.SECRET_EXCLUDES
+        assert pattern in SECRET_EXCLUDES
+
+
+# Issue 23: what a user's factory package may hold besides its code.
+MORE_SECRETS = (".boto", ".s3cfg", "hf_token", ".bash_history", ".zsh_history",
+                ".python_history", ".cache/huggingface/token", ".config/gh/hosts.yml",
+                ".kaggle/kaggle.json", ".huggingface/token", "vault.kdbx", "store.jks",
+                "wallet.keystore", "putty.ppk", ".vault-token", "rclone.conf",
+                ".databrickscfg", "sub/.boto", "sub/.s3cfg", "sub/hf_token",
+                "sub/.bash_history", "sub/deep/.aws/credentials", "sub/deep/api.token")
+
+
+def test_a_factory_package_ships_its_code_and_none_of_its_secrets(tmp_path):
+    from ninsweep.sweep.ray_cluster import cluster_runtime_env
+
+    package = tmp_path / "proj" / "mynets"
+    for rel in ("__init__.py", "model.py", "sub/__init__.py", "sub/deep/layers.py"):
+        (package / rel).parent.mkdir(parents=True, exist_ok=True)
+        (package / rel).write_text("def net(num_classes=10): ...\n")
+    for rel in (*SECRETS, *MORE_SECRETS):
+        (package / rel).parent.mkdir(parents=True, exist_ok=True)
+        (package / rel).write_text("SECRET\n")
+    space = tmp_path / "proj" / "fac.yaml"
+    space.write_text("model: {factory: 'mynets.model:net'}\ngrid:\n  - width: [4]\n")
+    (package / "model.py").write_text("def net(width=4, num_classes=10): ...\n")
+    code = ("__init__.py", "model.py", "sub/__init__.py", "sub/deep/layers.py")
+    with jobs.prepare_submission(str(space), storage="/mnt/x", working_dir=tmp_path / "proj",
+                                 submission_id="sub-1") as sub:
+        assert str(package) in sub.runtime_env["py_modules"]  # submit ships the package
+        assert sorted(_packed(str(package), sub.runtime_env["excludes"])) == sorted(code)
+    # `run --address` ships it by the same list.
+    env = cluster_runtime_env([str(package)])
+    assert sorted(_packed(str(package), env["excludes"])) == sorted(code)
 
 
 def test_space_outside_the_project_is_staged(project, tmp_path):
