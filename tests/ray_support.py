@@ -1,6 +1,7 @@
 """Helpers for tests that start Ray or run the ninsweep command as a subprocess."""
 
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
 SPACES = Path(__file__).resolve().parent / "spaces"
 FAULT_SPACE = SPACES / "fault.yaml"  # two trials, 6 epochs, a checkpoint every epoch, keep 2
 
@@ -226,3 +228,15 @@ def write_space(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))
     return path
+
+
+def load_bench(name: str):
+    """A script of bench/ as a module (its sibling modules importable while it loads)."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module

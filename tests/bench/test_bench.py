@@ -5,29 +5,15 @@ bench/gpu_grid.py is tested on CPU here so that the script sent to the GPU machi
 before any device time is spent.
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
-from ray_support import ROOT, needs_netns
+from ray_support import BENCH, ROOT, load_bench, needs_netns
 
 from ninsweep.config import ModelConfig
 from ninsweep.space import load_space
-
-BENCH = ROOT / "bench"
-
-
-def load_bench(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
 
 
 def run_bench(*args, timeout=300, env=None) -> subprocess.CompletedProcess:

@@ -24,9 +24,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from ray_support import ROOT, needs_netns
+from ray_support import BENCH, ROOT, load_bench, needs_netns
 
-BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 
 import carry_wheels  # noqa: E402
@@ -426,7 +425,7 @@ def fake_trial(experiment: Path, name: str, device: str, ids: str, records: list
 
 
 def test_part_d_reads_gpu_ids_device_bf16_memory_and_start_from_an_experiment(tmp_path):
-    sweep = _load("gpu_ray_sweep")
+    sweep = load_bench("gpu_ray_sweep")
     experiment = tmp_path / "packed"
     for index in range(4):  # 4 trials at 0.25 GPU, side by side from t=100 to t=110
         fake_trial(experiment, f"t{index}", "cuda", "['0']", [
@@ -459,7 +458,7 @@ def test_part_d_reads_gpu_ids_device_bf16_memory_and_start_from_an_experiment(tm
         "data": {"source": "cifar10-jpeg.tar.gz", "ready_s": 12.0},
         "runs": {"packed": run, "single": refused}}))
     (out / "status.txt").write_text("install 0\nray 1\n")
-    _load("gpu_check_summary").main([str(out)])
+    load_bench("gpu_check_summary").main([str(out)])
     assert json.loads((out / "device_check.json").read_text())["parts"] == {"ray": "exit 1"}
     text = (out / "summary.md").read_text()
     assert "| packed | t0 | ['0'] | cuda | on | 2 | 1,200 | 950 | 2.50 |" in text
@@ -468,7 +467,7 @@ def test_part_d_reads_gpu_ids_device_bf16_memory_and_start_from_an_experiment(tm
 
 
 def test_the_tarball_and_the_zip_unpack_to_the_same_image_folder(tmp_path):
-    grid = _load("gpu_grid")
+    grid = load_bench("gpu_grid")
     tiny_jpeg_archive(tmp_path / "tiny.tar.gz", train=1, test=1)
     with tarfile.open(tmp_path / "tiny.tar.gz") as archive, zipfile.ZipFile(
             tmp_path / "tiny.zip", "w") as out:
@@ -489,14 +488,3 @@ def test_the_tarball_and_the_zip_unpack_to_the_same_image_folder(tmp_path):
     assert image.read_bytes() != b"left by the first job"
 
 
-def _load(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
