@@ -11,6 +11,7 @@ import time
 
 from ninsweep.cli.diagnostics import route_diagnostics
 from ninsweep.console import Console
+from ninsweep.locations import join, resolve_storage
 from ninsweep.space.dry_run import format_dry_run
 from ninsweep.space.loader import (
     load_space,
@@ -53,7 +54,6 @@ def command_run(args: argparse.Namespace) -> int:
         return 0
     # Ray Tune, pyarrow and pandas (~3 s of imports) only past --dry-run.
     from ninsweep.cli.results import finish_sweep
-    from ninsweep.locations import join, resolve_storage
     from ninsweep.storage import experiment_lock
     from ninsweep.sweep.logs import DriverLog
     from ninsweep.sweep.runner import run_sweep
