@@ -19,6 +19,9 @@ MLFLOW_DIR = "mlruns"  # the default MLflow file store of the mlflow tracker
 REPORT_DIR = "report"  # `ninsweep report`'s default folder
 REPORT_FILE = "report.md"  # the report's page in it (its figures are named in analysis.report)
 TUNER_FILE = "tuner.pkl"  # Tune's: the Tuner, pickled; resume restores the sweep from it
+# Tune's snapshots of its trials, one per driver run (the newest name is the one Tune reads)
+TUNE_SNAPSHOT_RE = re.compile(r"experiment_state-.+\.json")
+UNREADABLE_SUFFIX = ".unreadable"  # what resume appends to a snapshot it sets aside
 RESULTS_CSV = "results.csv"  # `export`'s per-trial table; its siblings are named after it
 
 # -- <experiment>/<trial>/ (the directory is named after the trial) -----------------------

@@ -238,6 +238,29 @@ def path_exists(location: str) -> bool:
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
+def file_names(directory: str) -> list[str]:
+    """The names of the files (not directories) directly in ``directory``, sorted; none when
+    it does not exist. Raises ``NinsweepError`` when storage cannot be listed."""
+    fs, root = filesystem(directory)
+    try:
+        entries = fs.get_file_info(pyarrow.fs.FileSelector(root.rstrip("/"), allow_not_found=True))
+    except NotADirectoryError:
+        return []
+    except OSError as err:
+        raise NinsweepError(f"{directory}: cannot list ({reason(err)})") from None
+    return sorted(e.path.rstrip("/").rsplit("/", 1)[-1] for e in entries
+                  if e.type == pyarrow.fs.FileType.File)
+
+
+def move(source: str, target: str) -> None:
+    """Rename a file on the same storage (a path or URI); nothing is copied or deleted."""
+    fs, source_path = filesystem(source)
+    try:
+        fs.move(source_path, filesystem(target)[1])
+    except OSError as err:
+        raise NinsweepError(f"{source}: cannot rename to {target} ({reason(err)})") from None
+
+
 def make_dirs(location: str) -> None:
     """Create a directory (and its parents) at a path or URI."""
     fs, path = filesystem(location)

@@ -13,6 +13,7 @@ The console is ``ninsweep.console`` (our lines; Ray's go to the driver and trial
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from ray import tune
 
 from ninsweep.console import Console
 from ninsweep.errors import CheckpointError, NinsweepError, Terminated
-from ninsweep.experiment_dir import TUNER_FILE
+from ninsweep.experiment_dir import RESULT_FILE, TUNE_SNAPSHOT_RE, TUNER_FILE, UNREADABLE_SUFFIX
 from ninsweep.fmt import first_line
 from ninsweep.locations import is_uri, join, resolve_storage
 from ninsweep.metrics import CONFIG_ERROR, EPOCH
@@ -32,7 +33,9 @@ from ninsweep.space.schema import TRIAL_KEY, SweepSpec, check_experiment_name, t
 from ninsweep.storage import (
     check_storage_for_cluster,
     experiment_exists,
+    file_names,
     make_dirs,
+    move,
     path_exists,
     read_bytes,
     read_manifest,
@@ -222,6 +225,7 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
     spec = SweepSpec.from_manifest(read_manifest(experiment))
     check_trials(spec, where=experiment)
     check_tune_state(experiment)
+    has_snapshot = set_aside_unreadable_snapshots(experiment, log)
     if driver_log is not None:
         driver_log.move_into(experiment)
     storage, _, name = experiment.rstrip("/").rpartition("/")
@@ -230,10 +234,13 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
     try:
         with _SigtermAsCtrlC() as sigterm:
             _check_cluster(spec, storage, autoscaling, log)
-            if not tune.Tuner.can_restore(experiment):
-                # The driver died between writing the manifest and Tune's first snapshot:
-                # nothing ran yet, so start the sweep the manifest describes.
-                log(f"{experiment}: no Tune state yet; starting the sweep from its manifest")
+            if not tune.Tuner.can_restore(experiment) or not has_snapshot:
+                # The driver died before Tune's first snapshot of its trials was whole on
+                # storage: start the sweep the manifest describes; every trial continues
+                # from its own newest state that loads, so no finished epoch is trained again.
+                log(f"{experiment}: no readable Tune snapshot of the trials; starting the "
+                    "sweep from its manifest (each trial continues from its newest state)")
+                set_aside_histories(experiment, spec, log)
                 return _fit_new(spec, storage, name, console, started_at, sigterm, callbacks)
             tuner = tune.Tuner.restore(experiment, trainable=tune_trainable(spec, experiment),
                                        resume_unfinished=True, resume_errored=True)
@@ -264,6 +271,47 @@ def check_tune_state(experiment: str) -> None:
                           "settings and trials: put back an intact copy, or start the space "
                           "again with `ninsweep run --name` (the trials' results here stay "
                           "readable by status, export and report)")
+
+
+def set_aside_unreadable_snapshots(experiment: str, log) -> bool:
+    """Rename Tune's newest trial snapshots aside while they do not parse; whether one that
+    does remains.
+
+    Tune writes ``experiment_state-*.json`` in place and copies it to storage in a
+    background thread, so a driver killed meanwhile leaves it cut short. ``Tuner.restore``
+    reads only the newest and, when that fails, loses every trial silently (``get_results``
+    then raises, and ``fit`` refuses to resume). Renamed, not deleted: nothing on disk is lost.
+    """
+    snapshots = [n for n in file_names(experiment) if TUNE_SNAPSHOT_RE.fullmatch(n)]
+    for snapshot in reversed(snapshots):  # Tune reads the greatest name
+        location = join(experiment, snapshot)
+        try:
+            state = json.loads(read_bytes(location) or b"")
+        except ValueError:
+            state = None
+        if isinstance(state, dict) and "trial_data" in state:
+            return True
+        move(location, location + UNREADABLE_SUFFIX)
+        log(f"{location}: Tune's snapshot does not parse (cut short when the driver died?); "
+            f"set aside as {snapshot}{UNREADABLE_SUFFIX}")
+    return False
+
+
+def set_aside_histories(experiment: str, spec: SweepSpec, log) -> None:
+    """Rename each trial's ``result.json`` aside before Tune starts the trials afresh.
+
+    A new Tune run replaces the trial's result.json on storage with the one it logs, so the
+    epochs logged before would be lost. Set aside, it is kept; the trial, finding no
+    result.json, re-reports every epoch its checkpoint holds (marked replayed, not trained).
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for trial in spec.trials:
+        history = join(experiment, trial.name, RESULT_FILE)
+        if path_exists(history):
+            kept = f"{history}.before-{stamp}"
+            move(history, kept)
+            log(f"{trial.name}: its history so far is kept as {_basename(kept)}; the trial "
+                "reports its checkpoint's epochs again")
 
 
 def _prepare_restore(experiment: str, spec: SweepSpec, results, log) -> None:

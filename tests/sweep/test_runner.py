@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from ray_support import (
@@ -21,6 +22,7 @@ from ray_support import (
     ninsweep,
     read_tensorboard,
     reported_epochs,
+    reported_records,
     start_ninsweep,
     wait_until,
 )
@@ -104,6 +106,40 @@ def test_resume_and_status_of_a_non_experiment_are_clear_errors(tmp_path, capsys
     assert "missing" in capsys.readouterr().err
 
 
+
+COMPAT_SNAPSHOT = next((ROOT / "tests" / "fixtures" / "main-9c78cef" / "compat")
+                       .glob("experiment_state-*.json"))
+
+
+@pytest.mark.parametrize("older, newer, kept, aside", [
+    ("whole", "cut", True, ["newer"]),  # Tune reads the older one instead
+    ("cut", "cut", False, ["newer", "older"]),
+    (None, "empty", False, ["newer"]),
+    ("cut", "whole", True, []),  # only the newest is read: the older stays as it is
+    (None, None, False, []),
+], ids=["newest-cut", "all-cut", "empty", "newest-whole", "none"])
+def test_unreadable_tune_snapshots_are_set_aside_newest_first(tmp_path, older, newer, kept,
+                                                              aside):
+    from ninsweep.sweep.runner import set_aside_unreadable_snapshots
+
+    whole = COMPAT_SNAPSHOT.read_bytes()
+    content = {"whole": whole, "cut": whole[:len(whole) // 2], "empty": b""}
+    names = {"older": "experiment_state-2026-12-01_23-13-35.json",
+             "newer": "experiment_state-2026-12-02_02-07-01.json"}
+    for which, kind in (("older", older), ("newer", newer)):
+        if kind:
+            (tmp_path / names[which]).write_bytes(content[kind])
+    (tmp_path / "tuner.pkl").write_bytes(b"left alone")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    lines: list[str] = []
+
+    assert set_aside_unreadable_snapshots(str(tmp_path), lines.append) is kept
+    # Renamed from the newest down to the first that parses; nothing deleted or changed.
+    expected = {(f"{n}.unreadable" if any(names[w] == n for w in aside) else n): data
+                for n, data in before.items()}
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == expected
+    assert [line.split(": ", 1)[0] for line in lines] == [str(tmp_path / names[w]) for w in aside]
+
 # -- with Ray -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -182,6 +218,45 @@ def test_quiet_resume_of_a_finished_sweep_prints_only_the_final_tables(smoke_exp
     assert not re.search(r"^\[\d\d:\d\d:\d\d\] ", resumed.stdout, re.M)  # no progress line
     assert all(mark not in resumed.stdout for mark in RAY_CONSOLE_MARKS)
     assert (experiment / "driver.log").read_text().count("==== ") == 2  # run, then resume
+
+
+@needs_netns
+@pytest.mark.slow
+def test_resume_past_a_tune_snapshot_cut_short_trains_no_epoch_again(smoke_experiment, tmp_path):
+    """A driver killed while Tune copied its trial snapshot leaves it cut short, and
+    Tuner.restore then loses every trial (CI, 2026-12-02: "Can't return results as experiment
+    has not been run"). Resume sets it aside and starts from the manifest: each trial
+    continues from its own newest state, so a finished sweep trains nothing."""
+    import shutil
+
+    source, result, _ = smoke_experiment
+    assert result.returncode == 0
+    experiment = Path(shutil.copytree(source, tmp_path / "smoke"))
+    snapshot = max(experiment.glob("experiment_state-*.json"))
+    cut = snapshot.read_bytes()[:200]
+    snapshot.write_bytes(cut)
+    trained = {d.name: reported_records(d) for d in experiment.iterdir()
+               if (d / "result.json").exists()}
+    assert len(trained) == 10
+
+    resumed = ninsweep("resume", experiment, env=cli_env(tmp_path), timeout=300)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-3000:]
+    assert "10/10 trials finished, 0 errored" in resumed.stdout
+    assert f"{snapshot.name}: Tune's snapshot does not parse" in resumed.stdout
+    assert "no readable Tune snapshot of the trials; starting the sweep from its manifest" \
+        in resumed.stdout
+    assert "Traceback" not in output
+    assert Path(f"{snapshot}.unreadable").read_bytes() == cut  # set aside, not deleted
+    for name, records in trained.items():
+        # The history before is kept beside; the new one holds the same epochs, each
+        # re-reported from the checkpoint (replayed), none trained again.
+        kept, = (experiment / name).glob("result.json.before-*")
+        assert kept.read_bytes() == (source / name / "result.json").read_bytes()
+        now = reported_records(experiment / name)
+        assert all(r.get(M.REPLAYED) for r in now), name
+        assert [(r[M.EPOCH], r[M.TEST_ACC]) for r in now] == \
+            [(r[M.EPOCH], r[M.TEST_ACC]) for r in records], name
 
 
 BLOCK_NINSWEEP = """
