@@ -27,6 +27,10 @@ PEAK_GPU_MEM_MB = "peak_gpu_mem_mb"
 VAL_LOSS = "val_loss"
 VAL_ACC = "val_acc"  # fraction in [0, 1]
 VAL_METRICS = (VAL_LOSS, VAL_ACC)
+TEST_METRICS = (TEST_LOSS, TEST_ACC)  # never what a scheduler or a searcher tunes on
+# Set (to 1) on the record of the epoch after which the space's scheduler stopped the trial
+# early (ASHA...): the trial's last record, before its planned last epoch.
+STOPPED_EARLY = "stopped_early"
 # Metric -> its TensorBoard scalar tag (tags group in TensorBoard by their first part). A
 # metric without a tag still reaches result.json, the tables and the other trackers.
 TENSORBOARD_TAGS = {

@@ -59,9 +59,12 @@ from ninsweep.experiment_dir import (
     REPORT_DIR,
     REPORT_FILE,
     STATUSES,
+    STOPPED,
 )
 from ninsweep.fmt import duration, markdown_cell, markdown_table, reason
 from ninsweep.metrics import TEST_ACC, VAL_ACC, difference_unit, digits, heading, is_accuracy, long_name
+from ninsweep.space.dry_run import scheduler_line
+from ninsweep.space.schema import SweepSpec
 
 REPORT_HTML = "report.html"  # report --html: the dashboard's views in one file
 
@@ -129,11 +132,17 @@ def render_markdown(exp: Experiment, trials: pd.DataFrame, configs: pd.DataFrame
         f"{counts[s]} {s}" for s in STATUSES if counts[s]) + ". "
         f"**Epochs per trial:** {', '.join(map(str, planned))}.")
     md.append("")
-    unfinished = len(trials) - counts[FINISHED]
+    md += _search_markdown(exp.spec)
+    unfinished = len(trials) - counts[FINISHED] - counts[STOPPED]
     if unfinished:
         md += [f"> {unfinished} of {len(trials)} trials are not finished (running, interrupted, "
                f"failed or not started). They are listed below and in the curves, but only "
                f"finished trials count toward the statistics.", ""]
+    if counts[STOPPED]:
+        md += [f"> {counts[STOPPED]} of {len(trials)} trials were stopped early by the "
+               f"scheduler on the validation split. They are listed below and in the curves; "
+               f"the statistics compare the trials that ran every epoch, so they describe the "
+               f"survivors of the scheduler, not every configuration drawn.", ""]
 
     md += [f"## Final {long_name(objective_of(configs)[0])} by configuration", ""]
     if configs.empty or configs["n"].sum() == 0:
@@ -178,7 +187,8 @@ def render_markdown(exp: Experiment, trials: pd.DataFrame, configs: pd.DataFrame
             md += [f"*{captions[fig].split(':')[0]}: no data yet.*", ""]
 
     md += ["## Trials", ""]
-    md += _trials_markdown(trials)
+    md += _trials_markdown(trials, exp.spec.scheduler.label
+                           if exp.spec is not None and exp.spec.scheduler else None)
     md += ["", _best_epoch_note(trials)]
     errors = trials[trials["status"] == ERROR]
     if len(errors):
@@ -380,12 +390,25 @@ def _pooling_markdown(exp: Experiment) -> list[str]:
     return [text, ""]
 
 
-def _trials_markdown(trials: pd.DataFrame) -> list[str]:
+def _search_markdown(spec: Optional[SweepSpec]) -> list[str]:
+    """The space's search and scheduler, a line each (nothing for a plain grid)."""
+    lines = []
+    if spec is not None and spec.search is not None:
+        lines.append(f"**Search:** {spec.search.describe_draws()}; each draw crosses every grid "
+                     "cell and seed.")
+    if spec is not None and spec.scheduler is not None:
+        lines.append(f"**Early stopping:** {scheduler_line(spec)}.")
+    return [" ".join(lines), ""] if lines else []
+
+
+def _trials_markdown(trials: pd.DataFrame, scheduler: Optional[str] = None) -> list[str]:
     head = ["trial", "config", "seed", "status", "epochs", "final test acc. %", "best %",
             "train loss", "test loss", "time", "images/s"]
     rows = []
     for r in trials.itertuples():
-        rows.append([f"`{r.trial}`", r.config, str(r.seed), r.status, f"{r.epochs_done}/{r.epochs_planned}",
+        status = (f"stopped at epoch {r.epochs_done} by {scheduler}"
+                  if r.status == STOPPED and scheduler else r.status)
+        rows.append([f"`{r.trial}`", r.config, str(r.seed), status, f"{r.epochs_done}/{r.epochs_planned}",
                      fmt_num(r.final_test_acc_pct), fmt_num(r.best_test_acc_pct),
                      fmt_num(r.final_train_loss, digits=3), fmt_num(r.final_test_loss, digits=3),
                      duration(r.wall_time_s), fmt_num(r.images_per_s, digits=0)])

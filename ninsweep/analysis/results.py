@@ -47,6 +47,7 @@ from ninsweep.experiment_dir import (
     PENDING,
     RESULT_FILE,
     STATUSES,
+    STOPPED,
 )
 from ninsweep.locations import is_uri, local_path
 from ninsweep.metrics import (
@@ -56,6 +57,7 @@ from ninsweep.metrics import (
     EPOCH_TIME_S,
     IMAGES_PER_S,
     PEAK_GPU_MEM_MB,
+    STOPPED_EARLY,
     TEST_ACC,
     TEST_LOSS,
     TIME_TOTAL_S,
@@ -129,9 +131,9 @@ class Experiment:
 
 # The columns the tables, the status line and the report use; the experiment loader reads
 # only these (``load_history(columns=None)`` keeps every flat key instead).
-HISTORY_COLUMNS = (*EPOCH_METRICS, *VAL_METRICS, PEAK_GPU_MEM_MB, TIME_TOTAL_S)
+HISTORY_COLUMNS = (*EPOCH_METRICS, *VAL_METRICS, PEAK_GPU_MEM_MB, TIME_TOTAL_S, STOPPED_EARLY)
 STATUS_COLUMNS = (EPOCH, TRAIN_LOSS, TEST_LOSS, TEST_ACC, EPOCH_TIME_S,
-                  IMAGES_PER_S, PEAK_GPU_MEM_MB, TIME_TOTAL_S)
+                  IMAGES_PER_S, PEAK_GPU_MEM_MB, TIME_TOTAL_S, STOPPED_EARLY)
 # Threads that read trial directories: pyarrow parses with the GIL released.
 READ_THREADS = min(8, os.cpu_count() or 1)
 
@@ -361,6 +363,9 @@ def _status(trial_dir: Optional[Path], history: dict[str, np.ndarray], planned: 
         return PENDING
     if _epochs_done(history) >= planned:
         return FINISHED
+    stopped = history.get(STOPPED_EARLY)
+    if stopped is not None and len(stopped) and stopped[-1] == 1:
+        return STOPPED  # its last record is the one the scheduler stopped it after
     if (trial_dir / ERROR_FILE).exists():
         return ERROR
     return INCOMPLETE

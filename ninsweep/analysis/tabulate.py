@@ -20,7 +20,7 @@ from ninsweep.analysis.labels import base_params, extra_params, seed_of, trial_l
 from ninsweep.analysis.reference import REFERENCE_ACC_PCT
 from ninsweep.analysis.results import Experiment
 from ninsweep.analysis.stats import ALPHA, CI_LEVEL, holm, t_quantile, welch
-from ninsweep.experiment_dir import ERROR, FINISHED, INCOMPLETE, PENDING
+from ninsweep.experiment_dir import ERROR, FINISHED, INCOMPLETE, PENDING, STOPPED
 from ninsweep.metrics import (
     DEFAULT_OBJECTIVE,
     EPOCH,
@@ -184,6 +184,8 @@ def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
         "n_trials": trials.groupby("config", sort=False).size().reindex(labels),
         "n": n,
         "n_incomplete": count(status == INCOMPLETE),
+        # Only when a scheduler stopped some: the CSVs of every other experiment keep their columns.
+        **({"n_stopped": count(status == STOPPED)} if (status == STOPPED).any() else {}),
         "n_error": count(status == ERROR),
         "n_pending": count(status == PENDING),
         "epochs_planned": trials.groupby("config", sort=False)["epochs_planned"].max().reindex(labels).astype(int),

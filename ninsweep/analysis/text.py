@@ -17,7 +17,7 @@ from ninsweep.analysis.reference import REFERENCE_EPOCHS
 from ninsweep.analysis.results import Experiment
 from ninsweep.analysis.stats import ALPHA
 from ninsweep.analysis.tabulate import objective_of, statistic_columns, tables, trial_table
-from ninsweep.experiment_dir import ERROR, INCOMPLETE, PENDING, RESULT_FILE, STATUSES
+from ninsweep.experiment_dir import ERROR, INCOMPLETE, PENDING, RESULT_FILE, STATUSES, STOPPED
 from ninsweep.metrics import PEAK_GPU_MEM_MB, digits, heading
 from ninsweep.storage import newest_checkpointed_epoch
 
@@ -174,6 +174,7 @@ def fmt_p(p: float) -> str:
 
 def fmt_unfinished(c: pd.Series) -> str:
     parts = [f"{int(c[k])} {name}" for k, name in
-             (("n_incomplete", INCOMPLETE), ("n_error", ERROR), ("n_pending", PENDING)) if c[k]]
+             (("n_stopped", STOPPED), ("n_incomplete", INCOMPLETE), ("n_error", ERROR),
+              ("n_pending", PENDING)) if c.get(k, 0)]
     return ", ".join(parts)
 

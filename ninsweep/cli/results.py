@@ -70,8 +70,9 @@ def finish_sweep(outcome, console=None, driver_log=None, out=None) -> int:
     """The closing summary, tables and advice (on stdout: shown under --quiet too)."""
     console = console or Console(out or sys.stdout)
     experiment_dir = outcome.experiment_dir
-    console.text(f"\n{outcome.finished}/{outcome.total} trials finished, {outcome.errored} "
-                 f"errored, wall time {outcome.wall_time_s:.0f} s")
+    stopped = f"{outcome.stopped} stopped early, " if outcome.stopped else ""
+    console.text(f"\n{outcome.finished}/{outcome.total} trials finished, {stopped}"
+                 f"{outcome.errored} errored, wall time {outcome.wall_time_s:.0f} s")
     try:
         experiment = load_experiment(experiment_dir)
         console.text(format_status(experiment))

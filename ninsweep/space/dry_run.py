@@ -25,8 +25,22 @@ def format_dry_run(spec: SweepSpec) -> str:
         f"total: {n} trial{'s' if n != 1 else ''}, {spec.trial_epochs} trial-epochs; each "
         f"{res_text}; all at once cpus={value_text(round(res.cpus * n, 6))} "
         f"gpus={value_text(round(res.gpus * n, 6))}")
+    if spec.search is not None:
+        lines.append(f"{spec.search.describe_draws()}; each draw crosses every grid cell and seed")
+    if spec.scheduler is not None:
+        lines.append(scheduler_line(spec))
     every, retries = spec.checkpoint.every, spec.failure.max_retries
     lines.append(
         f"checkpoint every {every} epoch{'s' if every != 1 else ''}, keep {spec.checkpoint.keep}; "
         f"up to {retries} retr{'ies' if retries != 1 else 'y'} per trial")
     return "\n".join(lines)
+
+
+def scheduler_line(spec: SweepSpec) -> str:
+    """What the space's scheduler does, in a line (the dry run's, the sweep's first)."""
+    sched = spec.scheduler
+    metric = sched.metric_for(spec.objective.metric)
+    return (f"scheduler {sched.label}: stops trials early on {metric} "
+            f"({sched.mode_for(spec.objective.metric)}, the validation split) after at least "
+            f"{sched.grace_period} epoch{'s' if sched.grace_period != 1 else ''}; a stopped trial "
+            "is not counted in the final table")

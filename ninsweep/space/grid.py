@@ -51,7 +51,7 @@ def _fields(section: str) -> tuple[str, ...]:
     return tuple(SECTIONS[section].model_fields)
 
 
-def _canonical_key(where: str, path: str, key: Any, factory: bool = False) -> str:
+def canonical_key(where: str, path: str, key: Any, factory: bool = False) -> str:
     if not isinstance(key, str):
         refuse(where, path, f"grid keys must be strings, got {yaml_type(key)}")
     if key in ("seed", "train.seed"):
@@ -99,7 +99,7 @@ def parse_grid(where: str, grid: Any, base: dict[str, dict],
         seen: dict[str, str] = {}
         for key, vals in block.items():
             kpath = f"{bpath}.{key}"
-            canon = _canonical_key(where, kpath, key, factory)
+            canon = canonical_key(where, kpath, key, factory)
             if canon in seen:
                 refuse(where, kpath, f"same field as {bpath}.{seen[canon]}")
             seen[canon] = key
@@ -124,23 +124,29 @@ def parse_grid(where: str, grid: Any, base: dict[str, dict],
     return blocks
 
 
-def check_size(where: str, blocks: list[Block], seeds: tuple[int, ...]) -> None:
-    per_seed = sum(math.prod(len(values) for values in block.values) for block in blocks)
+def check_size(where: str, blocks: list[Block], seeds: tuple[int, ...], samples: int = 1) -> None:
+    per_seed = sum(math.prod(len(values) for values in block.values) for block in blocks) * samples
     total = per_seed * len(seeds)
     if total > MAX_TRIALS:
-        refuse(where, "grid", f"expands to {total:,} trials ({per_seed:,} per seed x {len(seeds)} "
-                f"seeds); a sweep runs at most {MAX_TRIALS:,}: split it into several "
+        draws = f", {samples:,} search draws each" if samples > 1 else ""
+        refuse(where, "grid", f"expands to {total:,} trials ({per_seed:,} per seed{draws} x "
+                f"{len(seeds)} seeds); a sweep runs at most {MAX_TRIALS:,}: split it into several "
                 "spaces or narrow the value lists")
 
 
 def expand(where: str, blocks: list[Block], base: dict[str, dict],
-            seeds: tuple[int, ...]) -> list[TrialSpec]:
+            seeds: tuple[int, ...], draws: Optional[list[dict[str, Any]]] = None
+            ) -> list[TrialSpec]:
+    """Every grid cell x search draw (``space.search``; none: one empty draw) x seed."""
     # Grid keys beyond the three every name has: params by dotted name, names compactly.
     extra: list[str] = []
     for block in blocks:
         for _, canon in block.keys:
             if canon not in AXIS_KEYS and canon not in extra:
                 extra.append(canon)
+    # Searched keys are params too; a trial's name says its draw's number, not its values.
+    searched = list(draws[0]) if draws else []
+    draw_width = len(str(len(draws) - 1)) if draws else 0
 
     base_error = _validation_error(base)
     trials: list[TrialSpec] = []
@@ -152,18 +158,20 @@ def expand(where: str, blocks: list[Block], base: dict[str, dict],
     # still holds one complete replicate.
     for seed in seeds:
         for block in blocks:
-            for combo in itertools.product(*block.values):
+            for combo, (index, draw) in itertools.product(itertools.product(*block.values),
+                                                          enumerate(draws or [{}])):
                 merged = {section: dict(values) for section, values in base.items()}
-                for (_, canon), value in zip(block.keys, combo):
+                for canon, value in [*zip((c for _, c in block.keys), combo), *draw.items()]:
                     section, _, name = canon.partition(".")
                     merged[section][name] = value
                 merged["train"]["seed"] = seed
                 try:
                     config = TrialConfig.from_dict(merged)
                 except SchemaError as err:
-                    _report_trial_error(where, err, block, combo, base_error)
-                params = _params(config, extra)
-                tname = _trial_name(params, extra, config.model.factory)
+                    _report_trial_error(where, err, block, combo, base_error, draw)
+                params = _params(config, extra + searched)
+                tname = _trial_name(params, extra, config.model.factory,
+                                    f"draw{index:0{draw_width}d}" if draws else None)
                 if length_problem("trial name", tname):  # a directory name: see MAX_NAME_LENGTH
                     refuse(where, block.path, length_problem("trial name", tname))
                 key = config
@@ -189,9 +197,12 @@ def _validation_error(base: dict[str, dict]) -> Optional[str]:
 
 
 def _report_trial_error(where: str, err: SchemaError, block: Block, combo: tuple,
-                        base_error: Optional[str]) -> NoReturn:
+                        base_error: Optional[str], draw: Optional[dict[str, Any]] = None
+                        ) -> NoReturn:
     """Name the place in the file that caused ``TrialConfig.from_dict``'s error."""
     path = err.path
+    if draw and path in draw:
+        refuse(where, f"search.keys.{path}", f"drew {value_text(draw[path])}: {err.problem}")
     for (key, canon), value in zip(block.keys, combo):
         if path == canon or path.startswith((canon + "[", canon + ".")):
             refuse(where, f"{block.path}.{key}{path[len(canon):]}", err.problem)
@@ -234,7 +245,8 @@ def _name_part(value: Any) -> str:
     return value_text(value) if isinstance(value, float) else str(value)
 
 
-def _trial_name(params: dict[str, Any], extra: list[str], factory: Optional[str] = None) -> str:
+def _trial_name(params: dict[str, Any], extra: list[str], factory: Optional[str] = None,
+                draw: Optional[str] = None) -> str:
     if factory is not None:
         parts = [factory.rpartition(":")[2]]  # resnet20-width16-s0
     else:
@@ -250,5 +262,7 @@ def _trial_name(params: dict[str, Any], extra: list[str], factory: Optional[str]
             parts.append(f"{short}{_name_part(value)}")
         else:
             parts.append(f"{short}_{_name_part(value)}")
+    if draw is not None:
+        parts.append(draw)
     parts.append(f"s{params['seed']}")
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", "-".join(str(p) for p in parts))

@@ -22,7 +22,7 @@ import yaml
 
 from ninsweep.errors import ConfigError
 from ninsweep.fmt import one_line
-from ninsweep.space.grid import Block, check_size, expand, parse_grid
+from ninsweep.space.grid import Block, canonical_key, check_size, expand, parse_grid
 from ninsweep.space.schema import (
     SECTIONS,
     SpaceFile,
@@ -35,6 +35,7 @@ from ninsweep.space.schema import (
     refuse,
     yaml_type,
 )
+from ninsweep.space.search import Search
 from ninsweep.user_code import code_path, keyword_problem, load_callable
 
 SPACE_SUFFIXES = (".yaml", ".yml")
@@ -123,15 +124,46 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
             refuse(where, "name", name_problem(name))
     base = {section: dict(getattr(top, section)) for section in SECTIONS}
     blocks = parse_grid(where, top.grid, base, _names_factory(raw, base))
-    check_size(where, blocks, top.seeds)
-    trials = expand(where, blocks, base, top.seeds)
+    draws = searched_draws(where, top.search, blocks, base, _names_factory(raw, base))
+    check_size(where, blocks, top.seeds, len(draws) if draws else 1)
+    trials = expand(where, blocks, base, top.seeds, draws)
     check_trial_devices(trials, top.resources.gpus, "train.device", where)
     code = _check_factories(where, blocks, trials)
     check_objective_split(trials, top.objective.metric, where, "objective.metric")
+    if top.scheduler is not None:
+        metric = top.scheduler.metric_for(top.objective.metric)
+        check_objective_split(trials, metric, where, "scheduler")
     carried = {key: getattr(top, key) for key in SpaceKeys.model_fields}
     return SweepSpec.model_construct(**{**carried, "name": name,
                                         "description": top.description.strip()},
                                      source=where, raw=raw, trials=tuple(trials), code=code)
+
+
+def searched_draws(where: str, search: Optional[Search], blocks: list[Block],
+                   base: dict[str, dict], factory: bool) -> Optional[list[dict[str, Any]]]:
+    """The search's draws by canonical key (``train.lr``), after checking that each key is a
+    config field that neither the grid nor a section sets; None without a search."""
+    if search is None:
+        return None
+    gridded = {canon: f"{block.path}.{key}" for block in blocks for key, canon in block.keys}
+    canonical: dict[str, str] = {}
+    for key in search.keys:
+        path = f"search.keys.{key}"
+        canon = canonical_key(where, path, key, factory)
+        if canon in gridded:
+            refuse(where, path, f"also a grid key ({gridded[canon]}): a key is either a factor "
+                   "of the grid or searched, not both")
+        section, _, name = canon.partition(".")
+        if name in base[section]:
+            refuse(where, path, f"also set in the {section} section; search it or fix it there")
+        if canon in canonical.values():
+            refuse(where, path, "same field as another searched key")
+        canonical[key] = canon
+    try:
+        draws = search.draws()
+    except ValueError as err:  # fewer distinct values than samples
+        refuse(where, "search.samples", str(err))
+    return [{canonical[k]: v for k, v in draw.items()} for draw in draws]
 
 
 def _names_factory(raw: dict[str, Any], base: dict[str, dict]) -> bool:

@@ -41,6 +41,7 @@ from ninsweep.metrics import (
     VAL_METRICS,
     is_accuracy,
 )
+from ninsweep.space.search import Scheduler, Search
 
 MANIFEST_FORMAT = 1
 # The one key of Tune's param space, so of Ray's params.json: {"trial": {name, params, config}}.
@@ -208,6 +209,8 @@ class SpaceKeys(Schema):
     failure: Failure = Failure()
     objective: Objective = Objective()  # absent in manifests older than objectives
     trackers: Trackers = ()  # names from TRACKERS
+    search: Optional[Search] = None  # keys drawn from distributions (space.search)
+    scheduler: Optional[Scheduler] = None  # early stopping on the validation split
 
 
 class SpaceFile(SpaceKeys):
@@ -237,6 +240,7 @@ class SpaceFile(SpaceKeys):
 
 
 TOP_LEVEL_KEYS = tuple(SpaceFile.model_fields)
+OPTIONAL_KEYS = ("search", "scheduler")  # written to the manifest only when a space has them
 
 
 class TrialSpec(Schema):
@@ -372,7 +376,11 @@ class SweepSpec(SpaceKeys):
     def to_manifest(self) -> dict[str, Any]:
         """The JSON-serialisable record of the sweep (``Manifest``), read back by
         ``from_manifest``. The caller (sweep) adds ``created`` and ``experiment_name``."""
-        return {"format": MANIFEST_FORMAT, **self.model_dump(mode="json")}
+        dumped = self.model_dump(mode="json")
+        for key in OPTIONAL_KEYS:  # absent unless used: a grid's manifest reads as before
+            if dumped.get(key) is None:
+                dumped.pop(key, None)
+        return {"format": MANIFEST_FORMAT, **dumped}
 
     @classmethod
     def from_manifest(cls, manifest: Any, where: str = MANIFEST_FILE) -> "SweepSpec":

@@ -33,6 +33,7 @@ from ninsweep.experiment_dir import (
     LIVE_STATUSES,
     PENDING,
     RUNNING,
+    STOPPED,
     TRIAL_LOG,
 )
 from ninsweep.fmt import clock, last_line
@@ -42,6 +43,7 @@ from ninsweep.metrics import (
     EPOCH_TIME_S,
     IMAGES_PER_S,
     RESTORED,
+    STOPPED_EARLY,
     TEST_ACC,
     TEST_LOSS,
     TIME_TOTAL_S,
@@ -92,8 +94,10 @@ class SweepProgress(Callback):
     """One line per epoch, a bar or a periodic status table, and an ETA for the sweep."""
 
     def __init__(self, console: Console, planned: dict[str, int],
-                 started_at: Optional[float] = None, table_every_s: float = 60.0):
+                 started_at: Optional[float] = None, table_every_s: float = 60.0,
+                 scheduler: Optional[str] = None):
         self.console = console
+        self.scheduler = scheduler  # the label of the space's scheduler (ASHA), if any
         self.planned = dict(planned)  # trial name -> epochs, every trial of the sweep
         self.started_at = started_at or time.time()
         self.table_every_s = table_every_s
@@ -102,6 +106,7 @@ class SweepProgress(Callback):
         self._latest: dict[str, dict[str, Any]] = {}
         self._epochs: dict[str, int] = {}
         self._errored: set[str] = set()
+        self._stopped: set[str] = set()  # stopped early by the scheduler
         self._statuses: dict[str, str] = {}
         self.eta = EtaEstimator()
         self._bar = None
@@ -123,6 +128,8 @@ class SweepProgress(Callback):
     def _status(self, name: str, tune_status: str) -> str:
         if self._epochs.get(name, 0) >= self.planned.get(name, 1):
             return FINISHED
+        if name in self._stopped:
+            return STOPPED
         if name in self._errored or tune_status == "ERROR":
             return ERROR
         if tune_status == "RUNNING":
@@ -145,7 +152,7 @@ class SweepProgress(Callback):
         unstarted = 0
         for name, epochs in self.planned.items():
             status = self._statuses.get(name, PENDING)
-            if status in (FINISHED, ERROR):
+            if status in (FINISHED, STOPPED, ERROR):
                 continue
             remaining += epochs - min(self._epochs.get(name, 0), epochs)
             unstarted += status == PENDING
@@ -153,8 +160,10 @@ class SweepProgress(Callback):
 
     def summary(self) -> str:
         counts = self.counts()
-        done = counts[FINISHED] + counts[ERROR]
+        done = counts[FINISHED] + counts[STOPPED] + counts[ERROR]
         text = f"{done}/{len(self.planned)} done, {counts[RUNNING]} running"
+        if counts[STOPPED]:
+            text += f", {counts[STOPPED]} stopped early"
         left = self.seconds_left()
         if left is not None and done < len(self.planned):
             text += f", ETA {clock(left)}"
@@ -213,6 +222,12 @@ class SweepProgress(Callback):
         if result.get(RESTORED):  # fell back past damaged checkpoints: say so here too
             self.console.line(str(result[RESTORED]))
         self._epochs[name] = max(self._epochs.get(name, 0), int(result.get(EPOCH, 0)))
+        if (self.scheduler and result.get("done")
+                and int(result.get(EPOCH, 0)) < self.planned.get(name, 0)):
+            # Tune marks the result done before the callbacks see it when the scheduler stops
+            # the trial; its JSON logger comes after this callback, so result.json records it.
+            result[STOPPED_EARLY] = 1
+            self._stopped.add(name)
         self.eta.trial_reported(name, result.get(EPOCH_TIME_S), time.time())
         self._update(trials)
         self.console.line(f"{name}: {epoch_line(result, self.planned.get(name, '?'))} | "
@@ -225,7 +240,10 @@ class SweepProgress(Callback):
             return  # said once, in on_trial_result
         self._update(trials)
         self._statuses[name] = self._status(name, "TERMINATED")
-        self.console.line(f"{name}: {self._statuses[name]} | {self.summary()}")
+        status = self._statuses[name]
+        if status == STOPPED:
+            status = f"stopped at epoch {self._epochs.get(name, 0)} by {self.scheduler}"
+        self.console.line(f"{name}: {status} | {self.summary()}")
         self._refresh_bar()
 
     def on_trial_recover(self, iteration, trials, trial, **info):

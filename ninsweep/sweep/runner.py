@@ -28,7 +28,7 @@ from ninsweep.errors import CheckpointError, NinsweepError, Terminated
 from ninsweep.experiment_dir import RESULT_FILE, TUNE_SNAPSHOT_RE, TUNER_FILE, UNREADABLE_SUFFIX
 from ninsweep.fmt import first_line
 from ninsweep.locations import is_uri, join, resolve_storage
-from ninsweep.metrics import CONFIG_ERROR, EPOCH
+from ninsweep.metrics import CONFIG_ERROR, EPOCH, STOPPED_EARLY
 from ninsweep.space.schema import TRIAL_KEY, SweepSpec, check_experiment_name, tracker_names
 from ninsweep.storage import (
     check_storage_for_cluster,
@@ -46,6 +46,7 @@ from ninsweep.sweep.logs import DriverLog, with_trial_log
 from ninsweep.sweep.preflight import check_trials
 from ninsweep.sweep.progress import SweepProgress
 from ninsweep.sweep.ray_cluster import check_schedulable, count_nodes, start_ray
+from ninsweep.sweep.schedulers import make_scheduler
 from ninsweep.sweep.trackers import TensorBoardLogger, activate, active, factors, make_trackers
 from ninsweep.sweep.trainable import make_trainable
 
@@ -59,10 +60,11 @@ class SweepOutcome:
     wall_time_s: float
     config_errors: int = 0  # of the errored: a configuration that cannot run (not retried)
     terminated: bool = False  # stopped by SIGTERM rather than Ctrl-C
+    stopped: int = 0  # stopped early by the space's scheduler (not finished, not errored)
 
     @property
     def interrupted(self) -> bool:
-        return self.finished + self.errored < self.total
+        return self.finished + self.stopped + self.errored < self.total
 
     @property
     def exit_code(self) -> int:
@@ -171,7 +173,9 @@ def _fit_new(spec: SweepSpec, storage: str, name: str, console: Console,
         # to 27 s on 2 cores.
         tune_config=tune.TuneConfig(trial_name_creator=tune_state.trial_dirname,
                                     trial_dirname_creator=tune_state.trial_dirname,
-                                    reuse_actors=True),
+                                    reuse_actors=True, scheduler=make_scheduler(spec),
+                                    max_concurrent_trials=(spec.search.max_concurrent
+                                                           if spec.search else None)),
         run_config=_run_config(spec, name, storage, callbacks),
     )
     return _fit(tuner, experiment, spec, started_at, sigterm)
@@ -182,7 +186,8 @@ def _callbacks(spec: SweepSpec, experiment: str, name: str, console: Console,
     """Progress, TensorBoard and the trackers, built (and checked) before Ray starts; also
     what the pickled callbacks resolve to when this run restores the experiment."""
     progress = SweepProgress(console, {t.name: t.config.train.epochs for t in spec.trials},
-                            started_at=started_at)
+                             started_at=started_at,
+                             scheduler=spec.scheduler.label if spec.scheduler else None)
     tensorboard = TensorBoardLogger(factors(t.params for t in spec.trials))
     trackers = make_trackers(tracker_names(spec.trackers, more_trackers), experiment, name)
     activate(progress=progress, tensorboard=tensorboard, trackers=trackers)
@@ -370,7 +375,7 @@ def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float,
     stopped trials TERMINATED although they never trained all their epochs, and a trial with
     a configuration error ends TERMINATED on purpose (so that Tune does not retry it)."""
     planned = {trial.name: trial.config.train.epochs for trial in spec.trials}
-    finished = errored = config_errors = 0
+    finished = errored = config_errors = stopped = 0
     for result in grid:
         name = result.config[TRIAL_KEY]["name"]
         metrics = result.metrics or {}
@@ -379,8 +384,10 @@ def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float,
             config_errors += 1
         elif metrics.get(EPOCH, 0) >= planned[name]:
             finished += 1
+        elif metrics.get(STOPPED_EARLY):
+            stopped += 1
         elif result.error is not None:
             errored += 1
     return SweepOutcome(experiment_dir=experiment, total=len(spec.trials), finished=finished,
                         errored=errored, wall_time_s=time.time() - started_at,
-                        config_errors=config_errors, terminated=terminated)
+                        config_errors=config_errors, terminated=terminated, stopped=stopped)

@@ -251,7 +251,7 @@ def test_the_end_of_a_run_refreshes_an_epoch_csv_an_export_left_in_the_experimen
     last = json.loads(result.read_text().splitlines()[-1])
     result.write_text(result.read_text() + json.dumps({**last, "epoch": last["epoch"] + 1,
                                                        "test_acc": 0.875}) + "\n")
-    outcome = SimpleNamespace(experiment_dir=str(experiment), finished=2, total=2, errored=0,
+    outcome = SimpleNamespace(experiment_dir=str(experiment), finished=2, total=2, errored=0, stopped=0,
                               wall_time_s=1.0, interrupted=False, terminated=False,
                               config_errors=0, exit_code=0)
     capsys.readouterr()
