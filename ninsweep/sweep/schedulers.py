@@ -1,4 +1,4 @@
-"""The space's ``scheduler:`` as Ray Tune's own trial scheduler (ASHA, HyperBand, median).
+"""The space's ``scheduler:`` as Ray Tune's own trial scheduler (ASHA, median stopping).
 
 Every scheduler judges trials by the epoch they report (``time_attr``), not by Tune's count of
 reports: a restored trial re-reports epochs from its checkpoint, which would count twice.
@@ -12,7 +12,6 @@ from typing import Optional
 
 from ray.tune.schedulers import (
     ASHAScheduler,
-    HyperBandScheduler,
     MedianStoppingRule,
     TrialScheduler,
 )
@@ -34,8 +33,5 @@ def make_scheduler(spec: SweepSpec) -> Optional[TrialScheduler]:
                              grace_period=min(sched.grace_period, max_t),
                              reduction_factor=sched.reduction_factor,
                              brackets=sched.brackets)
-    if sched.algorithm == "hyperband":
-        return HyperBandScheduler(time_attr=EPOCH, metric=metric, mode=mode, max_t=max_t,
-                                  reduction_factor=sched.reduction_factor)
     return MedianStoppingRule(time_attr=EPOCH, metric=metric, mode=mode,
                               grace_period=sched.grace_period, min_samples_required=3)
