@@ -289,6 +289,16 @@ class _Layout:
         return out
 
 
+def seed_paired_residual(data: pd.DataFrame) -> tuple[float, int, bool]:
+    """(residual sum of squares, residual df, whether any seed ran in two configs) of the fit of
+    a ``design()``'s trials on one indicator per config and per seed: the seed-paired noise."""
+    if data.empty:
+        return math.nan, 0, False
+    layout = _Layout(data, ["config"])
+    fit = layout.fit(frozenset(range(len(layout.count))), paired=True)
+    return fit.rss, fit.df, fit.shared_seeds
+
+
 def _describe_contexts(contexts: list[tuple], others: list[str], levels: dict[str, list[str]]) -> str:
     """Name the part of the design a comparison uses.
 
