@@ -21,7 +21,11 @@ whatever the looks decide about stopping (``ERROR_RATE``). A look decides:
 - "undecided": neither (or fewer than ``min_seeds`` paired seeds yet).
 
 The first decision stands (a later look does not overturn it). Each comparison is one test
-at alpha: for a family of m comparisons with a family-wise rate, pass alpha / m.
+at alpha: for a family of m comparisons with a family-wise rate, pass alpha / m. The t-interval
+assumes the per-seed differences are independent and normal. The look at n seeds uses the
+first n seeds (by number) that finished in every cell of the comparison; a seed that finishes
+late (a failed trial rerun) reorders them and adds a look the plan did not spend for, so the
+sweep should rerun a failed seed before adding the next.
 
 Planning (``seeds_needed``)
 ---------------------------
