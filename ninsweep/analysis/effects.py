@@ -34,8 +34,17 @@ effects, interactions, baseline comparisons) with Holm's method (``analysis.holm
 the config table uses). The fit solves the normal equations with the seeds absorbed, a
 cells x cells system, instead of forming the trials x (cells + seeds) design matrix that
 statsmodels' OLS would take: the tests check the two agree. Intervals are clipped to what a
-difference of two accuracies can be, [-100, 100] points. With one seed per cell there is
-no residual variance: the effect is given, its interval and p-value are not.
+difference of two accuracies can be, [-100, 100] points.
+
+With one seed per cell there is no replicate to measure noise by. In a full factorial of two
+or more factors the main effects then rest on the design's own replication: the additive
+(main-effects) model is fitted with every interaction pooled as error, and each main effect
+gets Student's t on the pooled residual df (``interval_method`` "pooled interactions
+(df=4)" for a 2^3) -- valid when the interactions are negligible; a real one enters the
+error and widens the intervals. ``unreplicated="lenth"`` uses Lenth's pseudo standard error
+instead (two-level designs only; it assumes few effects are real, not that interactions are
+zero). A single factor has no interaction to pool: its effect is given, its interval and
+p-value are not. Interactions of an unreplicated design get no interval either.
 
 The reference level of a factor is the library default when the grid has it (relu, no
 BatchNorm, keras init, lr 0.1), else the first value in the grid's order.
@@ -50,7 +59,16 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 import pandas as pd
 
-from ninsweep.analysis.stats import CI_LEVEL, clip_interval, holm, t_quantile, t_two_sided_p
+from ninsweep.analysis.stats import (
+    CI_LEVEL,
+    additive_ols,
+    clip_interval,
+    holm,
+    lenth_df,
+    lenth_pse,
+    t_quantile,
+    t_two_sided_p,
+)
 from ninsweep.analysis.tabulate import TRIAL_COLUMNS, objective_of
 from ninsweep.config import DataConfig, ModelConfig, TrainConfig
 from ninsweep.errors import NinsweepError
@@ -69,11 +87,30 @@ BASELINE = "baseline"
 CONFIG_FACTOR = "config"  # the ``factor`` of a row comparing whole configs
 
 EFFECT_COLUMNS = ["kind", "factor", "level", "baseline", "effect_pct", "ci_low_pct", "ci_high_pct",
-                  "p", "p_holm", "n", "n_level", "n_baseline", "contexts", "paired", "df", "over", "note"]
+                  "p", "p_holm", "n", "n_level", "n_baseline", "contexts", "paired", "df", "over", "note",
+                  "interval_method"]
 
 NOTE_ONE_SEED = "one seed per cell: no interval"
 NOTE_NO_CONTEXT = "no context holds both levels"
 NOTE_FLAT = "zero variance: no interval"
+
+# What an interval rests on (column ``interval_method``): the seeds, or for one seed per cell
+# the pooled interactions / Lenth's PSE (``main_effects(unreplicated=...)``).
+INTERVAL_SEEDS = "seeds"
+POOLED = "pooled"
+LENTH = "lenth"
+POOLED_ASSUMPTION = ("one seed per cell: the interval rests on the interactions pooled as error "
+                     "and assumes they are negligible (a real interaction widens it)")
+LENTH_ASSUMPTION = ("one seed per cell: the interval rests on Lenth's pseudo standard error of "
+                    "all the design's contrasts and assumes few of them are real (effect sparsity)")
+
+
+def pooled_method(df: int) -> str:
+    return f"pooled interactions (df={df})"
+
+
+def lenth_method(m: int) -> str:
+    return f"Lenth PSE (df={lenth_df(m):.3g})"
 
 
 # --------------------------------------------------------------------------- design
@@ -234,12 +271,13 @@ class _Layout:
                 chosen, paired = with_seeds, True
         estimate = float(vector @ chosen.coef)
         out = {"n": chosen.n, "paired": paired, "effect_pct": estimate, "ci_low_pct": np.nan,
-               "ci_high_pct": np.nan, "p": np.nan, "df": chosen.df, "note": "",
+               "ci_high_pct": np.nan, "p": np.nan, "df": chosen.df, "note": "", "interval_method": "",
                "n_level": int(sum(self.count[self.code[c]] for c, w in weights.items() if w > 0)),
                "n_baseline": int(sum(self.count[self.code[c]] for c, w in weights.items() if w < 0))}
         if chosen.df < 1:
             out["note"] = NOTE_ONE_SEED
             return out
+        out["interval_method"] = INTERVAL_SEEDS
         variance = chosen.rss / chosen.df * float(vector @ chosen.gram_pinv @ vector)
         if not variance > 1e-12 * max(1.0, estimate ** 2):
             out.update(note=NOTE_FLAT, ci_low_pct=estimate, ci_high_pct=estimate)
@@ -249,6 +287,16 @@ class _Layout:
         out["p"] = float(t_two_sided_p(estimate / se, chosen.df))
         out["ci_low_pct"], out["ci_high_pct"] = clip_interval(estimate - half, estimate + half, self.bounds)
         return out
+
+
+def seed_paired_residual(data: pd.DataFrame) -> tuple[float, int, bool]:
+    """(residual sum of squares, residual df, whether any seed ran in two configs) of the fit of
+    a ``design()``'s trials on one indicator per config and per seed: the seed-paired noise."""
+    if data.empty:
+        return math.nan, 0, False
+    layout = _Layout(data, ["config"])
+    fit = layout.fit(frozenset(range(len(layout.count))), paired=True)
+    return fit.rss, fit.df, fit.shared_seeds
 
 
 def _describe_contexts(contexts: list[tuple], others: list[str], levels: dict[str, list[str]]) -> str:
@@ -283,14 +331,28 @@ def _contexts_with(layout: _Layout, factors: list[str], others: list[str],
     return [ctx for ctx in candidates if all(layout.has(cell(ctx, combo)) for combo in combos)]
 
 
-def main_effects(trials: pd.DataFrame, alpha: float = 1 - CI_LEVEL) -> pd.DataFrame:
-    """One row per factor level against the factor's reference level (``EFFECT_COLUMNS``)."""
-    data, levels = design(trials)
+class Comparison(NamedTuple):
+    """A main effect as a contrast of cells: level minus reference, averaged over ``contexts``.
+
+    ``weights``: cell (a tuple of levels, in the order of the design's factors) -> weight;
+    +1/len(contexts) for the level's cells, -1/len(contexts) for the reference's.
+    """
+
+    factor: str
+    level: str
+    baseline: str
+    contexts: list[tuple]
+    weights: dict[tuple, float]
+    over: str
+
+
+def main_comparisons(data: pd.DataFrame, levels: dict[str, list[str]]) -> list[Comparison]:
+    """Every main effect of a ``design()``: each factor's levels against its reference."""
     factors = list(levels)
     if not factors:
-        return _finish([])
+        return []
     layout = _Layout(data, factors)
-    rows = []
+    out = []
     for factor in factors:
         others = [f for f in factors if f != factor]
         ref = levels[factor][0]
@@ -301,9 +363,105 @@ def main_effects(trials: pd.DataFrame, alpha: float = 1 - CI_LEVEL) -> pd.DataFr
                 for lev, sign in ((level, 1.0), (ref, -1.0)):
                     assign = {**dict(zip(others, ctx)), factor: lev}
                     weights[tuple(assign[f] for f in factors)] = sign / len(contexts)
-            rows.append(_row(MAIN, factor, level, ref, layout, weights, alpha, contexts,
-                             _describe_contexts(contexts, others, levels)))
+            out.append(Comparison(factor, level, ref, contexts, weights,
+                                  _describe_contexts(contexts, others, levels)))
+    return out
+
+
+def main_effects(trials: pd.DataFrame, alpha: float = 1 - CI_LEVEL,
+                 unreplicated: str = POOLED) -> pd.DataFrame:
+    """One row per factor level against the factor's reference level (``EFFECT_COLUMNS``).
+
+    ``unreplicated``: the interval of a full factorial with one seed per cell, ``POOLED``
+    (the interactions pooled as error) or ``LENTH`` (Lenth's PSE; two-level factors only).
+    """
+    if unreplicated not in (POOLED, LENTH):
+        raise ValueError(f"unreplicated={unreplicated!r}: expected {POOLED!r} or {LENTH!r}")
+    data, levels = design(trials)
+    factors = list(levels)
+    if not factors:
+        return _finish([])
+    layout = _Layout(data, factors)
+    rows = [_row(MAIN, c.factor, c.level, c.baseline, layout, c.weights, alpha, c.contexts, c.over)
+            for c in main_comparisons(data, levels)]
+    if _is_unreplicated_factorial(data, levels):
+        fill = _lenth_rows if unreplicated == LENTH else _pooled_rows
+        fill(rows, data, levels, alpha, layout.bounds)
+    elif unreplicated == LENTH and (data.groupby(factors).size() == 1).all():
+        raise NinsweepError("Lenth's PSE needs a full factorial of two-level factors with one seed per cell")
     return _finish(rows)
+
+
+def _is_unreplicated_factorial(data: pd.DataFrame, levels: dict[str, list[str]]) -> bool:
+    """Two or more factors, every cell of their full factorial ran, each exactly once."""
+    factors = list(levels)
+    counts = data.groupby(factors).size()
+    full = int(np.prod([len(v) for v in levels.values()]))
+    return len(factors) >= 2 and len(counts) == full and bool((counts == 1).all())
+
+
+def additive_model(data: pd.DataFrame, levels: dict[str, list[str]]) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """The additive model's design matrix (intercept, then treatment dummies of each level
+    against its factor's reference) and the (factor, level) of each dummy column."""
+    columns: list[tuple[str, str]] = [(f, lev) for f, values in levels.items() for lev in values[1:]]
+    X = np.ones((len(data), 1 + len(columns)))
+    for j, (f, lev) in enumerate(columns, start=1):
+        X[:, j] = (data[f].to_numpy() == lev).astype(float)
+    return X, columns
+
+
+def _pooled_rows(rows: list[dict[str, Any]], data: pd.DataFrame, levels: dict[str, list[str]],
+                 alpha: float, bounds: tuple[float, float]) -> None:
+    """Intervals of main effects from the additive model, the interactions pooled as error.
+
+    In a full factorial with one trial per cell the additive model's dummy coefficient is
+    the equal-weight average effect the rows already hold; only its interval is new.
+    """
+    X, columns = additive_model(data, levels)
+    coef, se, df = additive_ols(X, data["y"].to_numpy(float))
+    if df < 1:
+        return
+    t = float(t_quantile(1 - alpha / 2, df))
+    for row in rows:
+        j = 1 + columns.index((row["factor"], row["level"]))
+        _set_interval(row, float(coef[j, 0]), float(se[j, 0]), t, df, pooled_method(df), bounds)
+
+
+def _lenth_rows(rows: list[dict[str, Any]], data: pd.DataFrame, levels: dict[str, list[str]],
+                alpha: float, bounds: tuple[float, float]) -> None:
+    """Intervals of main effects from Lenth's PSE of all 2^k - 1 factorial contrasts."""
+    if any(len(v) != 2 for v in levels.values()):
+        raise NinsweepError("Lenth's PSE needs two-level factors: "
+                            + ", ".join(f"{f} has {len(v)} levels" for f, v in levels.items() if len(v) != 2))
+    signs = np.column_stack([np.where(data[f].to_numpy() == v[1], 1.0, -1.0) for f, v in levels.items()])
+    contrasts, mains = two_level_contrasts(signs, data["y"].to_numpy(float))
+    m = len(contrasts)
+    pse = float(lenth_pse(contrasts)[0])
+    df = lenth_df(m)
+    t = float(t_quantile(1 - alpha / 2, df))
+    for row, j in zip(rows, mains):
+        _set_interval(row, float(contrasts[j, 0]), pse, t, df, lenth_method(m), bounds)
+
+
+def two_level_contrasts(signs: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Every factorial contrast of a 2^k design, mean at + minus mean at -: ((2^k - 1) x S,
+    the rows of the k main effects). ``signs``: n x k of +-1 (+1: the level, -1: the reference)."""
+    n, k = signs.shape
+    Y = np.asarray(Y, dtype=float).reshape(n, -1)
+    subsets = [s for size in range(1, k + 1) for s in itertools.combinations(range(k), size)]
+    columns = np.column_stack([np.prod(signs[:, list(s)], axis=1) for s in subsets])
+    return (columns.T @ Y) * (2.0 / n), [subsets.index((i,)) for i in range(k)]
+
+
+def _set_interval(row: dict[str, Any], estimate: float, se: float, t: float, df: float,
+                  method: str, bounds: tuple[float, float]) -> None:
+    # The additive model has no seed indicators (one seed per cell): the rows are unpaired.
+    row.update(effect_pct=estimate, df=df, interval_method=method, note="", paired=False)
+    if not se > 1e-12 * max(1.0, abs(estimate)):
+        row.update(note=NOTE_FLAT, ci_low_pct=estimate, ci_high_pct=estimate)
+        return
+    row["p"] = float(t_two_sided_p(estimate / se, df))
+    row["ci_low_pct"], row["ci_high_pct"] = clip_interval(estimate - t * se, estimate + t * se, bounds)
 
 
 def interactions(trials: pd.DataFrame, alpha: float = 1 - CI_LEVEL) -> pd.DataFrame:
@@ -369,14 +527,15 @@ def _finish(rows: list[dict[str, Any]]) -> pd.DataFrame:
         df[col] = df[col].fillna(0).astype(int)
     df["paired"] = df["paired"].fillna(False).astype(bool)
     df["note"] = df["note"].fillna("")
+    df["interval_method"] = df["interval_method"].astype(object).fillna("")
     df["p_holm"] = holm(df["p"].to_numpy(float))
     return df
 
 
 def effects_table(trials: pd.DataFrame, baseline: Optional[str] = None,
-                  alpha: float = 1 - CI_LEVEL) -> pd.DataFrame:
+                  alpha: float = 1 - CI_LEVEL, unreplicated: str = POOLED) -> pd.DataFrame:
     """Main effects, then interactions, then (with ``baseline``) each config against it."""
-    parts = [main_effects(trials, alpha), interactions(trials, alpha)]
+    parts = [main_effects(trials, alpha, unreplicated), interactions(trials, alpha)]
     if baseline is not None:
         parts.append(against_baseline(trials, baseline, alpha))
     parts = [p for p in parts if not p.empty]

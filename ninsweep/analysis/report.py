@@ -23,7 +23,15 @@ from typing import Callable, Mapping, Optional
 import numpy as np
 import pandas as pd
 
-from ninsweep.analysis.effects import BASELINE, INTERACTION, MAIN, design_summary, effects_table
+from ninsweep.analysis.effects import (
+    BASELINE,
+    INTERACTION,
+    LENTH_ASSUMPTION,
+    MAIN,
+    POOLED_ASSUMPTION,
+    design_summary,
+    effects_table,
+)
 from ninsweep.analysis.figures import (
     FIG_EFFECTS,
     FIG_FINAL_ACC,
@@ -298,6 +306,7 @@ def _effects_markdown(trials: pd.DataFrame, effects: pd.DataFrame, figures: dict
             "combination). 95% CI and p: Student's t on an OLS fit of the trials involved, "
             "paired by seed where seeds are shared (*paired*); p (Holm): adjusted over the main "
             "effects.", ""]
+    out += _unreplicated_note(main)
     if figures.get(FIG_EFFECTS):
         caption = ("Factor effects: each level against its factor's reference, 95% CI; "
                    "interactions below the line. Zero: no effect.")
@@ -319,6 +328,17 @@ def _effects_markdown(trials: pd.DataFrame, effects: pd.DataFrame, figures: dict
     if len(unsupported):
         pairs = "; ".join(f"{r.factor}: {r.level}" for r in unsupported.itertuples())
         out += [f"Not estimable from this design (the four cells never ran together): {pairs}.", ""]
+    return out
+
+
+def _unreplicated_note(main: pd.DataFrame) -> list[str]:
+    """Which main-effect intervals rest on something other than the seeds, and its assumption."""
+    out = []
+    for prefix, assumption in (("pooled", POOLED_ASSUMPTION), ("Lenth", LENTH_ASSUMPTION)):
+        rows = main[main["interval_method"].str.startswith(prefix)]
+        if len(rows):
+            names = ", ".join(dict.fromkeys(rows["factor"]))
+            out += [f"**{rows['interval_method'].iloc[0]}** for {names}: {assumption}.", ""]
     return out
 
 

@@ -37,6 +37,9 @@ STATUS_EXAMPLES = """examples:
 EXPORT_EXAMPLES = """examples:
   ninsweep export ~/ninsweep-results/lab4                   # results.csv, results-configs.csv
   ninsweep export ~/ninsweep-results/lab4 --per-epoch -o out/lab4.csv   # + out/lab4-epochs.csv"""
+PLAN_EXAMPLES = """examples:
+  ninsweep plan ~/ninsweep-results/lab4-3seeds --effect 0.3             # power 0.8
+  ninsweep plan ~/ninsweep-results/lab4-3seeds --effect 0.5 --power 0.9"""
 DASHBOARD_EXAMPLES = """examples:
   ninsweep dashboard ~/ninsweep-results/lab4      # then open http://127.0.0.1:8750/
   ninsweep dashboard ~/ninsweep-results           # every experiment in the storage folder
@@ -151,6 +154,19 @@ def _add_sweep_parsers(commands) -> None:
                         help="also report.html beside report.md: the dashboard's views in one "
                              "self-contained file (no network needed to open it)")
     report.set_defaults(handler="ninsweep.cli.results:command_report")
+
+    plan = commands.add_parser(
+        "plan", help="seeds per configuration needed to resolve an effect of a given size",
+        description="Measure an experiment's seed-to-seed SD and say how many seeds per "
+                    "configuration a two-sided t-test needs to detect a difference of --effect "
+                    "(in the objective's difference unit: points for an accuracy) with --power.",
+        epilog=PLAN_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
+    plan.add_argument("experiment", help=EXPERIMENT_HELP)
+    plan.add_argument("--effect", type=float, required=True,
+                      help="the difference to detect, e.g. 0.3 (accuracy points)")
+    plan.add_argument("--power", type=float, default=None, help="default 0.8")
+    plan.add_argument("--alpha", type=float, default=None, help="two-sided level, default 0.05")
+    plan.set_defaults(handler="ninsweep.cli.plan:command_plan")
 
     dashboard = commands.add_parser(
         "dashboard", help="a live, read-only web page of experiments",

@@ -220,3 +220,19 @@ def test_report_says_what_chose_the_best_epoch(tmp_path):
     assert "highest validation accuracy" in report.write_report(with_val, tmp_path / "rv").read_text()
     plain = analysis.load_experiment(make_experiment(tmp_path, [{"seed": 0}], name="p"))
     assert "chosen on the test set, so optimistic" in report.write_report(plain, tmp_path / "rp").read_text()
+
+
+def test_report_says_which_intervals_rest_on_pooled_interactions(tmp_path):
+    # An unreplicated 2^3 (one seed per cell): the main effects' intervals pool the interactions.
+    noise = [0.1, -0.2, 0.05, 0.3, -0.1, 0.2, -0.25, 0.0]
+    cells = [(a, bn, i) for a in ("relu", "elu") for bn in (False, True) for i in ("keras", "he")]
+    specs = [{"activation": a, "batchnorm": bn, "init": i, "seed": 0,
+              "final_acc": (80 + 2 * bn + (a == "elu") + e) / 100} for (a, bn, i), e in zip(cells, noise)]
+    md = report.write_report(analysis.load_experiment(make_experiment(tmp_path, specs)), tmp_path / "rep").read_text()
+    effects_section = md.split("## Factor effects", 1)[1].split("\n## ", 1)[0]
+    assert ("**pooled interactions (df=4)** for activation, batchnorm, init: one seed per cell: the "
+            "interval rests on the interactions pooled as error and assumes they are negligible") in effects_section
+    rows = table_rows(md, "### Main effects")
+    assert all(re.search(r"\[-?\d+\.\d\d, -?\d+\.\d\d\]", r) for r in rows[:3]), rows
+    replicated = report.write_report(lab4_experiment(tmp_path / "lab4"), tmp_path / "rep2").read_text()
+    assert "pooled interactions" not in replicated
