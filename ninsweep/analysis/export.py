@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from ninsweep.analysis.effects import effects_table
+from ninsweep.analysis.effects import INTERVAL_SEEDS, effects_table
 from ninsweep.analysis.outputs import check_outputs
 from ninsweep.analysis.results import Experiment
 from ninsweep.analysis.stats import ALPHA
@@ -82,6 +82,10 @@ def export_tables(exp: Experiment, alpha: float = ALPHA, baseline: Optional[str]
     on an unknown baseline. The dashboard and the HTML report show these same tables."""
     trials, configs, sig = tables(exp, alpha)
     effects = effects_table(trials, baseline)
+    if "interval_method" in effects and effects["interval_method"].isin(["", INTERVAL_SEEDS]).all():
+        # Every interval is over seeds (or there is none): the CSV keeps the columns it always
+        # had; the column appears when some interval rests on pooled interactions.
+        effects = effects.drop(columns="interval_method")
     if not configs.empty:
         configs = configs.merge(sig[["config", "diff_vs_best_pct", "p_value", "p_holm", "verdict"]],
                                 on="config", how="left")
