@@ -28,7 +28,7 @@ from ninsweep.config import TrialConfig
 from ninsweep.core.checkpoint import save_checkpoint
 from ninsweep.core.devices import hide_gpus, trial_device
 from ninsweep.core.train import Trainer
-from ninsweep.errors import DeviceError, NinsweepError
+from ninsweep.errors import DeviceError, NinsweepError, TrainingDiverged
 from ninsweep.experiment_dir import (
     ERROR_FILE,
     RESULT_FILE,
@@ -95,7 +95,13 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
                 save_checkpoint(trainer.state_dict(), directory / state_file_name(trainer.epoch))
                 send(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
-        trainer.fit(on_epoch_end=report)
+        try:
+            trainer.fit(on_epoch_end=report)
+        except TrainingDiverged as err:
+            # The same config and seed diverge again from the same checkpoint: a result of
+            # this configuration (a learning rate too large), ended like a config error
+            # without retries; its epochs so far stay in result.json.
+            _record_config_error(trial_dir, name, err)
 
     train_trial.__name__ = "ninsweep_trial"
     return train_trial

@@ -1,0 +1,121 @@
+"""Random search with ASHA through Ray, end to end: the shipped smoke-search space, its driver
+SIGKILLed mid-search and resumed. Checked on disk: every drawn trial once with the values the
+manifest planned, trials stopped early recorded as such in result.json, status, the CSVs and
+the report, and the final table counting only trials that ran every epoch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+
+import pytest
+from ray_support import (
+    cli_env,
+    descendants,
+    kill_pids,
+    needs_netns,
+    ninsweep,
+    reported_records,
+    start_ninsweep,
+    wait_until,
+)
+
+from ninsweep import metrics as M
+from ninsweep.space import load_space, resolve_space_path
+
+
+@pytest.mark.ray
+@needs_netns
+def test_search_with_asha_survives_a_sigkill_and_every_output_says_which_trials_stopped(tmp_path):
+    spec = load_space(resolve_space_path("smoke-search"))
+    planned = {t.name: t.params for t in spec.trials}
+    env = cli_env(tmp_path)
+    experiment = tmp_path / "results" / "smoke-search"
+    log = tmp_path / "run.log"
+    driver = start_ninsweep("run", "smoke-search", "--storage", experiment.parent, env=env, log=log)
+
+    def reported() -> int:
+        return sum(bool(reported_records(experiment / name)) for name in planned)
+
+    wait_until(lambda: reported() >= 4, 300, "four trials reporting", driver, log)
+    ray_processes = descendants(driver.pid)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    kill_pids(ray_processes)
+    assert reported() < len(planned), "the search finished before the kill"
+
+    resumed = ninsweep("resume", experiment, env=env, timeout=400)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-4000:]
+    assert "Traceback" not in output
+
+    # Every drawn trial exactly once, with the values drawn before Ray started: none lost,
+    # none repeated, none added.
+    on_disk = {d.name: json.loads((d / "params.json").read_text())["trial"]["params"]
+               for d in experiment.iterdir() if (d / "params.json").is_file()}
+    assert on_disk == planned
+
+    status = json.loads(ninsweep("status", experiment, "--json", env=env).stdout)
+    counts = status["counts"]
+    assert counts["finished"] + counts["stopped"] == len(planned), counts
+    assert counts["stopped"] >= len(planned) // 2, counts  # ASHA keeps about a third per rung
+    stopped = {t["trial"] for t in status["trials"] if t["status"] == "stopped"}
+    for name in stopped:
+        records = reported_records(experiment / name)
+        assert records[-1].get(M.STOPPED_EARLY) == 1, name
+        assert records[-1][M.EPOCH] < 4, name
+    assert f"{len(planned) - len(stopped)}/{len(planned)} trials finished, {len(stopped)} " \
+           "stopped early, 0 errored" in resumed.stdout
+
+    with open(experiment / "results.csv", newline="") as handle:
+        rows = {row["trial"]: row for row in csv.DictReader(handle)}
+    assert {name for name, row in rows.items() if row["status"] == "stopped"} == stopped
+    with open(experiment / "results-configs.csv", newline="") as handle:
+        configs = list(csv.DictReader(handle))
+    assert sum(int(c["n_stopped"]) for c in configs) == len(stopped)
+    # The final table's n counts only the trials that ran every epoch.
+    assert sum(int(c["n"]) for c in configs) == len(planned) - len(stopped)
+
+    assert ninsweep("report", experiment, env=env).returncode == 0
+    report = (experiment / "report" / "report.md").read_text()
+    assert "**Search:** random search: 4 draws (seed 0) of train.lr ~ loguniform[0.002, 0.08]" in report
+    assert f"{len(stopped)} of {len(planned)} trials were stopped early by the scheduler" in report
+    some = sorted(stopped)[0]
+    epoch = reported_records(experiment / some)[-1][M.EPOCH]
+    assert f"| `{some}` |" in report and f"stopped at epoch {epoch} by ASHA" in report
+
+
+@pytest.mark.ray
+@needs_netns
+def test_a_diverging_trial_ends_once_without_retries_and_keeps_its_epochs(tmp_path):
+    """A learning rate too large is a result of the search, not a fault: the same config and
+    seed diverge again from the same checkpoint, so the trial ends at once (no retry), with
+    one line naming the epoch and the learning rate, and its epochs before stay on disk."""
+    from ray_support import write_space
+
+    space = write_space(tmp_path, """\
+        name: diverge
+        grid:
+          - activation: [relu]
+            batchnorm: [false]
+            train.lr: [0.01, 1000000.0]
+        data: {source: synthetic, synthetic_train_size: 64, synthetic_test_size: 32,
+               synthetic_image_size: 16}
+        train: {epochs: 3, batch_size: 32, lr_milestones: [], threads: 1}
+        resources: {cpus: 1, gpus: 0}
+        failure: {max_retries: 2}
+        """)
+    experiment = tmp_path / "results" / "diverge"
+    result = ninsweep("run", space, "--storage", experiment.parent, env=cli_env(tmp_path),
+                      timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-4000:]
+    assert "1/2 trials finished, 1 errored" in result.stdout
+    assert "failed (attempt" not in output and "Traceback" not in output
+    diverged = next(d for d in experiment.iterdir() if "lr1e+06" in d.name or "lr1000000" in d.name)
+    text = (diverged / "error.txt").read_text()
+    assert text.count("\n") == 1 and "TrainingDiverged" in text and "lower train.lr" in text
+    assert "error, not retried: epoch 1: the training loss is nan" in result.stderr
+    epochs = [r[M.EPOCH] for r in reported_records(diverged)]
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) < 3
