@@ -59,6 +59,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 import pandas as pd
 
+from ninsweep.analysis.results import compared
 from ninsweep.analysis.stats import (
     CI_LEVEL,
     additive_ols,
@@ -69,10 +70,9 @@ from ninsweep.analysis.stats import (
     t_quantile,
     t_two_sided_p,
 )
-from ninsweep.analysis.tabulate import TRIAL_COLUMNS, objective_of
+from ninsweep.analysis.tabulate import TRIAL_COLUMNS, TUNED_PREFIX, objective_of
 from ninsweep.config import DataConfig, ModelConfig, TrainConfig
 from ninsweep.errors import NinsweepError
-from ninsweep.experiment_dir import FINISHED
 from ninsweep.fmt import value_text
 from ninsweep.metrics import is_accuracy
 from ninsweep.space.schema import MODEL_AXES
@@ -119,7 +119,9 @@ def lenth_method(m: int) -> str:
 def factor_columns(trials: pd.DataFrame) -> list[str]:
     """The grid keys of the trial table: activation, batchnorm, init, then the extra keys."""
     fixed = set(TRIAL_COLUMNS)
-    return list(MODEL_AXES) + [c for c in trials.columns if c not in fixed]
+    # A tuned space's stage and chosen values describe how a cell was run, not a factor.
+    return list(MODEL_AXES) + [c for c in trials.columns if c not in fixed and c != "stage"
+                               and not c.startswith(TUNED_PREFIX)]
 
 
 def _default_of(key: str) -> Any:
@@ -138,7 +140,7 @@ def design(trials: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     Only factors with more than one level among the finished trials are returned.
     """
     objective = objective_of(trials)[2]  # final_test_acc_pct unless the space names another
-    done = trials[trials["status"] == FINISHED]
+    done = trials[compared(trials)]
     done = done[np.isfinite(pd.to_numeric(done[objective], errors="coerce").to_numpy(float))]
     data = pd.DataFrame({"y": pd.to_numeric(done[objective], errors="coerce").to_numpy(float),
                          "seed": [value_text(s) for s in done["seed"]],

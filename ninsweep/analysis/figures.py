@@ -23,11 +23,10 @@ from matplotlib.ticker import MaxNLocator
 from ninsweep.analysis.curves import by_epoch, curve_histories, log_axis, off_scale
 from ninsweep.analysis.effects import INTERACTION, MAIN, design
 from ninsweep.analysis.reference import REFERENCE_EPOCHS
-from ninsweep.analysis.results import Experiment
+from ninsweep.analysis.results import Experiment, compared
 from ninsweep.analysis.stats import mean_ci
 from ninsweep.analysis.tabulate import objective_of
 from ninsweep.atomic import write_output
-from ninsweep.experiment_dir import FINISHED
 from ninsweep.metrics import (
     ACCURACY_METRICS,
     EPOCH,
@@ -45,6 +44,7 @@ FIG_TEST_LOSS = "test_loss.png"
 FIG_FINAL_ACC = "final_accuracy.png"
 FIG_EFFECTS = "effects.png"
 FIG_INTERACTIONS = "interactions.png"
+FIG_TUNING = "tuning_curves.png"
 MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p"]
 DPI = 120
 
@@ -177,7 +177,7 @@ def _final_figure(trials, configs, colors, exp):
     k = len(shown)
     fig = _figure(9.0, max(2.8, 0.45 * k + 1.6))
     ax = fig.subplots()
-    finished = trials[trials["status"] == FINISHED]
+    finished = trials[compared(trials)]
     ys = np.arange(k)[::-1]  # the best on top
     lab4 = "report_acc_pct" in shown.columns
     labels_done = set()
@@ -347,6 +347,29 @@ def _interaction_figure(trials: pd.DataFrame, effects: pd.DataFrame, name: str):
         ax.set_visible(False)
     fig.suptitle(f"Two-way interactions ({name})")
     return fig
+
+
+def write_tuning_figure(curves: pd.DataFrame, select_on: str, out: Path) -> Optional[str]:
+    """Each cell's tuning curve: expected best ``select_on`` of k tuning trials, +- 1 sd."""
+    if curves.empty:
+        return None
+    scale = 100.0 if select_on in ACCURACY_METRICS else 1.0
+    cells = list(dict.fromkeys(curves["cell"]))
+    colors = _colors(cells)
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    for cell in cells:
+        rows = curves[curves["cell"] == cell]
+        color, style, marker = colors[cell]
+        mean, sd = rows["expected_best"].to_numpy() * scale, rows["sd"].to_numpy() * scale
+        ax.plot(rows["k"], mean, style, color=color, marker=marker, label=cell)
+        ax.fill_between(rows["k"], mean - sd, mean + sd, color=color, alpha=0.12, linewidth=0)
+    ax.set_xlabel("tuning trials per cell (k)")
+    ax.set_ylabel(f"expected best {select_on}" + (" (%)" if scale == 100.0 else ""))
+    ax.set_title("Tuning curves: expected best validation score of k trials (Dodge et al. 2019)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize="small", ncols=2)
+    return _save(fig, out / FIG_TUNING)
 
 
 def _jitter(n: int) -> np.ndarray:

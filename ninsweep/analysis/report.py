@@ -39,8 +39,10 @@ from ninsweep.analysis.figures import (
     FIG_TEST_ACC,
     FIG_TEST_LOSS,
     FIG_TRAIN_LOSS,
+    FIG_TUNING,
     write_effect_figures,
     write_figures,
+    write_tuning_figure,
 )
 from ninsweep.analysis.outputs import check_outputs
 from ninsweep.analysis.reference import REFERENCE_ACC_PCT, REFERENCE_EPOCHS
@@ -58,6 +60,15 @@ from ninsweep.analysis.tabulate import (
     tables,
 )
 from ninsweep.analysis.text import fmt_ci, fmt_num, fmt_p, fmt_pm, fmt_unfinished
+from ninsweep.analysis.tuning import (
+    chosen_values,
+    describe_rankings,
+    ranking_changes,
+    rankings,
+    tuning_curves,
+    tuning_keys,
+    tuning_scores,
+)
 from ninsweep.atomic import write_output
 from ninsweep.errors import NinsweepError
 from ninsweep.experiment_dir import (
@@ -69,7 +80,7 @@ from ninsweep.experiment_dir import (
     STATUSES,
     STOPPED,
 )
-from ninsweep.fmt import duration, markdown_cell, markdown_table, reason
+from ninsweep.fmt import duration, markdown_cell, markdown_table, reason, value_text
 from ninsweep.metrics import TEST_ACC, VAL_ACC, difference_unit, digits, heading, is_accuracy, long_name
 from ninsweep.space.dry_run import scheduler_line
 from ninsweep.space.schema import SweepSpec
@@ -94,7 +105,7 @@ def write_report(exp: Experiment, out_dir: Optional[os.PathLike | str] = None,
     out = Path(out_dir).expanduser() if out_dir is not None else exp.path / REPORT_DIR
     beside = dict(beside or {})
     names = (REPORT_FILE, FIG_TEST_ACC, FIG_TRAIN_LOSS, FIG_TEST_LOSS, FIG_FINAL_ACC,
-             FIG_EFFECTS, FIG_INTERACTIONS, *beside)
+             FIG_EFFECTS, FIG_INTERACTIONS, FIG_TUNING, *beside)
     if out.exists() and not out.is_dir():
         raise NinsweepError(f"{out}: not a directory (the report needs a folder)")
     check_outputs([out / n for n in names], exp.path,
@@ -108,6 +119,10 @@ def write_report(exp: Experiment, out_dir: Optional[os.PathLike | str] = None,
 
     figures = write_figures(exp, trials, configs, out)
     figures.update(write_effect_figures(exp, trials, effects, out))
+    if exp.spec is not None and exp.spec.tune is not None:
+        tuning = exp.spec.tune
+        curves = tuning_curves(tuning_scores(exp), tuning.budget, tuning.mode)
+        figures[FIG_TUNING] = write_tuning_figure(curves, tuning.select_on, out)
     text = render_markdown(exp, trials, configs, sig, figures, alpha, effects, baseline)
     path = out / REPORT_FILE
     write_output(path, text)
@@ -178,6 +193,10 @@ def render_markdown(exp: Experiment, trials: pd.DataFrame, configs: pd.DataFrame
     if exp.is_lab4:
         md += ["## Against the lab report", ""]
         md += _reference_markdown(configs, trials) + _pooling_markdown(exp)
+
+    if exp.spec is not None and exp.spec.tune is not None:
+        md += ["## Per-cell tuning", ""]
+        md += _tuning_markdown(exp, figures.get(FIG_TUNING))
 
     md += ["## Figures", ""]
     captions = {
@@ -408,6 +427,48 @@ def _pooling_markdown(exp: Experiment) -> list[str]:
         text += (": trials with max pooling ran the table's network, not the one that "
                  "produced the report's numbers.")
     return [text, ""]
+
+
+def _tuning_markdown(exp: Experiment, figure: Optional[str]) -> list[str]:
+    """Each cell's chosen values, its tuning curve at a few budgets, and whether the
+    ranking of the cells depends on the budget."""
+    tuning = exp.spec.tune
+    scores = tuning_scores(exp)
+    curves = tuning_curves(scores, tuning.budget, tuning.mode)
+    chosen = chosen_values(exp).set_index("cell") if not chosen_values(exp).empty else None
+    keys = sorted(tuning_keys(exp))
+    scale, unit = (100.0, " %") if is_accuracy(tuning.select_on) else (1.0, "")
+    md = [f"{tuning.describe()[0].upper()}{tuning.describe()[1:]}; each cell's seeds then ran "
+          "the full recipe at the chosen values, and only those final trials enter the tables "
+          "above. The tuning curve of a cell is the expected best validation score of k of its "
+          "tuning trials drawn at random, with its standard deviation (Dodge et al. 2019, "
+          "\"Show Your Work\"): where the curves of two cells cross, which cell wins depends "
+          "on the tuning budget.", ""]
+    budgets = sorted({1, max(1, tuning.budget // 2), tuning.budget})
+    head = ["cell", *(f"chosen {k}" for k in keys), "chosen from", f"its {tuning.select_on}{unit}",
+            "scored", *(f"best of {k}{unit}" for k in budgets)]
+    rows = []
+    for cell, group in scores.groupby("cell", sort=False):
+        pick = chosen.loc[cell] if chosen is not None and cell in chosen.index else None
+        source = pick["chosen_from"] if pick is not None else None
+        score = group.loc[group["trial"] == source, "score"] if source else pd.Series([], dtype=float)
+        at = curves[curves["cell"] == cell].set_index("k")
+        rows.append([cell, *(value_text(pick[k]) if pick is not None else "not yet" for k in keys),
+                     f"`{source}`" if source else "-",
+                     fmt_num(score.iloc[0] * scale) if len(score) else "-",
+                     f"{int(group['score'].notna().sum())}/{len(group)}",
+                     *(fmt_pm(at.loc[k, "expected_best"] * scale, at.loc[k, "sd"] * scale)
+                       if k in at.index else "-" for k in budgets)])
+    md += markdown_table(head, rows, right={"scored"}) + [""]
+    ranks = rankings(curves, tuning.mode)
+    sentence = describe_rankings(ranks, ranking_changes(ranks))
+    if sentence:
+        md += [sentence, ""]
+    if figure:
+        caption = ("Tuning curves: the expected best validation score of k tuning trials per "
+                   "cell, +- 1 standard deviation.")
+        md += [f"![{caption}]({figure})", "", f"*{caption}*", ""]
+    return md
 
 
 def _search_markdown(spec: Optional[SweepSpec]) -> list[str]:

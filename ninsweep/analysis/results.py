@@ -19,6 +19,7 @@ marked in every table, never dropped; only finished trials count toward the stat
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -64,7 +65,7 @@ from ninsweep.metrics import (
     TRAIN_LOSS,
     VAL_METRICS,
 )
-from ninsweep.space.schema import TRIAL_KEY, SweepSpec, TrialSpec
+from ninsweep.space.schema import FINAL_STAGE, TRIAL_KEY, TUNE_STAGE, SweepSpec, TrialSpec
 from ninsweep.storage import fetch_experiment
 
 
@@ -81,6 +82,9 @@ class TrialRecord:
     metrics: dict[str, np.ndarray]
     trial_dir: Optional[Path] = None
     error: Optional[str] = None  # the last line of error.txt
+    stage: Optional[str] = None  # with ``tune:``: TUNE_STAGE or FINAL_STAGE
+    tuned: dict[str, Any] = dataclasses.field(default_factory=dict)  # drawn, or chosen
+    chosen_from: Optional[str] = None  # a final trial's tuning trial
 
     @functools.cached_property
     def history(self) -> pd.DataFrame:
@@ -448,7 +452,26 @@ def trial_record(entry: TrialSpec, candidates: Sequence[TrialDir]) -> TrialRecor
     if candidates:
         picked = _pick_dir(entry.name, list(candidates))
         trial_dir, history = picked.path, picked.metrics
-    status = _status(trial_dir, history, entry.config.train.epochs)
+    config, tuned, chosen_from = entry.config, dict(entry.tuned), None
+    if candidates and entry.stage == FINAL_STAGE:
+        # The values the cell's tuning chose are in the trial's params.json, not the manifest.
+        ran = picked.trial
+        tuned, chosen_from = dict(ran.get("tuned") or {}), ran.get("chosen_from")
+        try:
+            config = TrialConfig.from_dict(ran.get("config"), where=str(trial_dir / PARAMS_FILE))
+        except ConfigError as err:
+            warnings.warn(f"{err}; the manifest's config is used", NinsweepWarning, stacklevel=2)
+    status = _status(trial_dir, history, config.train.epochs)
     if status == ERROR:
         error = _last_error_line(trial_dir / ERROR_FILE)
-    return TrialRecord(entry.name, dict(entry.params), entry.config, status, history, trial_dir, error)
+    return TrialRecord(entry.name, dict(entry.params), config, status, history, trial_dir, error,
+                       entry.stage, tuned, chosen_from)
+
+
+def compared(trials: pd.DataFrame) -> pd.Series:
+    """The rows of a trial table that the final table and the effects compare: finished, and
+    not a tuning trial (those ran a short recipe to choose values, on the validation split)."""
+    mask = trials["status"] == FINISHED
+    if "stage" in trials:
+        mask &= trials["stage"] != TUNE_STAGE
+    return mask

@@ -18,9 +18,9 @@ import pandas as pd
 
 from ninsweep.analysis.labels import base_params, extra_params, seed_of, trial_label
 from ninsweep.analysis.reference import REFERENCE_ACC_PCT
-from ninsweep.analysis.results import Experiment
+from ninsweep.analysis.results import Experiment, compared
 from ninsweep.analysis.stats import ALPHA, CI_LEVEL, holm, t_quantile, welch
-from ninsweep.experiment_dir import ERROR, FINISHED, INCOMPLETE, PENDING, STOPPED
+from ninsweep.experiment_dir import ERROR, INCOMPLETE, PENDING, STOPPED
 from ninsweep.metrics import (
     DEFAULT_OBJECTIVE,
     EPOCH,
@@ -37,6 +37,7 @@ from ninsweep.metrics import (
     is_accuracy,
     objective_column,
 )
+from ninsweep.space.schema import TUNE_STAGE
 
 # The trial-table column holding each objective metric's final value (accuracies in %).
 OBJECTIVE_COLUMNS = {metric: objective_column(metric) for metric in OBJECTIVE_METRICS}
@@ -49,6 +50,7 @@ VERDICT_NONE = "no finished trials"
 VERDICT_FLAT = "untestable: zero variance"
 
 
+TUNED_PREFIX = "tuned."  # trial-table column of a tuned key's value: tuned.train.lr
 TRIAL_COLUMNS = [
     "trial", "config", "activation", "batchnorm", "init", "seed", "status",
     "epochs_done", "epochs_planned", "final_test_acc_pct", "best_test_acc_pct", "best_epoch",
@@ -67,6 +69,7 @@ def trial_table(exp: Experiment) -> pd.DataFrame:
     """
     rows = []
     extras_order: list[str] = []
+    tuned_order: list[str] = []  # with tune: the tuned keys, drawn or chosen per trial
     for t in exp.trials:
         base, extra = base_params(t), extra_params(t)
         for k in extra:
@@ -81,8 +84,15 @@ def trial_table(exp: Experiment) -> pd.DataFrame:
             "error": t.error or "",
             "trial_dir": t.trial_dir.name if t.trial_dir else "",
         }
+        if t.stage is not None:
+            row["stage"] = t.stage
+            row.update({f"{TUNED_PREFIX}{k}": v for k, v in t.tuned.items()})
+            for key in t.tuned:
+                if f"{TUNED_PREFIX}{key}" not in tuned_order:
+                    tuned_order.append(f"{TUNED_PREFIX}{key}")
         rows.append(row)
-    columns = TRIAL_COLUMNS[:6] + extras_order + TRIAL_COLUMNS[6:]
+    staged = ["stage", *tuned_order] if any(t.stage for t in exp.trials) else []
+    columns = TRIAL_COLUMNS[:6] + staged + extras_order + TRIAL_COLUMNS[6:]
     df = pd.DataFrame(rows, columns=columns)
     df["epochs_done"] = df["epochs_done"].astype(int)
     df["epochs_planned"] = df["epochs_planned"].astype(int)
@@ -157,6 +167,8 @@ def config_table(exp: Experiment) -> pd.DataFrame:
 
 def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
     """Grouped aggregations, one pass per column (a loop over configs cost 10 ms each)."""
+    if "stage" in trials:  # tuning trials chose values; the table compares the final ones
+        trials = trials[trials["stage"] != TUNE_STAGE]
     fixed = set(TRIAL_COLUMNS)
     extra_cols = [c for c in trials.columns if c not in fixed]
     if trials.empty:
@@ -168,7 +180,7 @@ def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
     def count(mask: pd.Series) -> pd.Series:
         return mask.groupby(trials["config"], sort=False).sum().reindex(labels, fill_value=0).astype(int)
 
-    done = trials[status == FINISHED]
+    done = trials[compared(trials)]
     metric, mode, objective_column = objective_of(trials)
     accuracy = _seed_statistics(done, "final_test_acc_pct", labels, (0.0, 100.0))
     n = accuracy["n"]
@@ -271,7 +283,7 @@ def _significance(trials: pd.DataFrame, configs: pd.DataFrame, alpha: float) -> 
             "p_value", "p_holm", "significant", "verdict"]
     if configs.empty:
         return pd.DataFrame(columns=cols)
-    finished = trials[trials["status"] == FINISHED]
+    finished = trials[compared(trials)]
     objective_column = objective_of(trials)[2]
     # Tested on the objective (final test accuracy unless the space names another); the
     # best is the first of the config table, which is ranked by it.

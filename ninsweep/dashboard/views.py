@@ -26,7 +26,7 @@ from ninsweep import fmt
 from ninsweep.analysis.curves import by_epoch, curve_histories, log_axis
 from ninsweep.analysis.effects import design_summary, factor_columns
 from ninsweep.analysis.export import export_tables
-from ninsweep.analysis.results import Experiment, TrialRecord
+from ninsweep.analysis.results import Experiment, TrialRecord, compared
 from ninsweep.analysis.stats import ALPHA, ERROR_CONVENTION, mean_ci
 from ninsweep.analysis.tabulate import VERDICT_BEST, objective_of
 from ninsweep.analysis.text import fmt_ci, fmt_num, fmt_p, fmt_pct, fmt_pm, fmt_unfinished
@@ -240,7 +240,7 @@ def _parcoords_view(trials: pd.DataFrame) -> dict[str, Any]:
     """One line per finished trial: its grid keys (the factors: more than one level) against
     its final objective (the trial table's column the statistics use)."""
     metric, _, column = objective_of(trials)
-    done = trials[(trials["status"] == FINISHED)]
+    done = trials[compared(trials)]
     y = pd.to_numeric(done[column], errors="coerce")
     done = done[np.isfinite(y.to_numpy(float))]
     dims = []

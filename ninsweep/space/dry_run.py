@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ninsweep.fmt import table, value_text
-from ninsweep.space.schema import SweepSpec
+from ninsweep.space.schema import TUNE_STAGE, SweepSpec, TrialSpec
 
 
 def format_dry_run(spec: SweepSpec) -> str:
@@ -19,8 +19,8 @@ def format_dry_run(spec: SweepSpec) -> str:
         header += "; overrides: " + ", ".join(f"{k}={value_text(v)}" for k, v in spec.overrides.items())
     res = spec.resources
     res_text = f"cpus={value_text(res.cpus)} gpus={value_text(res.gpus)}"
-    lines = [header] + table(None, [[t.name, " ".join(f"{k}={value_text(v)}" for k, v in t.params.items()),
-                                     res_text] for t in spec.trials], indent="  ")
+    lines = [header] + table(None, [[t.name, _values_text(t, spec), res_text] for t in spec.trials],
+                             indent="  ")
     lines.append(
         f"total: {n} trial{'s' if n != 1 else ''}, {spec.trial_epochs} trial-epochs; each "
         f"{res_text}; all at once cpus={value_text(round(res.cpus * n, 6))} "
@@ -29,6 +29,10 @@ def format_dry_run(spec: SweepSpec) -> str:
         lines.append(f"{spec.search.describe_draws()}; each draw crosses every grid cell and seed")
     if spec.scheduler is not None:
         lines.append(scheduler_line(spec))
+    if spec.tune is not None:
+        tuning = sum(t.stage == TUNE_STAGE for t in spec.trials)
+        lines.append(f"{spec.tune.describe()}: stage 1, {tuning} trials; then stage 2, "
+                     f"{n - tuning} trials at each cell's chosen values")
     every, retries = spec.checkpoint.every, spec.failure.max_retries
     lines.append(
         f"checkpoint every {every} epoch{'s' if every != 1 else ''}, keep {spec.checkpoint.keep}; "
@@ -44,3 +48,18 @@ def scheduler_line(spec: SweepSpec) -> str:
             f"({sched.mode_for(spec.objective.metric)}, the validation split) after at least "
             f"{sched.grace_period} epoch{'s' if sched.grace_period != 1 else ''}; a stopped trial "
             "is not counted in the final table")
+
+
+def _values_text(trial: TrialSpec, spec: SweepSpec) -> str:
+    values = [f"{k}={value_text(v)}" for k, v in trial.params.items()]
+    if trial.stage == TUNE_STAGE:
+        values += ["stage=tune", *(f"{k}={value_text(v)}" for k, v in trial.tuned.items())]
+    elif trial.stage is not None:
+        values += [f"stage={trial.stage}", *(f"{k}=(chosen by tuning)" for k in
+                                             sorted(canonical_tuned_keys(spec)))]
+    return " ".join(values)
+
+
+def canonical_tuned_keys(spec: SweepSpec) -> list[str]:
+    """The config keys a tuned space's cells choose (as the trials name them: train.lr)."""
+    return sorted({k for t in spec.trials if t.stage == TUNE_STAGE for k in t.tuned})

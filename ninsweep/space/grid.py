@@ -135,9 +135,10 @@ def check_size(where: str, blocks: list[Block], seeds: tuple[int, ...], samples:
 
 
 def expand(where: str, blocks: list[Block], base: dict[str, dict],
-            seeds: tuple[int, ...], draws: Optional[list[dict[str, Any]]] = None
-            ) -> list[TrialSpec]:
-    """Every grid cell x search draw (``space.search``; none: one empty draw) x seed."""
+            seeds: tuple[int, ...], draws: Optional[list[dict[str, Any]]] = None,
+            draw_label: str = "draw") -> list[TrialSpec]:
+    """Every grid cell x search draw (``space.search``; none: one empty draw) x seed; a
+    draw's trials are named ``<draw_label><number>``."""
     # Grid keys beyond the three every name has: params by dotted name, names compactly.
     extra: list[str] = []
     for block in blocks:
@@ -171,7 +172,7 @@ def expand(where: str, blocks: list[Block], base: dict[str, dict],
                     _report_trial_error(where, err, block, combo, base_error, draw)
                 params = _params(config, extra + searched)
                 tname = _trial_name(params, extra, config.model.factory,
-                                    f"draw{index:0{draw_width}d}" if draws else None)
+                                    f"{draw_label}{index:0{draw_width}d}" if draws else None)
                 if length_problem("trial name", tname):  # a directory name: see MAX_NAME_LENGTH
                     refuse(where, block.path, length_problem("trial name", tname))
                 key = config

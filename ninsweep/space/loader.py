@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Iterable, NoReturn, Optional, Union
+from typing import Any, Callable, Iterable, NoReturn, Optional, Union
 
 import yaml
 
@@ -24,7 +24,9 @@ from ninsweep.errors import ConfigError
 from ninsweep.fmt import one_line
 from ninsweep.space.grid import Block, canonical_key, check_size, expand, parse_grid
 from ninsweep.space.schema import (
+    FINAL_STAGE,
     SECTIONS,
+    TUNE_STAGE,
     SpaceFile,
     SpaceKeys,
     SweepSpec,
@@ -123,13 +125,19 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
         if name_problem(name) is not None:
             refuse(where, "name", name_problem(name))
     base = {section: dict(getattr(top, section)) for section in SECTIONS}
-    blocks = parse_grid(where, top.grid, base, _names_factory(raw, base))
-    draws = searched_draws(where, top.search, blocks, base, _names_factory(raw, base))
+    factory = _names_factory(raw, base)
+    blocks = parse_grid(where, top.grid, base, factory)
+    draws = searched_draws(where, top.search, blocks, base, factory)
     check_size(where, blocks, top.seeds, len(draws) if draws else 1)
-    trials = expand(where, blocks, base, top.seeds, draws)
+    if top.tune is not None:
+        trials = tuned_trials(where, top, blocks, base, factory)
+    else:
+        trials = expand(where, blocks, base, top.seeds, draws)
     check_trial_devices(trials, top.resources.gpus, "train.device", where)
     code = _check_factories(where, blocks, trials)
     check_objective_split(trials, top.objective.metric, where, "objective.metric")
+    if top.tune is not None:
+        check_objective_split(trials, top.tune.select_on, where, "tune.select_on")
     if top.scheduler is not None:
         metric = top.scheduler.metric_for(top.objective.metric)
         check_objective_split(trials, metric, where, "scheduler")
@@ -139,16 +147,50 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
                                      source=where, raw=raw, trials=tuple(trials), code=code)
 
 
+def tuned_trials(where: str, top: SpaceFile, blocks: list[Block], base: dict[str, dict],
+                 factory: bool) -> list[TrialSpec]:
+    """``tune:``'s two stages: every cell at every draw (one training seed, the tuning
+    epochs), then every cell x seed at the values its tuning will choose (unknown yet)."""
+    tuning = top.tune
+    if top.search is not None:
+        refuse(where, "tune", "search: and tune: together: tune draws the values each cell "
+               "tries; put the searched keys under tune.keys")
+    if top.scheduler is not None:
+        refuse(where, "tune", "scheduler: with tune: would stop the final stage's trials too; "
+               "leave the scheduler out (every tuning trial gets the same epochs)")
+    draws = _checked_draws(where, "tune", tuning.keys, tuning.draws, blocks, base, factory)
+    check_size(where, blocks, top.seeds, 1 + len(draws))
+    tuning_base = {section: dict(values) for section, values in base.items()}
+    if tuning.epochs is not None:
+        tuning_base["train"]["epochs"] = tuning.epochs
+    seed = top.seeds[0] if tuning.trial_seed is None else tuning.trial_seed
+    stage1 = []
+    for trial in expand(where, blocks, tuning_base, (seed,), draws, draw_label="tune"):
+        params = {k: v for k, v in trial.params.items() if k not in draws[0]}
+        stage1.append(trial.model_copy(update={
+            "params": params, "stage": TUNE_STAGE,
+            "tuned": {k: trial.params[k] for k in draws[0]}}))
+    stage2 = [t.model_copy(update={"stage": FINAL_STAGE, "tuned": {}})
+              for t in expand(where, blocks, base, top.seeds)]
+    return stage1 + stage2
+
+
 def searched_draws(where: str, search: Optional[Search], blocks: list[Block],
                    base: dict[str, dict], factory: bool) -> Optional[list[dict[str, Any]]]:
     """The search's draws by canonical key (``train.lr``), after checking that each key is a
     config field that neither the grid nor a section sets; None without a search."""
     if search is None:
         return None
+    return _checked_draws(where, "search", search.keys, search.draws, blocks, base, factory)
+
+
+def _checked_draws(where: str, what: str, keys: dict, draw: Callable[[], list[dict]],
+                   blocks: list[Block], base: dict[str, dict], factory: bool
+                   ) -> list[dict[str, Any]]:
     gridded = {canon: f"{block.path}.{key}" for block in blocks for key, canon in block.keys}
     canonical: dict[str, str] = {}
-    for key in search.keys:
-        path = f"search.keys.{key}"
+    for key in keys:
+        path = f"{what}.keys.{key}"
         canon = canonical_key(where, path, key, factory)
         if canon in gridded:
             refuse(where, path, f"also a grid key ({gridded[canon]}): a key is either a factor "
@@ -160,10 +202,10 @@ def searched_draws(where: str, search: Optional[Search], blocks: list[Block],
             refuse(where, path, "same field as another searched key")
         canonical[key] = canon
     try:
-        draws = search.draws()
+        draws = draw()
     except ValueError as err:  # fewer distinct values than samples
-        refuse(where, "search.samples", str(err))
-    return [{canonical[k]: v for k, v in draw.items()} for draw in draws]
+        refuse(where, f"{what}.{'samples' if what == 'search' else 'budget'}", str(err))
+    return [{canonical[k]: v for k, v in values.items()} for values in draws]
 
 
 def _names_factory(raw: dict[str, Any], base: dict[str, dict]) -> bool:

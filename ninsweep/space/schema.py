@@ -19,7 +19,7 @@ import importlib.util
 import re
 from typing import Annotated, Any, Iterable, NoReturn, Optional
 
-from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from ninsweep.config import (
     DataConfig,
@@ -41,11 +41,12 @@ from ninsweep.metrics import (
     VAL_METRICS,
     is_accuracy,
 )
-from ninsweep.space.search import Scheduler, Search
+from ninsweep.space.search import Scheduler, Search, Tuning
 
 MANIFEST_FORMAT = 1
 # The one key of Tune's param space, so of Ray's params.json: {"trial": {name, params, config}}.
 TRIAL_KEY = "trial"
+TUNE_STAGE, FINAL_STAGE = "tune", "final"  # the two stages of a space with ``tune:``
 
 # The sections a space may override, and the settings model behind each.
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
@@ -211,6 +212,7 @@ class SpaceKeys(Schema):
     trackers: Trackers = ()  # names from TRACKERS
     search: Optional[Search] = None  # keys drawn from distributions (space.search)
     scheduler: Optional[Scheduler] = None  # early stopping on the validation split
+    tune: Optional[Tuning] = None  # every grid cell's own values, chosen on validation
 
 
 class SpaceFile(SpaceKeys):
@@ -240,7 +242,7 @@ class SpaceFile(SpaceKeys):
 
 
 TOP_LEVEL_KEYS = tuple(SpaceFile.model_fields)
-OPTIONAL_KEYS = ("search", "scheduler")  # written to the manifest only when a space has them
+OPTIONAL_KEYS = ("search", "scheduler", "tune")  # written to the manifest only when a space has them
 
 
 class TrialSpec(Schema):
@@ -250,6 +252,27 @@ class TrialSpec(Schema):
     name: str  # also the Ray trial directory name, e.g. "elu-bn-he-s0"
     params: dict[str, Any]  # activation, batchnorm, init, seed, other grid keys (dotted)
     config: TrialConfig
+    # With ``tune:`` only (absent otherwise): TUNE_STAGE trials try the drawn values in
+    # ``tuned`` on the validation split; FINAL_STAGE trials run the recipe at the values the
+    # cell's tuning chose, which ``tuned`` holds once chosen (empty in the manifest).
+    stage: Optional[str] = None
+    tuned: dict[str, Any] = {}
+    # Set by the sweep on a final trial (Ray's params.json): the tuning trial whose values it
+    # runs, or why its cell had none to choose.
+    chosen_from: Optional[str] = None
+    no_choice: Optional[str] = None
+
+    @model_serializer(mode="wrap")
+    def _without_stage(self, handler: Any) -> dict[str, Any]:
+        # A grid's trial (manifest, Ray's params.json) reads as it did before stages.
+        data = handler(self)
+        for key in ("chosen_from", "no_choice"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        if self.stage is None:
+            data.pop("stage", None)
+            data.pop("tuned", None)
+        return data
 
     @field_validator("name")
     @classmethod

@@ -115,6 +115,26 @@ class Distribution(Schema):
         return f"{self.kind}{list(self.args)}"
 
 
+def distinct_draws(keys: dict[str, Distribution], samples: int, seed: int) -> list[dict[str, Any]]:
+    """``samples`` distinct draws of every key, the same for the same seed; a draw that
+    repeats an earlier one is drawn again (a repeated trial would teach nothing). Raises
+    ``ValueError`` when the keys have fewer distinct values than that."""
+    rng = random.Random(seed)
+    names = sorted(keys)
+    seen: set[tuple] = set()
+    draws: list[dict[str, Any]] = []
+    for _ in range(samples * DRAW_ATTEMPTS):
+        values = tuple(keys[name].draw(rng) for name in names)
+        if values not in seen:
+            seen.add(values)
+            draws.append(dict(zip(names, values)))
+            if len(draws) == samples:
+                return draws
+    raise ValueError(f"the searched keys gave only {len(draws)} distinct values in "
+                     f"{samples * DRAW_ATTEMPTS} draws; ask for fewer samples, or put them in "
+                     "the grid")
+
+
 class Search(Schema):
     """``search:``: which keys are drawn, how many draws, from which seed."""
 
@@ -138,23 +158,8 @@ class Search(Schema):
             fail("no keys to search (give e.g. train.lr: {loguniform: [0.003, 0.3]})")
         return keys
 
-    def draws(self, where: str = "") -> list[dict[str, Any]]:
-        """``samples`` distinct draws of every key, the same for the same seed; a draw that
-        repeats an earlier one is drawn again (a repeated trial would teach nothing)."""
-        rng = random.Random(self.seed)
-        names = sorted(self.keys)
-        seen: set[tuple] = set()
-        draws: list[dict[str, Any]] = []
-        for _ in range(self.samples * DRAW_ATTEMPTS):
-            values = tuple(self.keys[name].draw(rng) for name in names)
-            if values not in seen:
-                seen.add(values)
-                draws.append(dict(zip(names, values)))
-                if len(draws) == self.samples:
-                    return draws
-        raise ValueError(f"the searched keys gave only {len(draws)} distinct values in "
-                         f"{self.samples * DRAW_ATTEMPTS} draws; ask for fewer samples, or put "
-                         "them in the grid")
+    def draws(self) -> list[dict[str, Any]]:
+        return distinct_draws(self.keys, self.samples, self.seed)
 
     def describe_draws(self) -> str:
         keys = ", ".join(f"{k} ~ {d.text()}" for k, d in sorted(self.keys.items()))
@@ -213,3 +218,52 @@ class Scheduler(Schema):
     @property
     def label(self) -> str:
         return SCHEDULERS[self.algorithm]
+
+
+class Tuning(Schema):
+    """``tune:``: every grid cell tuned the same way before the cells are compared.
+
+    Stage 1 trains each cell at the same ``budget`` draws of ``keys`` (one training seed,
+    ``epochs`` epochs) and keeps, per cell, the draw with the best ``select_on`` on the
+    validation split; stage 2 trains the cell's seeds at that draw for the full recipe. The
+    test set takes no part in the choice (Dodge et al. 2019, "Show Your Work"; Schmidt et al.
+    2021 tune each optimizer the same way before comparing).
+    """
+
+    keys: dict[str, Distribution]
+    budget: int = Field(ge=2)  # draws each cell tries
+    seed: int = 0  # the draws' seed: the same values for every cell
+    select_on: str = VAL_ACC
+    epochs: Optional[int] = Field(None, ge=1)  # of a tuning trial (default: the recipe's)
+    trial_seed: Optional[int] = None  # training seed of the tuning trials (default: the first)
+
+    @field_validator("keys")
+    @classmethod
+    def _some(cls, keys: dict[str, Distribution]) -> dict[str, Distribution]:
+        if not keys:
+            fail("no keys to tune (give e.g. train.lr: {loguniform: [0.003, 0.3]})")
+        return keys
+
+    @field_validator("select_on")
+    @classmethod
+    def _validation_only(cls, metric: str) -> str:
+        if metric in TEST_METRICS:
+            fail(f"{metric} is measured on the test set: choosing on it would report the "
+                 f"test set's best, not a fair estimate; use {' or '.join(VAL_METRICS)} "
+                 "(needs data.val_size > 0)")
+        if metric not in VAL_METRICS:
+            fail(f"unknown metric {metric!r} (tuning chooses on {' or '.join(VAL_METRICS)})")
+        return metric
+
+    @property
+    def mode(self) -> str:
+        return "max" if self.select_on == VAL_ACC else "min"
+
+    def draws(self) -> list[dict[str, Any]]:
+        return distinct_draws(self.keys, self.budget, self.seed)
+
+    def describe(self) -> str:
+        keys = ", ".join(f"{k} ~ {d.text()}" for k, d in sorted(self.keys.items()))
+        return (f"per-cell tuning: every cell tries the same {self.budget} draws (seed "
+                f"{self.seed}) of {keys} and keeps the best {self.select_on} "
+                f"({self.mode}, the validation split)")

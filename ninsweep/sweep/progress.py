@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from operator import countOf
 from pathlib import Path
 from typing import Any, Optional
 
@@ -108,6 +109,7 @@ class SweepProgress(Callback):
         self._errored: set[str] = set()
         self._stopped: set[str] = set()  # stopped early by the scheduler
         self._statuses: dict[str, str] = {}
+        self._finished: set = set()  # Tune's Trial objects already FINISHED (by identity)
         self.eta = EtaEstimator()
         self._bar = None
         self._task = None
@@ -118,12 +120,18 @@ class SweepProgress(Callback):
     # -- the state of the sweep -------------------------------------------------------------
 
     def _update(self, trials) -> None:
+        # Tune calls this with every trial at every step: a finished trial stays finished
+        # (its epochs only grow), so it is skipped, or a 1,000-trial search spends O(trials^2).
         for trial in trials:
+            if trial in self._finished:
+                continue
             name = trial_dirname(trial)
             last = getattr(trial, "last_result", None) or {}
             self._epochs[name] = max(self._epochs.get(name, 0), int(last.get(EPOCH, 0) or 0))
-            self._statuses[name] = self._status(name, trial.status)
-        self.eta.running(sum(1 for s in self._statuses.values() if s == RUNNING))
+            self._statuses[name] = status = self._status(name, trial.status)
+            if status == FINISHED:
+                self._finished.add(trial)
+        self.eta.running(countOf(self._statuses.values(), RUNNING))
 
     def _status(self, name: str, tune_status: str) -> str:
         if self._epochs.get(name, 0) >= self.planned.get(name, 1):

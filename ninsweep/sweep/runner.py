@@ -47,6 +47,7 @@ from ninsweep.sweep.preflight import check_trials
 from ninsweep.sweep.progress import SweepProgress
 from ninsweep.sweep.ray_cluster import check_schedulable, count_nodes, start_ray
 from ninsweep.sweep.schedulers import make_scheduler
+from ninsweep.sweep.staged import StagedSearcher
 from ninsweep.sweep.trackers import TensorBoardLogger, activate, active, factors, make_trackers
 from ninsweep.sweep.trainable import make_trainable
 
@@ -165,15 +166,19 @@ def _fit_new(spec: SweepSpec, storage: str, name: str, console: Console,
     experiment = join(storage, name)
     console.line(f"experiment {experiment}: {len(spec.trials)} trials, "
                  f"{spec.resources.cpus:g} CPU + {spec.resources.gpus:g} GPU each")
+    # A tuned space's final trials wait for their cell's tuning: a searcher hands them out.
+    staged = spec.tune is not None
     tuner = tune.Tuner(
         tune_trainable(spec, experiment),
-        param_space=param_space(spec),
+        param_space={} if staged else param_space(spec),
         # Every trial asks for the same resources, so a finished trial's worker process (torch
         # imported, data cache mapped) can take the next one: the smoke sweep went from 55 s
         # to 27 s on 2 cores.
         tune_config=tune.TuneConfig(trial_name_creator=tune_state.trial_dirname,
                                     trial_dirname_creator=tune_state.trial_dirname,
                                     reuse_actors=True, scheduler=make_scheduler(spec),
+                                    search_alg=StagedSearcher(spec) if staged else None,
+                                    num_samples=len(spec.trials) if staged else 1,
                                     max_concurrent_trials=(spec.search.max_concurrent
                                                            if spec.search else None)),
         run_config=_run_config(spec, name, storage, callbacks),

@@ -58,6 +58,9 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
         def log(message: str) -> None:
             print(f"{name}: {message}")
 
+        if trial.get("no_choice"):  # a tuned cell whose every tuning trial failed
+            _record_config_error(trial_dir, name, NinsweepError(trial["no_choice"]))
+            return
         try:
             cfg = device_for_trial(TrialConfig.from_dict(trial["config"], where=f"trial {name}"),
                                    name)

@@ -188,7 +188,75 @@ def test_the_dry_run_lists_the_drawn_values_and_says_what_the_scheduler_does():
 def test_the_shipped_search_spaces_load_and_draw_from_a_validation_split():
     from ninsweep.space import load_space, resolve_space_path
 
-    for name in ("smoke-search", "lab4-lr-search"):
+    for name in ("smoke-search", "lab4-lr-search", "smoke-tuned", "lab4-tuned"):
         spec = load_space(resolve_space_path(name))
-        assert spec.search is not None and spec.scheduler is not None, name
+        tuned = spec.tune is not None
+        assert tuned or (spec.search is not None and spec.scheduler is not None), name
         assert all(t.config.data.val_size > 0 for t in spec.trials), name
+    assert len(load_space(resolve_space_path("lab4-tuned")).trials) == 10 * 8 + 10 * 3
+
+
+# -- tune: every cell tuned the same way -------------------------------------------------
+
+TUNED = GRID + """\
+seeds: [0, 1]
+tune:
+  budget: 3
+  seed: 5
+  epochs: 2
+  keys:
+    train.lr: {loguniform: [0.003, 0.1]}
+"""
+
+
+def test_tune_plans_every_cell_at_the_same_draws_then_its_seeds_at_the_chosen_values():
+    spec = space(TUNED)
+    tuning = [t for t in spec.trials if t.stage == "tune"]
+    final = [t for t in spec.trials if t.stage == "final"]
+    assert [t.name for t in tuning] == [f"{a}-bn-he-tune{i}-s0" for a in ("relu", "elu")
+                                        for i in range(3)]
+    assert [t.name for t in final] == ["relu-bn-he-s0", "elu-bn-he-s0", "relu-bn-he-s1",
+                                       "elu-bn-he-s1"]
+    relu, elu = ([t.tuned["train.lr"] for t in tuning if t.params["activation"] == a]
+                 for a in ("relu", "elu"))
+    assert relu == elu and len(set(relu)) == 3  # the same draws for every cell
+    assert all(t.config.train.lr == t.tuned["train.lr"] for t in tuning)
+    assert all(t.config.train.epochs == 2 and t.config.train.seed == 0 for t in tuning)
+    assert all(t.config.train.epochs == 4 and not t.tuned for t in final)
+    # Params stay the grid's: the drawn values are not factors of the comparison.
+    assert all("train.lr" not in t.params for t in spec.trials)
+    assert SweepSpec.from_manifest(spec.to_manifest()).trials == spec.trials
+    assert "stage" not in space(GRID).trials[0].to_dict()  # a grid's trials read as before
+
+
+@pytest.mark.parametrize("block, problem", [
+    ("tune: {budget: 3, select_on: test_acc, keys: {train.lr: {uniform: [0.1, 0.2]}}}",
+     "tune.select_on: test_acc is measured on the test set"),
+    ("tune: {budget: 1, keys: {train.lr: {uniform: [0.1, 0.2]}}}", "tune.budget:"),
+    ("tune: {budget: 3, keys: {activation: {choice: [relu, elu]}}}",
+     "tune.keys.activation: also a grid key (grid[0].activation)"),
+    ("tune: {budget: 3, keys: {train.lr: {uniform: [0.1, 0.2]}}}\n"
+     "search: {samples: 2, keys: {train.momentum: {uniform: [0.5, 0.9]}}}",
+     "tune: search: and tune: together"),
+    ("tune: {budget: 3, keys: {train.lr: {uniform: [0.1, 0.2]}}}\nscheduler: {algorithm: asha}",
+     "tune: scheduler: with tune: would stop the final stage's trials too"),
+    ("tune: {budget: 4, keys: {train.momentum: {choice: [0.5, 0.9]}}}",
+     "tune.budget: the searched keys gave only 2 distinct values"),
+])
+def test_bad_tune_keys_are_one_line_naming_file_and_key(block, problem):
+    message = error_of(GRID + block + "\n")
+    assert message.startswith(f"space.yaml: {problem}"), message
+
+
+def test_tuning_without_a_validation_split_is_refused():
+    assert error_of(TUNED.replace("val_size: 32, ", "")) == (
+        "space.yaml: tune.select_on: val_acc needs a validation split (data.val_size > 0 in "
+        "every trial)")
+
+
+def test_the_dry_run_shows_both_stages():
+    text = format_dry_run(space(TUNED))
+    assert "stage=tune train.lr=" in text and "stage=final train.lr=(chosen by tuning)" in text
+    assert ("per-cell tuning: every cell tries the same 3 draws (seed 5) of train.lr ~ "
+            "loguniform[0.003, 0.1] and keeps the best val_acc (max, the validation split): "
+            "stage 1, 6 trials; then stage 2, 4 trials") in text

@@ -119,3 +119,58 @@ def test_a_diverging_trial_ends_once_without_retries_and_keeps_its_epochs(tmp_pa
     assert "error, not retried: epoch 1: the training loss is nan" in result.stderr
     epochs = [r[M.EPOCH] for r in reported_records(diverged)]
     assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) < 3
+
+
+@pytest.mark.ray
+@needs_netns
+def test_per_cell_tuning_survives_a_sigkill_and_each_cell_runs_its_own_choice(tmp_path):
+    """smoke-tuned, its driver SIGKILLed once some tuning trials reported, then resumed:
+    every planned trial ran once; each cell's final trials ran at the draw with the best
+    val_acc among that cell's tuning trials (read back from disk); only final trials enter
+    the final table; stage is a column of the CSVs; the report shows the choices."""
+    from ninsweep.analysis import load_experiment
+
+    spec = load_space(resolve_space_path("smoke-tuned"))
+    planned = {t.name for t in spec.trials}
+    env = cli_env(tmp_path)
+    experiment = tmp_path / "results" / "smoke-tuned"
+    log = tmp_path / "run.log"
+    driver = start_ninsweep("run", "smoke-tuned", "--storage", experiment.parent, env=env, log=log)
+    wait_until(lambda: sum(bool(reported_records(experiment / t.name)) for t in spec.trials) >= 3,
+               300, "three trials reporting", driver, log)
+    ray_processes = descendants(driver.pid)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    kill_pids(ray_processes)
+
+    resumed = ninsweep("resume", experiment, env=env, timeout=400)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-4000:]
+    assert f"{len(planned)}/{len(planned)} trials finished, 0 errored" in resumed.stdout
+    on_disk = {d.name for d in experiment.iterdir() if (d / "params.json").is_file()}
+    assert on_disk == planned
+
+    exp = load_experiment(experiment)
+    tuning = [t for t in exp.trials if t.stage == "tune"]
+    for final in (t for t in exp.trials if t.stage == "final"):
+        cell = [t for t in tuning if all(t.params[k] == final.params[k]
+                                         for k in ("activation", "batchnorm", "init"))]
+        scores = {t.name: float(t.metrics["val_acc"][-1]) for t in cell}
+        best = max(scores.values())
+        assert scores[final.chosen_from] == best, (final.name, scores)  # the validation best
+        chosen = next(t for t in cell if t.name == final.chosen_from)
+        assert final.tuned == chosen.tuned and final.config.train.lr == chosen.tuned["train.lr"]
+        assert final.config.train.epochs == 3
+
+    with open(experiment / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["stage"] for r in rows} == {"tune", "final"}
+    with open(experiment / "results-configs.csv", newline="") as handle:
+        configs = list(csv.DictReader(handle))
+    assert {c["stage"] for c in configs} == {"final"}
+    assert sum(int(c["n"]) for c in configs) == 8  # 4 cells x 2 seeds, no tuning trial
+
+    assert ninsweep("report", experiment, env=env).returncode == 0
+    report = (experiment / "report" / "report.md").read_text()
+    assert "## Per-cell tuning" in report and "(Dodge et al. 2019" in report
+    assert (experiment / "report" / "tuning_curves.png").stat().st_size > 1000
