@@ -443,7 +443,10 @@ def _tuning_markdown(exp: Experiment, figure: Optional[str]) -> list[str]:
           "above. The tuning curve of a cell is the expected best validation score of k of its "
           "tuning trials drawn at random, with its standard deviation (Dodge et al. 2019, "
           "\"Show Your Work\"): where the curves of two cells cross, which cell wins depends "
-          "on the tuning budget.", ""]
+          "on the tuning budget."
+          + (" The curve treats a cell's trials as exchangeable draws; Optuna's later trials "
+             "learn from the earlier ones, so for them it is an approximation."
+             if tuning.algorithm == "optuna" else ""), ""]
     budgets = sorted({1, max(1, tuning.budget // 2), tuning.budget})
     head = ["cell", *(f"chosen {k}" for k in keys), "chosen from", f"its {tuning.select_on}{unit}",
             "scored", *(f"best of {k}{unit}" for k in budgets)]

@@ -65,7 +65,7 @@ from ninsweep.metrics import (
     TRAIN_LOSS,
     VAL_METRICS,
 )
-from ninsweep.space.schema import FINAL_STAGE, TRIAL_KEY, TUNE_STAGE, SweepSpec, TrialSpec
+from ninsweep.space.schema import TRIAL_KEY, TUNE_STAGE, SweepSpec, TrialSpec
 from ninsweep.storage import fetch_experiment
 
 
@@ -453,8 +453,9 @@ def trial_record(entry: TrialSpec, candidates: Sequence[TrialDir]) -> TrialRecor
         picked = _pick_dir(entry.name, list(candidates))
         trial_dir, history = picked.path, picked.metrics
     config, tuned, chosen_from = entry.config, dict(entry.tuned), None
-    if candidates and entry.stage == FINAL_STAGE:
-        # The values the cell's tuning chose are in the trial's params.json, not the manifest.
+    if candidates and entry.stage is not None:
+        # A final trial's chosen values (and an optuna tuning trial's asked ones) are in its
+        # params.json, not the manifest.
         ran = picked.trial
         tuned, chosen_from = dict(ran.get("tuned") or {}), ran.get("chosen_from")
         try:

@@ -164,12 +164,15 @@ def tuned_trials(where: str, top: SpaceFile, blocks: list[Block], base: dict[str
     if tuning.epochs is not None:
         tuning_base["train"]["epochs"] = tuning.epochs
     seed = top.seeds[0] if tuning.trial_seed is None else tuning.trial_seed
+    # The draws' trials, built even for optuna: each drawn value is checked as a config here.
+    drawn = expand(where, blocks, tuning_base, (seed,), draws, draw_label="tune")
     stage1 = []
-    for trial in expand(where, blocks, tuning_base, (seed,), draws, draw_label="tune"):
+    for trial in drawn:
         params = {k: v for k, v in trial.params.items() if k not in draws[0]}
-        stage1.append(trial.model_copy(update={
-            "params": params, "stage": TUNE_STAGE,
-            "tuned": {k: trial.params[k] for k in draws[0]}}))
+        # optuna: the slot's values are asked of the cell's study when it starts.
+        tuned = {k: trial.params[k] for k in draws[0]} if tuning.algorithm == "random" else {}
+        stage1.append(trial.model_copy(update={"params": params, "stage": TUNE_STAGE,
+                                               "tuned": tuned}))
     stage2 = [t.model_copy(update={"stage": FINAL_STAGE, "tuned": {}})
               for t in expand(where, blocks, base, top.seeds)]
     return stage1 + stage2

@@ -14,6 +14,7 @@ object from it. pydantic and the standard library only.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import random
 from typing import Any, Optional
@@ -33,6 +34,7 @@ DISTRIBUTIONS = {
     "choice": "[a, b, ...]: one of the values, each equally likely",
 }
 SEARCH_ALGORITHMS = ("random",)
+TUNING_ALGORITHMS = ("random", "optuna")
 SCHEDULERS = {"asha": "ASHA", "median": "median stopping"}
 SIGNIFICANT_DIGITS = 4  # drawn floats are rounded: readable names and CSVs, nothing lost
 # Drawing stops after this many tries per wanted sample when draws keep repeating: the keys
@@ -147,6 +149,10 @@ class Search(Schema):
     @field_validator("algorithm")
     @classmethod
     def _known(cls, algorithm: str) -> str:
+        if algorithm == "optuna":
+            fail("optuna learns from each trial's validation score, cell by cell: write it as "
+                 "tune: {algorithm: optuna, budget: N, keys: ...} (each cell's own study, then "
+                 "its seeds at the best values)")
         if algorithm not in SEARCH_ALGORITHMS:
             fail(f"unknown algorithm {algorithm!r} (choose from {', '.join(SEARCH_ALGORITHMS)})")
         return algorithm
@@ -232,6 +238,9 @@ class Tuning(Schema):
 
     keys: dict[str, Distribution]
     budget: int = Field(ge=2)  # draws each cell tries
+    # random: the same draws for every cell, drawn before Ray; optuna: each cell's own Optuna
+    # study (TPE) picks each next value from the cell's scores so far, while the sweep runs.
+    algorithm: str = "random"
     seed: int = 0  # the draws' seed: the same values for every cell
     select_on: str = VAL_ACC
     epochs: Optional[int] = Field(None, ge=1)  # of a tuning trial (default: the recipe's)
@@ -243,6 +252,24 @@ class Tuning(Schema):
         if not keys:
             fail("no keys to tune (give e.g. train.lr: {loguniform: [0.003, 0.3]})")
         return keys
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known(cls, algorithm: str) -> str:
+        if algorithm not in TUNING_ALGORITHMS:
+            fail(f"unknown algorithm {algorithm!r} (choose from {', '.join(TUNING_ALGORITHMS)})")
+        if algorithm == "optuna" and importlib.util.find_spec("optuna") is None:
+            fail("optuna is not installed: pip install 'ninsweep[optuna]' (or use random)")
+        return algorithm
+
+    @model_validator(mode="after")
+    def _optuna_can_sample(self) -> "Tuning":
+        if self.algorithm == "optuna":
+            for key, dist in self.keys.items():
+                if dist.kind == "qloguniform":
+                    fail("Optuna has no log scale with a step: use loguniform or quniform",
+                         ("keys", key))
+        return self
 
     @field_validator("select_on")
     @classmethod
@@ -264,6 +291,9 @@ class Tuning(Schema):
 
     def describe(self) -> str:
         keys = ", ".join(f"{k} ~ {d.text()}" for k, d in sorted(self.keys.items()))
-        return (f"per-cell tuning: every cell tries the same {self.budget} draws (seed "
-                f"{self.seed}) of {keys} and keeps the best {self.select_on} "
+        how = (f"every cell tries the same {self.budget} draws (seed {self.seed}) of {keys}"
+               if self.algorithm == "random" else
+               f"every cell runs its own Optuna TPE study (seed {self.seed}) of {self.budget} "
+               f"trials over {keys}")
+        return (f"per-cell tuning: {how} and keeps the best {self.select_on} "
                 f"({self.mode}, the validation split)")

@@ -20,6 +20,7 @@ from typing import Any, Optional
 from ray.tune.search import Searcher
 
 from ninsweep.space.schema import FINAL_STAGE, SEED, TRIAL_KEY, TUNE_STAGE, SweepSpec, TrialSpec
+from ninsweep.space.search import SIGNIFICANT_DIGITS, Distribution
 from ninsweep.sweep import tune_state
 
 
@@ -50,6 +51,10 @@ class StagedSearcher(Searcher):
     def __init__(self, spec: SweepSpec):
         super().__init__(metric=None, mode=None)
         self.select_on, self.select_mode = spec.tune.select_on, spec.tune.mode
+        self.algorithm, self.keys, self.seed = spec.tune.algorithm, spec.tune.keys, spec.tune.seed
+        # Tuning trial -> its values: drawn before Ray (random), or asked of its cell's study
+        # when handed out (optuna; saved with the rest of the state).
+        self.values: dict[str, dict[str, Any]] = {}
         self.tuning = [t for t in spec.trials if t.stage == TUNE_STAGE]
         self.final = [t for t in spec.trials if t.stage == FINAL_STAGE]
         self.cells = {t.name: cell_of(t) for t in spec.trials}
@@ -81,7 +86,8 @@ class StagedSearcher(Searcher):
         for trial in self.tuning:
             if trial.name not in handed_out:
                 self.suggested[trial_id] = trial.name
-                return {TRIAL_KEY: trial.to_dict()}
+                values = self.tuned_values(trial)
+                return {TRIAL_KEY: with_values(trial, values)}
         waiting = False
         for trial in self.final:
             if trial.name in handed_out:
@@ -91,7 +97,8 @@ class StagedSearcher(Searcher):
                 waiting = True
                 continue
             self.suggested[trial_id] = trial.name
-            return {TRIAL_KEY: final_trial(trial, chosen, self.select_on)}
+            return {TRIAL_KEY: final_trial(trial, chosen and self.tuned_values(chosen),
+                                           chosen and chosen.name, self.select_on)}
         return None if waiting else Searcher.FINISHED
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None,
@@ -103,20 +110,88 @@ class StagedSearcher(Searcher):
             value = None if error or not result else result.get(self.select_on)
             self.scores[name] = float(value) if isinstance(value, (int, float)) else None
 
+    def tuned_values(self, trial: TrialSpec) -> dict[str, Any]:
+        if self.algorithm == "random":
+            return dict(trial.tuned)
+        if trial.name not in self.values:
+            self.values[trial.name] = self._ask(self.cells[trial.name])
+        return self.values[trial.name]
+
+    def _ask(self, cell: str) -> dict[str, Any]:
+        """The cell's study's next values. The study is rebuilt from the cell's ended trials
+        (values and scores are this searcher's state): a resumed study continues from the
+        same history, where Tune's own restore would start Optuna afresh (ray#30861)."""
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        distributions = {k: optuna_distribution(d) for k, d in self.keys.items()}
+        asked = [t.name for t in self.tuning if self.cells[t.name] == cell and t.name in self.values]
+        # Seeded per ask: the same history gives the same values, the first asks differ.
+        study = optuna.create_study(direction="maximize" if self.select_mode == "max" else "minimize",
+                                    sampler=optuna.samplers.TPESampler(seed=self.seed + len(asked)))
+        for name in asked:
+            if name not in self.scores:
+                continue  # still running: asked, not scored
+            score = self.scores[name]
+            study.add_trial(optuna.trial.create_trial(
+                params=self.values[name], distributions=distributions,
+                **({"value": score} if score is not None
+                   else {"state": optuna.trial.TrialState.FAIL})))
+        trial = study.ask(distributions)
+        return {k: rounded(v, self.keys[k]) for k, v in trial.params.items()}
+
     # -- saved with Tune's snapshot -----------------------------------------------------------
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "w") as handle:
-            json.dump({"suggested": self.suggested, "scores": self.scores}, handle)
+            json.dump({"suggested": self.suggested, "scores": self.scores,
+                       "values": self.values}, handle)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path) as handle:
             state = json.load(handle)
         self.suggested = dict(state["suggested"])
         self.scores = dict(state["scores"])
+        self.values = dict(state.get("values", {}))
 
 
-def final_trial(trial: TrialSpec, chosen: Optional[TrialSpec], select_on: str) -> dict[str, Any]:
+def with_values(trial: TrialSpec, values: dict[str, Any]) -> dict[str, Any]:
+    """A trial's Ray config with tuned values applied to its recipe."""
+    data = trial.to_dict()
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        sections.setdefault(section, {})[name] = value
+    data["config"] = trial.config.replace(**sections).to_dict()
+    data["tuned"] = dict(values)
+    return data
+
+
+def optuna_distribution(distribution: Distribution):
+    """Optuna's distribution for one of ours (qloguniform is refused when the space loads)."""
+    import optuna
+
+    kind, args = distribution.kind, distribution.args
+    if kind == "choice":
+        return optuna.distributions.CategoricalDistribution(list(args))
+    if kind == "randint":
+        return optuna.distributions.IntDistribution(args[0], args[1] - 1)
+    if kind == "quniform":
+        return optuna.distributions.FloatDistribution(args[0], args[1], step=args[2])
+    return optuna.distributions.FloatDistribution(args[0], args[1], log=kind == "loguniform")
+
+
+def rounded(value: Any, distribution: Distribution) -> Any:
+    """Optuna's float as a random draw is written: 4 significant digits (readable names,
+    CSVs); a stepped or chosen value stays as it is."""
+    if distribution.kind in ("uniform", "loguniform") and isinstance(value, float):
+        return min(max(float(f"{value:.{SIGNIFICANT_DIGITS}g}"), distribution.args[0]),
+                   distribution.args[1])
+    return value
+
+
+def final_trial(trial: TrialSpec, chosen: Optional[dict[str, Any]], chosen_from: Optional[str],
+                select_on: str) -> dict[str, Any]:
     """A final trial's Ray config: its cell's chosen values applied to its recipe."""
     data = trial.to_dict()
     if chosen is None:
@@ -124,11 +199,6 @@ def final_trial(trial: TrialSpec, chosen: Optional[TrialSpec], select_on: str) -
         data["no_choice"] = (f"no tuning trial of this cell reported {select_on} (each failed or "
                            "diverged): nothing to choose its values from")
         return data
-    sections: dict[str, dict[str, Any]] = {}
-    for key, value in chosen.tuned.items():
-        section, _, name = key.partition(".")
-        sections.setdefault(section, {})[name] = value
-    data["config"] = trial.config.replace(**sections).to_dict()
-    data["tuned"] = dict(chosen.tuned)
-    data["chosen_from"] = chosen.name
+    data = with_values(trial, chosen)
+    data["chosen_from"] = chosen_from
     return data

@@ -260,3 +260,16 @@ def test_the_dry_run_shows_both_stages():
     assert ("per-cell tuning: every cell tries the same 3 draws (seed 5) of train.lr ~ "
             "loguniform[0.003, 0.1] and keeps the best val_acc (max, the validation split): "
             "stage 1, 6 trials; then stage 2, 4 trials") in text
+
+
+@pytest.mark.parametrize("block, problem", [
+    ("search: {algorithm: optuna, samples: 4, keys: {train.lr: {uniform: [0.1, 0.2]}}}",
+     "search.algorithm: optuna learns from each trial's validation score, cell by cell: write "
+     "it as tune: {algorithm: optuna"),
+    ("tune: {algorithm: optuna, budget: 3, keys: {train.lr: {qloguniform: [0.01, 0.1, 0.01]}}}",
+     "tune.keys.train.lr: Optuna has no log scale with a step"),
+    ("tune: {algorithm: hyperopt, budget: 3, keys: {train.lr: {uniform: [0.01, 0.1]}}}",
+     "tune.algorithm: unknown algorithm 'hyperopt' (choose from random, optuna)"),
+])
+def test_optuna_is_one_line_where_it_cannot_be_used(block, problem):
+    assert error_of(GRID + block + "\n").startswith(f"space.yaml: {problem}")
