@@ -22,6 +22,7 @@ TUNER_FILE = "tuner.pkl"  # Tune's: the Tuner, pickled; resume restores the swee
 # Tune's snapshots of its trials, one per driver run (the newest name is the one Tune reads)
 TUNE_SNAPSHOT_RE = re.compile(r"experiment_state-.+\.json")
 UNREADABLE_SUFFIX = ".unreadable"  # what resume appends to a snapshot it sets aside
+REPLICATION_FILE = "replication.json"  # adaptive replication's waves, decisions, skipped trials
 RESULTS_CSV = "results.csv"  # `export`'s per-trial table; its siblings are named after it
 
 # -- <experiment>/<trial>/ (the directory is named after the trial) -----------------------
@@ -53,6 +54,7 @@ INCOMPLETE = "incomplete"  # started and not finished: interrupted (or running)
 ERROR = "error"  # failed: error.txt, and not finished
 PENDING = "pending"  # in the manifest, no directory yet
 STOPPED = "stopped"  # ended early by the space's scheduler (ASHA...): not a finished trial
-STATUSES = (FINISHED, STOPPED, INCOMPLETE, ERROR, PENDING)  # what the files on disk can say
+SKIPPED = "skipped"  # adaptive replication did not need it: its comparisons were decided
+STATUSES = (FINISHED, STOPPED, INCOMPLETE, ERROR, PENDING, SKIPPED)  # what the files on disk can say
 RUNNING = "running"  # only while a sweep runs (its progress line); on disk: incomplete
-LIVE_STATUSES = (FINISHED, STOPPED, RUNNING, PENDING, INCOMPLETE, ERROR)
+LIVE_STATUSES = (FINISHED, STOPPED, RUNNING, PENDING, INCOMPLETE, ERROR, SKIPPED)

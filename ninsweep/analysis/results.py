@@ -46,7 +46,9 @@ from ninsweep.experiment_dir import (
     MANIFEST_FILE,
     PARAMS_FILE,
     PENDING,
+    REPLICATION_FILE,
     RESULT_FILE,
+    SKIPPED,
     STATUSES,
     STOPPED,
 )
@@ -440,10 +442,23 @@ def experiment_from_dirs(path: Path, manifest: Optional[dict[str, Any]], spec: O
             except ConfigError as err:
                 warnings.warn(f"{err}; directory skipped", NinsweepWarning, stacklevel=2)
     trials = [trial_record(entry, dirs.get(entry.name, ())) for entry in planned]
+    skipped = set(replication_record(path).get("skipped", []))
+    for t in trials:
+        if t.name in skipped and t.status == PENDING:
+            t.status = SKIPPED  # adaptive replication decided without it
     if not trials:
         raise NinsweepError(f"{path}: the experiment has no trials")
     return Experiment(path=path, space_name=spec.name if spec else None, manifest=manifest,
                       trials=trials, spec=spec)
+
+
+def replication_record(path: Path) -> dict[str, Any]:
+    """``replication.json`` (adaptive replication's waves and decisions), {} when none."""
+    target = path / REPLICATION_FILE
+    if not target.is_file():
+        return {}
+    record = _read_json(target, "the adaptive replication record")
+    return record if isinstance(record, dict) else {}
 
 
 def trial_record(entry: TrialSpec, candidates: Sequence[TrialDir]) -> TrialRecord:

@@ -125,8 +125,12 @@ def paired_intervals(differences: np.ndarray, alpha: float) -> tuple[np.ndarray,
 def state_of(estimate: np.ndarray, half: np.ndarray, target_half_width: Optional[float]) -> np.ndarray:
     """Each interval's state: "effect", "negligible" or "undecided" (vectorized)."""
     estimate, half = np.asarray(estimate, dtype=float), np.asarray(half, dtype=float)
-    excludes = np.abs(estimate) > half
-    narrow = np.zeros_like(excludes) if target_half_width is None else half <= target_half_width
+    # Seeds that agree exactly (an accuracy stuck at chance, rounding) give a zero-width
+    # interval that measures no noise: undecided, as the effects table gives no interval.
+    measured = half > 0
+    excludes = measured & (np.abs(estimate) > half)
+    narrow = (np.zeros_like(excludes) if target_half_width is None
+              else measured & (half <= target_half_width))
     return np.where(excludes, EFFECT, np.where(narrow, NEGLIGIBLE, UNDECIDED))
 
 

@@ -29,6 +29,9 @@ def format_dry_run(spec: SweepSpec) -> str:
         lines.append(f"{spec.search.describe_draws()}; each draw crosses every grid cell and seed")
     if spec.scheduler is not None:
         lines.append(scheduler_line(spec))
+    if spec.replication is not None:
+        first = sum(t.params.get("seed", 0) < spec.replication.min_seeds for t in spec.trials)
+        lines.append(f"{spec.replication.describe()}: {first} trials first, at most {n}")
     if spec.tune is not None:
         tuning = sum(t.stage == TUNE_STAGE for t in spec.trials)
         lines.append(f"{spec.tune.describe()}: stage 1, {tuning} trials; then stage 2, "

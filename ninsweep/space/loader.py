@@ -131,6 +131,8 @@ def build_space(raw: Any, where: str = "<space>") -> SweepSpec:
     check_size(where, blocks, top.seeds, len(draws) if draws else 1)
     if top.tune is not None:
         trials = tuned_trials(where, top, blocks, base, factory)
+    elif top.replication is not None:
+        trials = replicated_trials(where, raw, top, blocks, base)
     else:
         trials = expand(where, blocks, base, top.seeds, draws)
     check_trial_devices(trials, top.resources.gpus, "train.device", where)
@@ -176,6 +178,22 @@ def tuned_trials(where: str, top: SpaceFile, blocks: list[Block], base: dict[str
     stage2 = [t.model_copy(update={"stage": FINAL_STAGE, "tuned": {}})
               for t in expand(where, blocks, base, top.seeds)]
     return stage1 + stage2
+
+
+def replicated_trials(where: str, raw: dict[str, Any], top: SpaceFile, blocks: list[Block],
+                      base: dict[str, dict]) -> list[TrialSpec]:
+    """Every configuration x seeds 0..max_seeds-1, all named in the manifest; the sweep runs
+    the first min_seeds of each and then only the seeds its comparisons still need."""
+    rep = top.replication
+    for key in ("seeds", "search", "tune", "scheduler"):
+        if raw.get(key) is not None:
+            refuse(where, "replication", f"{key}: with replication: the seeds are "
+                   f"0..max_seeds-1 and run as the comparisons need them; "
+                   + ("leave seeds out" if key == "seeds" else f"{key}: and replication: "
+                      "together are not supported yet"))
+    seeds = tuple(range(rep.max_seeds))
+    check_size(where, blocks, seeds)
+    return expand(where, blocks, base, seeds)
 
 
 def searched_draws(where: str, search: Optional[Search], blocks: list[Block],

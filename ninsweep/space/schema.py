@@ -41,7 +41,7 @@ from ninsweep.metrics import (
     VAL_METRICS,
     is_accuracy,
 )
-from ninsweep.space.search import Scheduler, Search, Tuning
+from ninsweep.space.search import Replication, Scheduler, Search, Tuning
 
 MANIFEST_FORMAT = 1
 # The one key of Tune's param space, so of Ray's params.json: {"trial": {name, params, config}}.
@@ -213,6 +213,7 @@ class SpaceKeys(Schema):
     search: Optional[Search] = None  # keys drawn from distributions (space.search)
     scheduler: Optional[Scheduler] = None  # early stopping on the validation split
     tune: Optional[Tuning] = None  # every grid cell's own values, chosen on validation
+    replication: Optional[Replication] = None  # seeds added only where still undecided
 
 
 class SpaceFile(SpaceKeys):
@@ -242,7 +243,7 @@ class SpaceFile(SpaceKeys):
 
 
 TOP_LEVEL_KEYS = tuple(SpaceFile.model_fields)
-OPTIONAL_KEYS = ("search", "scheduler", "tune")  # written to the manifest only when a space has them
+OPTIONAL_KEYS = ("search", "scheduler", "tune", "replication")  # written to the manifest only when a space has them
 
 
 class TrialSpec(Schema):

@@ -297,3 +297,51 @@ class Tuning(Schema):
                f"trials over {keys}")
         return (f"per-cell tuning: {how} and keeps the best {self.select_on} "
                 f"({self.mode}, the validation split)")
+
+
+class Replication(Schema):
+    """``replication:``: seeds added a wave at a time, only where a comparison is undecided.
+
+    The sweep starts ``min_seeds`` per configuration; after each wave it adds one seed to
+    every configuration that takes part in a main effect still undecided, until every main
+    effect is decided or ``max_seeds`` is reached. The decision rule keeps its error rate
+    across the looks (``analysis.sequential``: alpha spending over the planned looks).
+    ``until: decided``: a main effect is decided when its interval excludes zero; with
+    ``until: {ci_half_width_pct: h}`` also when it holds zero and is no wider than +- h
+    (points, for an accuracy; the objective's units otherwise).
+    """
+
+    min_seeds: int = Field(2, ge=2)
+    max_seeds: int = Field(ge=3)
+    until: Any = "decided"
+    alpha: float = Field(0.05, gt=0, lt=1)  # per comparison, across all its looks
+
+    @field_validator("until")
+    @classmethod
+    def _rule(cls, until: Any) -> Any:
+        if until == "decided":
+            return until
+        if isinstance(until, dict) and set(until) == {"ci_half_width_pct"}:
+            width = until["ci_half_width_pct"]
+            if _number(width) and width > 0:
+                return {"ci_half_width_pct": float(width)}
+        fail(f"expected decided or {{ci_half_width_pct: h}} with h > 0, got {describe(until)}")
+
+    @model_validator(mode="after")
+    def _room(self) -> "Replication":
+        if self.max_seeds <= self.min_seeds:
+            fail(f"max_seeds ({self.max_seeds}) must exceed min_seeds ({self.min_seeds})",
+                 "max_seeds")
+        return self
+
+    @property
+    def target_half_width(self) -> Optional[float]:
+        return None if self.until == "decided" else self.until["ci_half_width_pct"]
+
+    def describe(self) -> str:
+        target = ("" if self.target_half_width is None else
+                  f" or holds zero within +-{self.target_half_width:g}")
+        return (f"adaptive replication: {self.min_seeds} seeds per configuration, then one more "
+                f"per wave to every configuration in a main effect still undecided (its "
+                f"interval excludes zero{target}), up to {self.max_seeds}; alpha "
+                f"{self.alpha:g} per comparison across the looks")

@@ -25,7 +25,13 @@ from ray import tune
 
 from ninsweep.console import Console
 from ninsweep.errors import CheckpointError, NinsweepError, Terminated
-from ninsweep.experiment_dir import RESULT_FILE, TUNE_SNAPSHOT_RE, TUNER_FILE, UNREADABLE_SUFFIX
+from ninsweep.experiment_dir import (
+    REPLICATION_FILE,
+    RESULT_FILE,
+    TUNE_SNAPSHOT_RE,
+    TUNER_FILE,
+    UNREADABLE_SUFFIX,
+)
 from ninsweep.fmt import first_line
 from ninsweep.locations import is_uri, join, resolve_storage
 from ninsweep.metrics import CONFIG_ERROR, EPOCH, STOPPED_EARLY
@@ -46,6 +52,8 @@ from ninsweep.sweep.logs import DriverLog, with_trial_log
 from ninsweep.sweep.preflight import check_trials
 from ninsweep.sweep.progress import SweepProgress
 from ninsweep.sweep.ray_cluster import check_schedulable, count_nodes, start_ray
+from ninsweep.sweep.replicate import ReplicationSearcher
+from ninsweep.sweep.replicate import set_log as set_replication_log
 from ninsweep.sweep.schedulers import make_scheduler
 from ninsweep.sweep.staged import StagedSearcher
 from ninsweep.sweep.trackers import TensorBoardLogger, activate, active, factors, make_trackers
@@ -166,8 +174,8 @@ def _fit_new(spec: SweepSpec, storage: str, name: str, console: Console,
     experiment = join(storage, name)
     console.line(f"experiment {experiment}: {len(spec.trials)} trials, "
                  f"{spec.resources.cpus:g} CPU + {spec.resources.gpus:g} GPU each")
-    # A tuned space's final trials wait for their cell's tuning: a searcher hands them out.
-    staged = spec.tune is not None
+    searcher = search_alg(spec, experiment)
+    staged = searcher is not None
     tuner = tune.Tuner(
         tune_trainable(spec, experiment),
         param_space={} if staged else param_space(spec),
@@ -177,13 +185,23 @@ def _fit_new(spec: SweepSpec, storage: str, name: str, console: Console,
         tune_config=tune.TuneConfig(trial_name_creator=tune_state.trial_dirname,
                                     trial_dirname_creator=tune_state.trial_dirname,
                                     reuse_actors=True, scheduler=make_scheduler(spec),
-                                    search_alg=StagedSearcher(spec) if staged else None,
+                                    search_alg=searcher,
                                     num_samples=len(spec.trials) if staged else 1,
                                     max_concurrent_trials=(spec.search.max_concurrent
                                                            if spec.search else None)),
         run_config=_run_config(spec, name, storage, callbacks),
     )
     return _fit(tuner, experiment, spec, started_at, sigterm)
+
+
+def search_alg(spec: SweepSpec, experiment: str):
+    """The Searcher that hands out a space's trials as results arrive (its tuned cells' final
+    trials, or adaptive replication's seeds); None: Tune runs the listed trials as a grid."""
+    if spec.tune is not None:
+        return StagedSearcher(spec)
+    if spec.replication is not None:
+        return ReplicationSearcher(spec, experiment)
+    return None
 
 
 def _callbacks(spec: SweepSpec, experiment: str, name: str, console: Console,
@@ -196,6 +214,7 @@ def _callbacks(spec: SweepSpec, experiment: str, name: str, console: Console,
     tensorboard = TensorBoardLogger(factors(t.params for t in spec.trials))
     trackers = make_trackers(tracker_names(spec.trackers, more_trackers), experiment, name)
     activate(progress=progress, tensorboard=tensorboard, trackers=trackers)
+    set_replication_log(console.line)
     return [progress, tensorboard, trackers]
 
 
@@ -370,6 +389,15 @@ def _prepare_restore(experiment: str, spec: SweepSpec, results, log) -> None:
             "the directories back, or run the space again under a new --name")
 
 
+def skipped_trials(experiment: str) -> list[str]:
+    """The trials adaptive replication finished without (``replication.json``)."""
+    data = read_bytes(join(experiment, REPLICATION_FILE))
+    try:
+        return list(json.loads(data).get("skipped", [])) if data else []
+    except (ValueError, AttributeError):
+        return []
+
+
 def _basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
@@ -393,6 +421,8 @@ def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float,
             stopped += 1
         elif result.error is not None:
             errored += 1
-    return SweepOutcome(experiment_dir=experiment, total=len(spec.trials), finished=finished,
+    skipped = len(skipped_trials(experiment)) if spec.replication is not None else 0
+    return SweepOutcome(experiment_dir=experiment, total=len(spec.trials) - skipped,
+                        finished=finished,
                         errored=errored, wall_time_s=time.time() - started_at,
                         config_errors=config_errors, terminated=terminated, stopped=stopped)
