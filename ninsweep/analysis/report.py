@@ -46,7 +46,7 @@ from ninsweep.analysis.figures import (
 )
 from ninsweep.analysis.outputs import check_outputs
 from ninsweep.analysis.reference import REFERENCE_ACC_PCT, REFERENCE_EPOCHS
-from ninsweep.analysis.results import Experiment
+from ninsweep.analysis.results import Experiment, replication_record
 from ninsweep.analysis.stats import ALPHA, ERROR_CONVENTION
 from ninsweep.analysis.tabulate import (
     VERDICT_BEST,
@@ -77,6 +77,7 @@ from ninsweep.experiment_dir import (
     FINISHED,
     REPORT_DIR,
     REPORT_FILE,
+    SKIPPED,
     STATUSES,
     STOPPED,
 )
@@ -197,6 +198,10 @@ def render_markdown(exp: Experiment, trials: pd.DataFrame, configs: pd.DataFrame
     if exp.spec is not None and exp.spec.tune is not None:
         md += ["## Per-cell tuning", ""]
         md += _tuning_markdown(exp, figures.get(FIG_TUNING))
+
+    if exp.spec is not None and exp.spec.replication is not None:
+        md += ["## Adaptive replication", ""]
+        md += _replication_markdown(exp, trials)
 
     md += ["## Figures", ""]
     captions = {
@@ -427,6 +432,43 @@ def _pooling_markdown(exp: Experiment) -> list[str]:
         text += (": trials with max pooling ran the table's network, not the one that "
                  "produced the report's numbers.")
     return [text, ""]
+
+
+def _replication_markdown(exp: Experiment, trials: pd.DataFrame) -> list[str]:
+    """How many seeds each configuration ran and why it stopped; each main effect's
+    decision and the look it came at; the compute saved against max_seeds everywhere."""
+    rep = exp.spec.replication
+    record = replication_record(exp.path)
+    if not record:
+        return ["No wave has ended yet.", ""]
+    md = [f"{rep.describe()[0].upper()}{rep.describe()[1:]}. Method: {record['method']}. "
+          f"Error rate: {record['error_rate']}.", ""]
+    decisions = record.get("decisions", [])
+    undecided = {c for d in decisions if d["state"] == "undecided" for c in d["configs"]}
+    rows = []
+    for config, group in trials.groupby("config", sort=False):
+        ran = int((group["status"] == FINISHED).sum())
+        why = (f"reached max_seeds ({rep.max_seeds})" if ran >= rep.max_seeds
+               else "still running" if not record.get("finished")
+               else "its main effects are decided" if config not in undecided
+               else "stopped before max_seeds")
+        rows.append([config, str(ran), why])
+    md += markdown_table(["configuration", "seeds run", "why it stopped"], rows,
+                         right={"seeds run"}) + [""]
+    rows = [[f"{d['factor']}: {d['level']} vs {d['baseline']}", d["state"],
+             fmt_num(d["estimate"]), fmt_ci(d["lo"], d["hi"]),
+             f"{d['seeds']} seeds (look {int(d['look']) + 1})" if d["state"] != "undecided"
+             else f"{d['seeds']} seeds so far"] for d in decisions]
+    if rows:
+        md += markdown_table(["main effect", "decision", "estimate", "interval at its look",
+                              "decided at"], rows) + [""]
+    planned = sum(t.config.train.epochs for t in exp.trials)
+    skipped = sum(t.config.train.epochs for t in exp.trials if t.status == SKIPPED)
+    if record.get("finished"):
+        md += [f"Compute: {planned - skipped:,} of the {planned:,} trial-epochs that "
+               f"{rep.max_seeds} seeds everywhere would take ({100 * skipped / planned:.0f}% "
+               f"saved; {len(record.get('skipped', []))} trials not needed).", ""]
+    return md
 
 
 def _tuning_markdown(exp: Experiment, figure: Optional[str]) -> list[str]:

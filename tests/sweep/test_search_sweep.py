@@ -174,3 +174,57 @@ def test_per_cell_tuning_survives_a_sigkill_and_each_cell_runs_its_own_choice(tm
     report = (experiment / "report" / "report.md").read_text()
     assert "## Per-cell tuning" in report and "(Dodge et al. 2019" in report
     assert (experiment / "report" / "tuning_curves.png").stat().st_size > 1000
+
+
+@pytest.mark.ray
+@needs_netns
+def test_adaptive_replication_survives_a_sigkill_between_waves(tmp_path):
+    """A 2x2 grid with replication (2 seeds first, up to 4), the driver SIGKILLed once the
+    first wave has results, then resumed: the record lists the waves and the decisions; every
+    trial it handed out ran once; the ones it did not need have no directory and are
+    'skipped' in status; the sweep counts them out of its total."""
+    from ray_support import write_space
+
+    space = write_space(tmp_path, """\
+        name: adaptive
+        grid:
+          - activation: [relu, elu]
+            batchnorm: [false, true]
+            init: [he]
+        replication: {min_seeds: 2, max_seeds: 4, until: {ci_half_width_pct: 40}}
+        data: {source: synthetic, synthetic_train_size: 128, synthetic_test_size: 64,
+               synthetic_image_size: 16}
+        train: {epochs: 2, batch_size: 32, lr_milestones: [], threads: 1}
+        resources: {cpus: 1, gpus: 0}
+        """)
+    env = cli_env(tmp_path)
+    experiment = tmp_path / "results" / "adaptive"
+    log = tmp_path / "run.log"
+    driver = start_ninsweep("run", space, "--storage", experiment.parent, env=env, log=log)
+    first_wave = [f"{a}-{b}-he-s{s}" for s in (0, 1) for a in ("relu", "elu") for b in ("nobn", "bn")]
+    wait_until(lambda: sum(len(reported_records(experiment / n)) >= 2 for n in first_wave) >= 3,
+               300, "three trials of the first wave finished", driver, log)
+    ray_processes = descendants(driver.pid)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    kill_pids(ray_processes)
+
+    resumed = ninsweep("resume", experiment, env=env, timeout=400)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-4000:]
+    record = json.loads((experiment / "replication.json").read_text())
+    assert record["finished"] and sorted(record["waves"][0]) == sorted(first_wave)
+    handed_out = [n for wave in record["waves"] for n in wave]
+    assert len(handed_out) == len(set(handed_out))
+    on_disk = {d.name for d in experiment.iterdir() if (d / "params.json").is_file()}
+    assert on_disk == set(handed_out)
+    assert set(record["skipped"]).isdisjoint(on_disk) and len(on_disk) + len(record["skipped"]) == 16
+    assert {d["factor"] for d in record["decisions"]} == {"activation", "batchnorm"}
+    status = json.loads(ninsweep("status", experiment, "--json", env=env).stdout)
+    assert status["counts"]["skipped"] == len(record["skipped"])
+    assert status["counts"]["finished"] == len(on_disk)
+    assert f"{len(on_disk)}/{len(on_disk)} trials finished, 0 errored" in resumed.stdout
+    assert ninsweep("report", experiment, env=env).returncode == 0
+    report = (experiment / "report" / "report.md").read_text()
+    assert "## Adaptive replication" in report and "Lan-DeMets" in report
+    assert "trial-epochs that 4 seeds everywhere would take" in report
