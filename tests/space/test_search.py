@@ -273,3 +273,30 @@ def test_the_dry_run_shows_both_stages():
 ])
 def test_optuna_is_one_line_where_it_cannot_be_used(block, problem):
     assert error_of(GRID + block + "\n").startswith(f"space.yaml: {problem}")
+
+
+# -- replication: seeds where the comparisons need them -----------------------------------
+
+def test_replication_lists_every_seed_up_to_max_and_the_dry_run_says_how_many_run_first():
+    spec = space(GRID + "replication: {min_seeds: 2, max_seeds: 5}\n")
+    assert sorted({t.params["seed"] for t in spec.trials}) == [0, 1, 2, 3, 4]
+    assert len(spec.trials) == 2 * 5
+    text = format_dry_run(spec)
+    assert "adaptive replication: 2 seeds per configuration" in text
+    assert "4 trials first, at most 10" in text
+    assert SweepSpec.from_manifest(spec.to_manifest()).replication == spec.replication
+
+
+@pytest.mark.parametrize("block, problem", [
+    ("replication: {min_seeds: 3, max_seeds: 3}",
+     "replication.max_seeds: max_seeds (3) must exceed min_seeds (3)"),
+    ("replication: {min_seeds: 1, max_seeds: 3}", "replication.min_seeds:"),
+    ("replication: {max_seeds: 4, until: sometime}",
+     "replication.until: expected decided or {ci_half_width_pct: h} with h > 0"),
+    ("replication: {max_seeds: 4}\nseeds: [0, 1]",
+     "replication: seeds: with replication: the seeds are 0..max_seeds-1"),
+    ("replication: {max_seeds: 4}\nscheduler: {algorithm: asha}",
+     "replication: scheduler: with replication: the seeds are 0..max_seeds-1"),
+])
+def test_bad_replication_keys_are_one_line(block, problem):
+    assert error_of(GRID + block + "\n").startswith(f"space.yaml: {problem}")
