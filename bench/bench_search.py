@@ -26,7 +26,7 @@ at shutdown (GCS, raylet, ...) and any of their children those reaped in turn.
 The two sides alternate (A B A B) for --rounds rounds; figures are medians.
 Starts Ray: runs only in a loopback-only network namespace.
 
-    bash bench/netns.sh python bench/bench_search.py                 # ~15 min on 2 cores
+    bash bench/netns.sh python bench/bench_search.py                 # ~4 min on 2 cores
     bash bench/netns.sh python bench/bench_search.py --trials 200 --json out/search.json
 """
 
