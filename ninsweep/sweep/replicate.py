@@ -37,6 +37,7 @@ from ninsweep.fmt import first_line
 from ninsweep.locations import is_uri, join, local_path
 from ninsweep.metrics import EPOCH
 from ninsweep.space.schema import SEED, TRIAL_KEY, SweepSpec
+from ninsweep.storage import filesystem
 from ninsweep.sweep import tune_state
 
 _LOG: dict[str, Callable[[str], None]] = {}  # the run's console line, set by the runner
@@ -154,8 +155,6 @@ class ReplicationSearcher(Searcher):
         target = join(self.experiment, REPLICATION_FILE)
         try:
             if is_uri(self.experiment):
-                from ninsweep.storage import filesystem
-
                 fs, path = filesystem(target)
                 with fs.open_output_stream(path) as stream:
                     stream.write(text.encode())

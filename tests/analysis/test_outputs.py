@@ -28,7 +28,7 @@ def experiment(tmp_path):
 def test_status_json_has_every_trial_with_its_status_params_and_numbers(experiment, capsys):
     assert main(["status", str(experiment), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["counts"] == {"finished": 1, "stopped": 0, "incomplete": 1, "error": 1, "pending": 1}
+    assert status["counts"] == {"finished": 1, "stopped": 0, "incomplete": 1, "error": 1, "pending": 1, "skipped": 0}
     trials = {row["trial"]: row for row in status["trials"]}
     assert [row["status"] for row in status["trials"]] == ["finished", "incomplete", "error",
                                                             "pending"]

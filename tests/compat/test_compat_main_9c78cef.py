@@ -31,7 +31,7 @@ def experiment(tmp_path: Path) -> Path:
 def test_status_reads_it(experiment, capsys):
     assert main(["status", str(experiment), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["counts"] == {"finished": 2, "stopped": 0, "incomplete": 0, "error": 0, "pending": 0}
+    assert status["counts"] == {"finished": 2, "stopped": 0, "incomplete": 0, "error": 0, "pending": 0, "skipped": 0}
     assert [t["trial"] for t in status["trials"]] == list(TRIALS)
 
 

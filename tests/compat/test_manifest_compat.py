@@ -60,7 +60,7 @@ def test_status_and_export_read_it(experiment, capsys):
 
     assert main(["status", str(experiment), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["counts"] == {"finished": 1, "stopped": 0, "incomplete": 0, "error": 0, "pending": 1}
+    assert status["counts"] == {"finished": 1, "stopped": 0, "incomplete": 0, "error": 0, "pending": 1, "skipped": 0}
     relu = status["trials"][0]
     assert relu["trial"] == RELU and relu["final_test_acc_pct"] == pytest.approx(12.5)
     assert relu["params"] == {"activation": "relu", "batchnorm": False, "init": "keras",

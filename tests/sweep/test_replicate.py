@@ -6,10 +6,20 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from ray.tune.search import Searcher
 
 from ninsweep.space import parse_space
-from ninsweep.sweep.replicate import ReplicationSearcher
+from ninsweep.sweep.replicate import ReplicationSearcher, set_log
+
+
+@pytest.fixture(autouse=True)
+def wave_lines():
+    """The waves' console lines (the runner points them at its console; an earlier test's
+    console may be closed)."""
+    lines: list[str] = []
+    set_log(lines.append)
+    return lines
 
 SPACE = """\
 grid:
@@ -49,7 +59,7 @@ def run(s: ReplicationSearcher, rng, start: int = 0, stop_after: int = 10_000) -
     return names
 
 
-def test_seeds_go_only_where_an_effect_is_undecided_and_the_record_says_so(tmp_path):
+def test_seeds_go_only_where_an_effect_is_undecided_and_the_record_says_so(tmp_path, wave_lines):
     spec = parse_space(SPACE, "space.yaml")
     s = ReplicationSearcher(spec, str(tmp_path))
     names = run(s, np.random.default_rng(0))
@@ -64,6 +74,9 @@ def test_seeds_go_only_where_an_effect_is_undecided_and_the_record_says_so(tmp_p
     assert max(seeds.values()) == 7 and len(names) == 32  # activation's configs reach 8 seeds
     assert record["skipped"] == []
     assert "Lan-DeMets" in record["method"]
+    assert wave_lines[0].startswith("replication wave 1: 4 more seed(s) for ELU+BN+WI, ELU+WI, ")
+    assert wave_lines[-1] == ("replication done after wave 6: every main effect decided or at 8 "
+                              "seeds; 0 trials not needed")
 
 
 def test_with_a_target_width_a_null_effect_is_decided_negligible_and_seeds_are_saved(tmp_path):
