@@ -13,7 +13,7 @@ import pandas as pd
 from ninsweep.analysis.results import Experiment
 from ninsweep.experiment_dir import FINISHED
 from ninsweep.metrics import EPOCH
-from ninsweep.space.schema import TUNE_STAGE
+from ninsweep.space.schema import FINAL_STAGE
 
 History = dict  # a trial's metrics: name -> one value per kept epoch (TrialRecord.metrics)
 
@@ -29,7 +29,7 @@ def curve_histories(exp: Experiment, trials: pd.DataFrame) -> dict[str, tuple[li
     label_of = dict(zip(trials["trial"], trials["config"]))
     grouped: dict[str, tuple[list[History], list[History]]] = {}
     for t in exp.trials:
-        if len(t.metrics[EPOCH]) and t.stage != TUNE_STAGE:  # tuning trials: their own curves
+        if len(t.metrics[EPOCH]) and t.stage in (None, FINAL_STAGE):  # the compared trials
             done, other = grouped.setdefault(label_of[t.name], ([], []))
             (done if t.status == FINISHED else other).append(t.metrics)
     return {label: (done, other) if done else (other, []) for label, (done, other) in grouped.items()}

@@ -55,6 +55,7 @@ from ninsweep.analysis.tabulate import (
     VERDICT_LOWER,
     VERDICT_NONE,
     VERDICT_SAME,
+    config_table_of,
     objective_of,
     statistic_columns,
     tables,
@@ -84,7 +85,7 @@ from ninsweep.experiment_dir import (
 from ninsweep.fmt import duration, markdown_cell, markdown_table, reason, value_text
 from ninsweep.metrics import TEST_ACC, VAL_ACC, difference_unit, digits, heading, is_accuracy, long_name
 from ninsweep.space.dry_run import scheduler_line
-from ninsweep.space.schema import SweepSpec
+from ninsweep.space.schema import DEFAULT_STAGE, FINAL_STAGE, SweepSpec
 
 REPORT_HTML = "report.html"  # report --html: the dashboard's views in one file
 
@@ -198,6 +199,7 @@ def render_markdown(exp: Experiment, trials: pd.DataFrame, configs: pd.DataFrame
     if exp.spec is not None and exp.spec.tune is not None:
         md += ["## Per-cell tuning", ""]
         md += _tuning_markdown(exp, figures.get(FIG_TUNING))
+        md += _default_markdown(trials, alpha)
 
     if exp.spec is not None and exp.spec.replication is not None:
         md += ["## Adaptive replication", ""]
@@ -468,6 +470,40 @@ def _replication_markdown(exp: Experiment, trials: pd.DataFrame) -> list[str]:
         md += [f"Compute: {planned - skipped:,} of the {planned:,} trial-epochs that "
                f"{rep.max_seeds} seeds everywhere would take ({100 * skipped / planned:.0f}% "
                f"saved; {len(record.get('skipped', []))} trials not needed).", ""]
+    return md
+
+
+def _default_markdown(trials: pd.DataFrame, alpha: float) -> list[str]:
+    """With ``tune.default``: the main effects of the tuned arms beside those at the shared
+    default, and whether the configurations rank the same."""
+    if "stage" not in trials or not (trials["stage"] == DEFAULT_STAGE).any():
+        return []
+    at_default = trials[trials["stage"] == DEFAULT_STAGE].assign(stage=FINAL_STAGE)
+    at_default.attrs = dict(trials.attrs)
+    tuned_fx, default_fx = (effects_table(t) for t in (trials, at_default))
+    md = ["### Tuned against the shared default", "",
+          "The same cells and seeds at the library's default values of the tuned keys (the "
+          "untuned comparison a fixed recipe would make), beside the tuned arms:", ""]
+    rows = []
+    main = lambda fx: {(r.factor, r.level): r for r in fx[fx["kind"] == MAIN].itertuples()}  # noqa: E731
+    tuned_main, default_main = main(tuned_fx), main(default_fx)
+    for key, t in tuned_main.items():
+        d = default_main.get(key)
+        cells = [f"{t.factor}: {t.level} vs {t.baseline}",
+                 f"{fmt_num(t.effect_pct)} {fmt_ci(t.ci_low_pct, t.ci_high_pct)}",
+                 f"{fmt_num(d.effect_pct)} {fmt_ci(d.ci_low_pct, d.ci_high_pct)}" if d else "-"]
+        if d is not None and np.sign(t.effect_pct) != np.sign(d.effect_pct):
+            cells.append("**sign differs**")
+        else:
+            cells.append("same sign" if d is not None else "-")
+        rows.append(cells)
+    md += markdown_table(["main effect", "tuned", "at the default", ""], rows) + [""]
+    order = lambda t: list(config_table_of(t)["config"])  # noqa: E731
+    tuned_order, default_order = order(trials), order(at_default)
+    md += [("The configurations rank the same tuned and at the default: "
+            f"{' > '.join(tuned_order)}." if tuned_order == default_order else
+            f"**Tuning changes the ranking**: tuned {' > '.join(tuned_order)}; at the default "
+            f"{' > '.join(default_order)}."), ""]
     return md
 
 

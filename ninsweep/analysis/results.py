@@ -67,7 +67,7 @@ from ninsweep.metrics import (
     TRAIN_LOSS,
     VAL_METRICS,
 )
-from ninsweep.space.schema import TRIAL_KEY, TUNE_STAGE, SweepSpec, TrialSpec
+from ninsweep.space.schema import FINAL_STAGE, TRIAL_KEY, SweepSpec, TrialSpec
 from ninsweep.storage import fetch_experiment
 
 
@@ -486,8 +486,9 @@ def trial_record(entry: TrialSpec, candidates: Sequence[TrialDir]) -> TrialRecor
 
 def compared(trials: pd.DataFrame) -> pd.Series:
     """The rows of a trial table that the final table and the effects compare: finished, and
-    not a tuning trial (those ran a short recipe to choose values, on the validation split)."""
+    in a tuned experiment a final trial (tuning trials ran a short recipe to choose values on
+    the validation split; default trials are the untuned comparison, tabled apart)."""
     mask = trials["status"] == FINISHED
-    if "stage" in trials:
-        mask &= trials["stage"] != TUNE_STAGE
+    if "stage" in trials:  # a tuned experiment: its final trials (the default ones apart)
+        mask &= trials["stage"] == FINAL_STAGE
     return mask

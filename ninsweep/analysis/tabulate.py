@@ -37,7 +37,7 @@ from ninsweep.metrics import (
     is_accuracy,
     objective_column,
 )
-from ninsweep.space.schema import TUNE_STAGE
+from ninsweep.space.schema import FINAL_STAGE
 
 # The trial-table column holding each objective metric's final value (accuracies in %).
 OBJECTIVE_COLUMNS = {metric: objective_column(metric) for metric in OBJECTIVE_METRICS}
@@ -165,10 +165,15 @@ def config_table(exp: Experiment) -> pd.DataFrame:
     return _config_table(trial_table(exp), exp.is_lab4)
 
 
+def config_table_of(trials: pd.DataFrame, lab4: bool = False) -> pd.DataFrame:
+    """The per-config table of a trial table already made (a subset of one, say)."""
+    return _config_table(trials, lab4)
+
+
 def _config_table(trials: pd.DataFrame, lab4: bool) -> pd.DataFrame:
     """Grouped aggregations, one pass per column (a loop over configs cost 10 ms each)."""
     if "stage" in trials:  # tuning trials chose values; the table compares the final ones
-        trials = trials[trials["stage"] != TUNE_STAGE]
+        trials = trials[trials["stage"] == FINAL_STAGE]
     fixed = set(TRIAL_COLUMNS)
     extra_cols = [c for c in trials.columns if c not in fixed]
     if trials.empty:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ninsweep.fmt import table, value_text
-from ninsweep.space.schema import TUNE_STAGE, SweepSpec, TrialSpec
+from ninsweep.space.schema import DEFAULT_STAGE, TUNE_STAGE, SweepSpec, TrialSpec
 
 
 def format_dry_run(spec: SweepSpec) -> str:
@@ -55,8 +55,8 @@ def scheduler_line(spec: SweepSpec) -> str:
 
 def _values_text(trial: TrialSpec, spec: SweepSpec) -> str:
     values = [f"{k}={value_text(v)}" for k, v in trial.params.items()]
-    if trial.stage == TUNE_STAGE:
-        values += ["stage=tune", *(f"{k}={value_text(v)}" for k, v in trial.tuned.items())]
+    if trial.stage in (TUNE_STAGE, DEFAULT_STAGE) and (trial.tuned or trial.stage == DEFAULT_STAGE):
+        values += [f"stage={trial.stage}", *(f"{k}={value_text(v)}" for k, v in trial.tuned.items())]
     elif trial.stage is not None:
         values += [f"stage={trial.stage}", *(f"{k}=(chosen by tuning)" for k in
                                              sorted(canonical_tuned_keys(spec)))]

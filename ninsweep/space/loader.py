@@ -24,6 +24,7 @@ from ninsweep.errors import ConfigError
 from ninsweep.fmt import one_line
 from ninsweep.space.grid import Block, canonical_key, check_size, expand, parse_grid
 from ninsweep.space.schema import (
+    DEFAULT_STAGE,
     FINAL_STAGE,
     SECTIONS,
     TUNE_STAGE,
@@ -177,7 +178,19 @@ def tuned_trials(where: str, top: SpaceFile, blocks: list[Block], base: dict[str
                                                "tuned": tuned}))
     stage2 = [t.model_copy(update={"stage": FINAL_STAGE, "tuned": {}})
               for t in expand(where, blocks, base, top.seeds)]
-    return stage1 + stage2
+    at_default = []
+    if tuning.default:  # the same seeds at the library's defaults of the tuned keys
+        for t in expand(where, blocks, base, top.seeds):
+            stem = t.name[:-len(f"-s{t.params['seed']}")]
+            at_default.append(t.model_copy(update={
+                "name": f"{stem}-default-s{t.params['seed']}", "stage": DEFAULT_STAGE,
+                "tuned": {k: _library_default(k) for k in tuning.keys}}))
+    return stage1 + stage2 + at_default
+
+
+def _library_default(key: str) -> Any:
+    section, _, name = key.partition(".")
+    return SECTIONS[section].model_fields[name].default
 
 
 def replicated_trials(where: str, raw: dict[str, Any], top: SpaceFile, blocks: list[Block],

@@ -47,6 +47,7 @@ MANIFEST_FORMAT = 1
 # The one key of Tune's param space, so of Ray's params.json: {"trial": {name, params, config}}.
 TRIAL_KEY = "trial"
 TUNE_STAGE, FINAL_STAGE = "tune", "final"  # the two stages of a space with ``tune:``
+DEFAULT_STAGE = "default"  # with tune.default: the cells' seeds at the shared default values
 
 # The sections a space may override, and the settings model behind each.
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}

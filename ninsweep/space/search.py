@@ -245,6 +245,9 @@ class Tuning(Schema):
     select_on: str = VAL_ACC
     epochs: Optional[int] = Field(None, ge=1)  # of a tuning trial (default: the recipe's)
     trial_seed: Optional[int] = None  # training seed of the tuning trials (default: the first)
+    # Also run every cell's seeds at the shared default values (the untuned comparison), so
+    # the report can set the effects of the tuned arms beside the effects at the default.
+    default: bool = False
 
     @field_validator("keys")
     @classmethod

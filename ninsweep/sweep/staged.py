@@ -19,7 +19,15 @@ from typing import Any, Optional
 
 from ray.tune.search import Searcher
 
-from ninsweep.space.schema import FINAL_STAGE, SEED, TRIAL_KEY, TUNE_STAGE, SweepSpec, TrialSpec
+from ninsweep.space.schema import (
+    DEFAULT_STAGE,
+    FINAL_STAGE,
+    SEED,
+    TRIAL_KEY,
+    TUNE_STAGE,
+    SweepSpec,
+    TrialSpec,
+)
 from ninsweep.space.search import SIGNIFICANT_DIGITS, Distribution
 from ninsweep.sweep import tune_state
 
@@ -57,6 +65,7 @@ class StagedSearcher(Searcher):
         self.values: dict[str, dict[str, Any]] = {}
         self.tuning = [t for t in spec.trials if t.stage == TUNE_STAGE]
         self.final = [t for t in spec.trials if t.stage == FINAL_STAGE]
+        self.default = [t for t in spec.trials if t.stage == DEFAULT_STAGE]  # need no choice
         self.cells = {t.name: cell_of(t) for t in spec.trials}
         self.suggested: dict[str, str] = {}  # Tune's trial id -> trial name
         self.scores: dict[str, Optional[float]] = {}  # ended tuning trial -> its select_on
@@ -99,6 +108,10 @@ class StagedSearcher(Searcher):
             self.suggested[trial_id] = trial.name
             return {TRIAL_KEY: final_trial(trial, chosen and self.tuned_values(chosen),
                                            chosen and chosen.name, self.select_on)}
+        for trial in self.default:  # while cells still tune, and after
+            if trial.name not in handed_out:
+                self.suggested[trial_id] = trial.name
+                return {TRIAL_KEY: with_values(trial, trial.tuned)}
         return None if waiting else Searcher.FINISHED
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None,

@@ -193,7 +193,7 @@ def test_the_shipped_search_spaces_load_and_draw_from_a_validation_split():
         tuned = spec.tune is not None
         assert tuned or (spec.search is not None and spec.scheduler is not None), name
         assert all(t.config.data.val_size > 0 for t in spec.trials), name
-    assert len(load_space(resolve_space_path("lab4-tuned")).trials) == 10 * 8 + 10 * 3
+    assert len(load_space(resolve_space_path("lab4-tuned")).trials) == 10 * 8 + 10 * 3 * 2
 
 
 # -- tune: every cell tuned the same way -------------------------------------------------
@@ -300,3 +300,11 @@ def test_replication_lists_every_seed_up_to_max_and_the_dry_run_says_how_many_ru
 ])
 def test_bad_replication_keys_are_one_line(block, problem):
     assert error_of(GRID + block + "\n").startswith(f"space.yaml: {problem}")
+
+
+def test_tune_default_adds_every_cell_and_seed_at_the_library_default():
+    spec = space(TUNED.replace("  epochs: 2\n", "  epochs: 2\n  default: true\n"))
+    default = [t for t in spec.trials if t.stage == "default"]
+    assert [t.name for t in default] == ["relu-bn-he-default-s0", "elu-bn-he-default-s0",
+                                         "relu-bn-he-default-s1", "elu-bn-he-default-s1"]
+    assert all(t.tuned == {"train.lr": 0.1} and t.config.train.epochs == 4 for t in default)

@@ -134,3 +134,15 @@ def test_optuna_tuning_recovers_a_known_optimum_and_a_resumed_study_asks_what_it
     assert before + after == uninterrupted
     final = resumed.suggest("id24")["trial"]
     assert final["name"] == "relu-bn-he-s0" and final["tuned"] == {"train.lr": best}
+
+
+def test_default_trials_fill_the_wait_for_tuning_and_run_at_the_default():
+    s = StagedSearcher(parse_space(SPACE.replace("epochs: 2,", "epochs: 2, default: true,"),
+                                   "space.yaml"))
+    hand_out(s, 0, 6)  # the tuning trials
+    waiting = hand_out(s, 6, 4)  # no cell has ended: the default trials come meanwhile
+    assert [t["name"] for t in waiting.values()] == [
+        "relu-bn-he-default-s0", "elu-bn-he-default-s0", "relu-bn-he-default-s1",
+        "elu-bn-he-default-s1"]
+    assert all(t["config"]["train"]["lr"] == 0.1 for t in waiting.values())
+    assert s.suggest("id10") is None
