@@ -22,6 +22,8 @@ TUNER_FILE = "tuner.pkl"  # Tune's: the Tuner, pickled; resume restores the swee
 # Tune's snapshots of its trials, one per driver run (the newest name is the one Tune reads)
 TUNE_SNAPSHOT_RE = re.compile(r"experiment_state-.+\.json")
 UNREADABLE_SUFFIX = ".unreadable"  # what resume appends to a snapshot it sets aside
+# `ninsweep extend`'s trials, one file per extension (never replaced), read with the manifest
+EXTENSION_RE = re.compile(r"ninsweep-extend-(\d+)\.json")
 REPLICATION_FILE = "replication.json"  # adaptive replication's waves, decisions, skipped trials
 RESULTS_CSV = "results.csv"  # `export`'s per-trial table; its siblings are named after it
 
@@ -35,6 +37,16 @@ STATE_FILE_RE = re.compile(r"state-epoch-(\d+)\.pt")  # a Trainer state, named b
 # A whole run in one file: what `ninsweep train --checkpoint-dir` keeps, and what trials
 # wrote before their states were named by epoch (still read on resume).
 CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def extension_file(number: int) -> str:
+    """``ninsweep-extend-1.json``: the trials the experiment's first extension added."""
+    return f"ninsweep-extend-{number}.json"
+
+
+def set_aside_tuner(number: int) -> str:
+    """Where an extension keeps the Tune state of the run before it (Tune writes its own)."""
+    return f"tuner-before-extend-{number}.pkl"
 
 
 def state_file_name(epoch: int) -> str:

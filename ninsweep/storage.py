@@ -29,6 +29,7 @@ from ninsweep.errors import NinsweepError
 from ninsweep.experiment_dir import (
     CHECKPOINT_DIR_PREFIX,
     CHECKPOINT_FILE,
+    EXTENSION_RE,
     LOCK_FILE,
     MANIFEST_FILE,
     state_file_epoch,
@@ -183,6 +184,26 @@ def read_manifest(experiment: str) -> dict[str, Any]:
     except (json.JSONDecodeError, RecursionError) as err:
         raise NinsweepError(f"{target}: corrupt manifest "
                             f"({err if isinstance(err, ValueError) else 'nested too deeply'})") from None
+
+
+def read_extensions(experiment: str) -> list[dict[str, Any]]:
+    """``ninsweep extend``'s files of an experiment, oldest first (``[]``: never extended)."""
+    found = []
+    for name in file_names(experiment):
+        match = EXTENSION_RE.fullmatch(name)
+        if match:
+            found.append((int(match.group(1)), name))
+    out = []
+    for _, name in sorted(found):
+        data = read_bytes(join(experiment, name))
+        try:
+            record = json.loads(data or b"")
+        except ValueError as err:
+            raise NinsweepError(f"{join(experiment, name)}: not valid JSON ({err})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("trials"), list):
+            raise NinsweepError(f"{join(experiment, name)}: expected an object with a trials list")
+        out.append(record)
+    return out
 
 
 def read_bytes(location: str) -> Optional[bytes]:

@@ -68,7 +68,7 @@ from ninsweep.metrics import (
     VAL_METRICS,
 )
 from ninsweep.space.schema import FINAL_STAGE, TRIAL_KEY, SweepSpec, TrialSpec
-from ninsweep.storage import fetch_experiment
+from ninsweep.storage import fetch_experiment, read_extensions
 
 
 @dataclass
@@ -413,7 +413,8 @@ def manifest_of(path: Path) -> tuple[Optional[dict[str, Any]], Optional[SweepSpe
     if not manifest_path.is_file():
         return None, None
     manifest = _read_json(manifest_path, "the experiment manifest")
-    return manifest, SweepSpec.from_manifest(manifest, where=str(manifest_path))
+    spec = SweepSpec.from_manifest(manifest, where=str(manifest_path))
+    return manifest, spec.with_extensions(read_extensions(str(path)), where=str(path))
 
 
 def experiment_from_dirs(path: Path, manifest: Optional[dict[str, Any]], spec: Optional[SweepSpec],

@@ -125,6 +125,21 @@ def _add_sweep_parsers(commands) -> None:
     resume.add_argument("--tracker", action="append", metavar="NAME", help=TRACKER_HELP)
     resume.set_defaults(handler="ninsweep.cli.resume:command_resume")
 
+    extend = commands.add_parser(
+        "extend", help="more seeds or cells for a finished experiment",
+        description="New trials join the experiment; its finished trials are not touched. "
+                    "--seeds N brings every configuration to seeds 0..N-1 (paired with the "
+                    "old ones by seed); --space FILE adds the trials of a space that contains "
+                    "every trial the experiment ran, with the same recipe.")
+    extend.add_argument("experiment", help=EXPERIMENT_HELP)
+    extend.add_argument("--seeds", type=int, help="bring every configuration to N seeds")
+    extend.add_argument("--space", help="a space (file or name) whose trials include the experiment's")
+    extend.add_argument("--dry-run", action="store_true", help="list the new trials; start nothing")
+    extend.add_argument("--address", help="an existing Ray cluster (default: local)")
+    extend.add_argument("--autoscaling", action="store_true", help=AUTOSCALING_HELP)
+    extend.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    extend.set_defaults(handler="ninsweep.cli.extend:command_extend")
+
     status = commands.add_parser("status", help="each trial's state, read from disk",
                                  epilog=STATUS_EXAMPLES, formatter_class=EXAMPLES_FORMAT)
     status.add_argument("experiment", help=EXPERIMENT_HELP)

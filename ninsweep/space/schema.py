@@ -398,6 +398,12 @@ class SweepSpec(SpaceKeys):
         return self.model_copy(update={"trials": trials, "resources": resources,
                                        "overrides": applied})
 
+    def with_extensions(self, extensions: Iterable[dict[str, Any]], where: str = "") -> "SweepSpec":
+        """This spec with the trials ``ninsweep extend`` added (each extension file's
+        ``trials``, in order): the experiment as status, export and the report see it."""
+        added = [TrialSpec.from_dict(raw, where) for ext in extensions for raw in ext["trials"]]
+        return self.model_copy(update={"trials": (*self.trials, *added)}) if added else self
+
     def to_manifest(self) -> dict[str, Any]:
         """The JSON-serialisable record of the sweep (``Manifest``), read back by
         ``from_manifest``. The caller (sweep) adds ``created`` and ``experiment_name``."""

@@ -23,6 +23,7 @@ from typing import Any, Optional, Sequence
 import ray
 from ray import tune
 
+from ninsweep.atomic import write_atomic
 from ninsweep.console import Console
 from ninsweep.errors import CheckpointError, NinsweepError, Terminated
 from ninsweep.experiment_dir import (
@@ -31,19 +32,23 @@ from ninsweep.experiment_dir import (
     TUNE_SNAPSHOT_RE,
     TUNER_FILE,
     UNREADABLE_SUFFIX,
+    extension_file,
+    set_aside_tuner,
 )
 from ninsweep.fmt import first_line
 from ninsweep.locations import is_uri, join, resolve_storage
 from ninsweep.metrics import CONFIG_ERROR, EPOCH, STOPPED_EARLY
-from ninsweep.space.schema import TRIAL_KEY, SweepSpec, check_experiment_name, tracker_names
+from ninsweep.space.schema import TRIAL_KEY, SweepSpec, TrialSpec, check_experiment_name, tracker_names
 from ninsweep.storage import (
     check_storage_for_cluster,
     experiment_exists,
     file_names,
+    filesystem,
     make_dirs,
     move,
     path_exists,
     read_bytes,
+    read_extensions,
     read_manifest,
     write_manifest,
 )
@@ -163,6 +168,62 @@ def run_sweep(spec: SweepSpec, *, storage: Optional[str] = None, name: Optional[
         ray.shutdown()
 
 
+def extend_sweep(experiment: str, added: Sequence[TrialSpec], *, command: str,
+                 address: Optional[str] = None, autoscaling: bool = False,
+                 console: Optional[Console] = None,
+                 driver_log: Optional[DriverLog] = None) -> SweepOutcome:
+    """Run ``added`` as new trials of a finished experiment (``ninsweep extend``).
+
+    Tune cannot add trials to a run it restores (ray-project/ray#42221), so the new trials
+    are a Tune run of their own in the same experiment directory: their list is written
+    first (``ninsweep-extend-N.json``, never replaced), the previous run's ``tuner.pkl`` is
+    kept beside as ``tuner-before-extend-N.pkl``, and ``resume`` continues the newest run.
+    The finished trials' directories are not touched.
+    """
+    started_at = time.time()
+    console = console or Console()
+    experiment = experiment if is_uri(experiment) else str(Path(experiment).expanduser().resolve())
+    spec = SweepSpec.from_manifest(read_manifest(experiment))
+    number = len(read_extensions(experiment)) + 1
+    run = spec.model_copy(update={"trials": tuple(added)})
+    check_trials(run, where=experiment)
+    if driver_log is not None:
+        driver_log.move_into(experiment)
+    write_extension(experiment, number, added, command)
+    tuner_file = join(experiment, TUNER_FILE)
+    if path_exists(tuner_file):
+        move(tuner_file, join(experiment, set_aside_tuner(number)))
+    storage, _, name = experiment.rstrip("/").rpartition("/")
+    callbacks = _callbacks(run, experiment, name, console, started_at)
+    start_ray(address, console.line, code=spec.code)
+    try:
+        with _SigtermAsCtrlC() as sigterm:
+            _check_cluster(run, storage, autoscaling, console.line)
+            console.line(f"{experiment}: extension {number}, {len(added)} new trials")
+            return _fit_new(run, storage, name, console, started_at, sigterm, callbacks)
+    finally:
+        ray.shutdown()
+
+
+def write_extension(experiment: str, number: int, added: Sequence[TrialSpec], command: str) -> None:
+    """``ninsweep-extend-N.json``, written once (an existing one is never replaced)."""
+    record = {"format": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
+              "trials": [t.to_dict() for t in added]}
+    target = join(experiment, extension_file(number))
+    text = json.dumps(record, indent=2)
+    try:
+        if is_uri(experiment):
+            fs, path = filesystem(target)
+            with fs.open_output_stream(path) as stream:
+                stream.write(text.encode())
+        else:
+            write_atomic(target, text, exclusive=True)
+    except FileExistsError:
+        raise NinsweepError(f"{target} already exists: another extend is running") from None
+    except OSError as err:
+        raise NinsweepError(f"{target}: cannot write ({first_line(err, 160)})") from None
+
+
 def _check_cluster(spec: SweepSpec, storage: str, autoscaling: bool, log) -> None:
     check_schedulable(spec, autoscaling, log)
     if count_nodes() > 1:
@@ -251,7 +312,7 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
     console = console or Console()
     log = console.line
     experiment = experiment if is_uri(experiment) else str(Path(experiment).expanduser().resolve())
-    spec = SweepSpec.from_manifest(read_manifest(experiment))
+    spec = tune_run_spec(experiment, SweepSpec.from_manifest(read_manifest(experiment)))
     check_trials(spec, where=experiment)
     check_tune_state(experiment)
     has_snapshot = set_aside_unreadable_snapshots(experiment, log)
@@ -278,6 +339,16 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
             return _fit(tuner, experiment, spec, started_at, sigterm)
     finally:
         ray.shutdown()
+
+
+def tune_run_spec(experiment: str, spec: SweepSpec) -> SweepSpec:
+    """The trials of the experiment's latest Tune run: the manifest's, or after ``ninsweep
+    extend`` the newest extension's (Tune cannot add trials to a run it restores)."""
+    extensions = read_extensions(experiment)
+    if not extensions:
+        return spec
+    return spec.model_copy(update={"trials": spec.with_extensions(extensions[-1:]).trials[
+        len(spec.trials):]})
 
 
 def check_tune_state(experiment: str) -> None:

@@ -6,6 +6,7 @@ namespace of tests/run.sh; the others never start Ray.
 
 import csv
 import functools
+import json
 import re
 import signal
 import subprocess
@@ -257,6 +258,36 @@ def test_resume_past_a_tune_snapshot_cut_short_trains_no_epoch_again(smoke_exper
         assert all(r.get(M.REPLAYED) for r in now), name
         assert [(r[M.EPOCH], r[M.TEST_ACC]) for r in now] == \
             [(r[M.EPOCH], r[M.TEST_ACC]) for r in records], name
+
+
+@needs_netns
+@pytest.mark.slow
+def test_extend_adds_seeds_without_touching_the_finished_trials(smoke_experiment, tmp_path):
+    """`ninsweep extend --seeds 2` on the finished smoke sweep: ten new trials (seed 1) run
+    in the same experiment; every file of the old trials keeps its bytes; status, the config
+    table (n = 2, paired by seed) and resume see one experiment."""
+    import shutil
+
+    source, result, _ = smoke_experiment
+    assert result.returncode == 0
+    experiment = Path(shutil.copytree(source, tmp_path / "smoke"))
+    old = {p.relative_to(experiment): p.read_bytes() for p in experiment.rglob("*")
+           if p.is_file() and p.parts[len(experiment.parts)].endswith("-s0")}
+    extended = ninsweep("extend", experiment, "--seeds", "2", env=cli_env(tmp_path), timeout=400)
+    assert extended.returncode == 0, (extended.stdout + extended.stderr)[-3000:]
+    assert "10/10 trials finished, 0 errored" in extended.stdout
+    assert {p: (experiment / p).read_bytes() for p in old} == old  # the old trials untouched
+    assert (experiment / "ninsweep-extend-1.json").is_file()
+    assert (experiment / "tuner-before-extend-1.pkl").is_file()
+    status = json.loads(ninsweep("status", experiment, "--json", env=cli_env(tmp_path)).stdout)
+    assert status["counts"]["finished"] == 20
+    with open(experiment / "results-configs.csv", newline="") as handle:
+        assert {int(row["n"]) for row in csv.DictReader(handle)} == {2}
+    with open(experiment / "results-effects.csv", newline="") as handle:
+        assert any(row["paired"] == "True" for row in csv.DictReader(handle))
+    resumed = ninsweep("resume", experiment, "--quiet", env=cli_env(tmp_path), timeout=300)
+    assert resumed.returncode == 0 and "10/10 trials finished" in resumed.stdout
+    assert {p: (experiment / p).read_bytes() for p in old} == old
 
 
 BLOCK_NINSWEEP = """
