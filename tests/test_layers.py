@@ -62,6 +62,7 @@ LIGHT = {
 # Imports inside functions of what a module may not import at its top, each with its reason.
 DEFERRED = {
     ("ninsweep.cli.run", "command_run"): "Ray Tune and pandas only past --dry-run",
+    ("ninsweep.cli.extend", "command_extend"): "pandas to read what ran, Ray only past --dry-run",
     ("ninsweep.cli.results", "command_report"): "matplotlib (and plotly for --html) only for the report",
     ("ninsweep.cli.results", "finish_sweep"): "matplotlib only to refresh a report kept there",
     ("ninsweep.sweep.preflight", "check_factory_models"): "torch only for a model factory",

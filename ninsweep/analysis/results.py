@@ -41,6 +41,7 @@ from ninsweep.errors import ConfigError, NinsweepError, NinsweepWarning
 from ninsweep.experiment_dir import (
     ERROR,
     ERROR_FILE,
+    EXTENSION_RE,
     FINISHED,
     INCOMPLETE,
     MANIFEST_FILE,
@@ -68,7 +69,7 @@ from ninsweep.metrics import (
     VAL_METRICS,
 )
 from ninsweep.space.schema import FINAL_STAGE, TRIAL_KEY, SweepSpec, TrialSpec
-from ninsweep.storage import fetch_experiment, read_extensions
+from ninsweep.storage import fetch_experiment
 
 
 @dataclass
@@ -414,7 +415,18 @@ def manifest_of(path: Path) -> tuple[Optional[dict[str, Any]], Optional[SweepSpe
         return None, None
     manifest = _read_json(manifest_path, "the experiment manifest")
     spec = SweepSpec.from_manifest(manifest, where=str(manifest_path))
-    return manifest, spec.with_extensions(read_extensions(str(path)), where=str(path))
+    return manifest, spec.with_extensions(_extensions(path), where=str(path))
+
+
+def _extensions(path: Path) -> list[dict[str, Any]]:
+    """``ninsweep extend``'s files in a local experiment directory, oldest first."""
+    found = sorted((int(m.group(1)), p) for p in path.iterdir()
+                   if (m := EXTENSION_RE.fullmatch(p.name)))
+    records = [_read_json(p, "an extension's trial list") for _, p in found]
+    for (_, p), record in zip(found, records):
+        if not isinstance(record, dict) or not isinstance(record.get("trials"), list):
+            raise NinsweepError(f"{p}: expected an object with a trials list")
+    return records
 
 
 def experiment_from_dirs(path: Path, manifest: Optional[dict[str, Any]], spec: Optional[SweepSpec],
