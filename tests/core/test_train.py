@@ -49,9 +49,10 @@ def test_epoch_metrics_are_complete_and_the_lr_steps(tmp_path):
         assert result[M.IMAGES_PER_S] > 0 and result[M.EPOCH_TIME_S] > 0
 
 
-@pytest.mark.slow
+# 2 epochs (the LR step before the second): measured test accuracy 47% then 58%, train loss
+# 2.05 then 1.67; 4 epochs (73%) took twice as long to check the same. ~5 s on 2 cores.
 def test_synthetic_data_is_learned_well_above_chance(tmp_path):
-    cfg = tiny_config(tmp_path, epochs=4, lr_milestones=[3]).replace(
+    cfg = tiny_config(tmp_path, epochs=2, lr_milestones=[1]).replace(
         data={"synthetic_train_size": 512, "synthetic_test_size": 200}, train={"threads": 2})
     history = Trainer(cfg).fit()
     assert history[-1][M.TRAIN_LOSS] < history[0][M.TRAIN_LOSS]
