@@ -117,13 +117,16 @@ class _SigtermAsCtrlC:
 
 
 def param_space(spec: SweepSpec) -> dict[str, Any]:
-    """``Tuner(param_space=...)``: one grid point per trial, in order.
+    """``Tuner(param_space=...)``: a grid over the trials' names, each resolved to its trial.
 
-    Each trial's Ray config is ``{TRIAL_KEY: {"name", "params", "config"}}`` (so Ray's
-    params.json holds exactly that); the trial directory is named after
-    ``config[TRIAL_KEY]["name"]`` (``tune_state.trial_dirname``).
+    Each trial's Ray config is ``{"trial_name": name, TRIAL_KEY: {"name", "params",
+    "config"}}`` (so Ray's params.json holds exactly that); the trial directory is named
+    after it (``tune_state.trial_dirname``). An experiment made before the name grid (a grid
+    over the trial dicts) resumes from its own stored param space.
     """
-    return {TRIAL_KEY: tune.grid_search([t.to_dict() for t in spec.trials])}
+    trials = {t.name: t.to_dict() for t in spec.trials}
+    return {tune_state.TRIAL_NAME: tune.grid_search(list(trials)),
+            TRIAL_KEY: tune.sample_from(tune_state.TrialNamed(trials))}
 
 
 def tune_trainable(spec: SweepSpec, experiment: Optional[str] = None):

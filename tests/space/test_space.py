@@ -398,11 +398,15 @@ def test_manifest_errors_name_the_entry():
 
 def test_param_space_holds_one_entry_per_trial():
     pytest.importorskip("ray")
+    from ray.tune.search.variant_generator import generate_variants
+
     from ninsweep.sweep.runner import param_space
 
     spec = load_space(SPACES / "smoke.yaml")
-    grid = param_space(spec)["trial"]["grid_search"]
-    assert grid == [t.to_dict() for t in spec.trials]
+    # What Tune resolves (a grid over names, each name's trial): every trial once, in order.
+    resolved = [config for _, config in generate_variants(param_space(spec))]
+    assert [c["trial"] for c in resolved] == [t.to_dict() for t in spec.trials]
+    assert [c["trial_name"] for c in resolved] == list(spec.trial_names)
 
 
 # --------------------------------------------------------------------------------------
