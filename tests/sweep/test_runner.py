@@ -233,9 +233,13 @@ def test_resume_past_a_tune_snapshot_cut_short_trains_no_epoch_again(smoke_exper
     source, result, _ = smoke_experiment
     assert result.returncode == 0
     experiment = Path(shutil.copytree(source, tmp_path / "smoke"))
-    snapshot = max(experiment.glob("experiment_state-*.json"))
-    cut = snapshot.read_bytes()[:200]
-    snapshot.write_bytes(cut)
+    # Every snapshot cut (an earlier test's resume of the shared sweep may have added one):
+    # with any whole one left, Tune would read that instead.
+    snapshots = sorted(experiment.glob("experiment_state-*.json"))
+    cuts = {}
+    for snapshot in snapshots:
+        cuts[snapshot] = snapshot.read_bytes()[:200]
+        snapshot.write_bytes(cuts[snapshot])
     trained = {d.name: reported_records(d) for d in experiment.iterdir()
                if (d / "result.json").exists()}
     assert len(trained) == 10
@@ -244,11 +248,13 @@ def test_resume_past_a_tune_snapshot_cut_short_trains_no_epoch_again(smoke_exper
     output = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, output[-3000:]
     assert "10/10 trials finished, 0 errored" in resumed.stdout
-    assert f"{snapshot.name}: Tune's snapshot does not parse" in resumed.stdout
+    for snapshot in snapshots:
+        assert f"{snapshot.name}: Tune's snapshot does not parse" in resumed.stdout
     assert "no readable Tune snapshot of the trials; starting the sweep from its manifest" \
         in resumed.stdout
     assert "Traceback" not in output
-    assert Path(f"{snapshot}.unreadable").read_bytes() == cut  # set aside, not deleted
+    for snapshot, cut in cuts.items():
+        assert Path(f"{snapshot}.unreadable").read_bytes() == cut  # set aside, not deleted
     for name, records in trained.items():
         # The history before is kept beside; the new one holds the same epochs, each
         # re-reported from the checkpoint (replayed), none trained again.
