@@ -159,6 +159,15 @@ def kill_pids(pids) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def sigkill_driver(driver) -> None:
+    """SIGKILL a ``ninsweep`` driver and the Ray processes below it: they outlive a killed
+    driver for a while, and a trial might checkpoint again meanwhile."""
+    ray_processes = descendants(driver.pid)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    kill_pids(ray_processes)
+
+
 class RayNode:
     """One ``ray start --block`` in its own session; everything it starts is below its PID."""
 

@@ -117,6 +117,13 @@ class Distribution(Schema):
         return f"{self.kind}{list(self.args)}"
 
 
+def some_keys(keys: dict[str, Distribution], verb: str) -> dict[str, Distribution]:
+    """A ``keys:`` mapping that names at least one key."""
+    if not keys:
+        fail(f"no keys to {verb} (give e.g. train.lr: {{loguniform: [0.003, 0.3]}})")
+    return keys
+
+
 def distinct_draws(keys: dict[str, Distribution], samples: int, seed: int) -> list[dict[str, Any]]:
     """``samples`` distinct draws of every key, the same for the same seed; a draw that
     repeats an earlier one is drawn again (a repeated trial would teach nothing). Raises
@@ -160,9 +167,7 @@ class Search(Schema):
     @field_validator("keys")
     @classmethod
     def _some(cls, keys: dict[str, Distribution]) -> dict[str, Distribution]:
-        if not keys:
-            fail("no keys to search (give e.g. train.lr: {loguniform: [0.003, 0.3]})")
-        return keys
+        return some_keys(keys, "search")
 
     def draws(self) -> list[dict[str, Any]]:
         return distinct_draws(self.keys, self.samples, self.seed)
@@ -252,9 +257,7 @@ class Tuning(Schema):
     @field_validator("keys")
     @classmethod
     def _some(cls, keys: dict[str, Distribution]) -> dict[str, Distribution]:
-        if not keys:
-            fail("no keys to tune (give e.g. train.lr: {loguniform: [0.003, 0.3]})")
-        return keys
+        return some_keys(keys, "tune")
 
     @field_validator("algorithm")
     @classmethod

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 
 import pytest
 from ray_support import (
     cli_env,
-    descendants,
-    kill_pids,
     needs_netns,
     ninsweep,
     reported_records,
+    sigkill_driver,
     start_ninsweep,
     wait_until,
 )
@@ -39,10 +37,7 @@ def test_search_with_asha_survives_a_sigkill_and_every_output_says_which_trials_
         return sum(bool(reported_records(experiment / name)) for name in planned)
 
     wait_until(lambda: reported() >= 4, 300, "four trials reporting", driver, log)
-    ray_processes = descendants(driver.pid)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(30)
-    kill_pids(ray_processes)
+    sigkill_driver(driver)
     assert reported() < len(planned), "the search finished before the kill"
 
     resumed = ninsweep("resume", experiment, env=env, timeout=400)
@@ -138,10 +133,7 @@ def test_per_cell_tuning_survives_a_sigkill_and_each_cell_runs_its_own_choice(tm
     driver = start_ninsweep("run", "smoke-tuned", "--storage", experiment.parent, env=env, log=log)
     wait_until(lambda: sum(bool(reported_records(experiment / t.name)) for t in spec.trials) >= 3,
                300, "three trials reporting", driver, log)
-    ray_processes = descendants(driver.pid)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(30)
-    kill_pids(ray_processes)
+    sigkill_driver(driver)
 
     resumed = ninsweep("resume", experiment, env=env, timeout=400)
     output = resumed.stdout + resumed.stderr
@@ -204,10 +196,7 @@ def test_adaptive_replication_survives_a_sigkill_between_waves(tmp_path):
     first_wave = [f"{a}-{b}-he-s{s}" for s in (0, 1) for a in ("relu", "elu") for b in ("nobn", "bn")]
     wait_until(lambda: sum(len(reported_records(experiment / n)) >= 2 for n in first_wave) >= 3,
                300, "three trials of the first wave finished", driver, log)
-    ray_processes = descendants(driver.pid)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(30)
-    kill_pids(ray_processes)
+    sigkill_driver(driver)
 
     resumed = ninsweep("resume", experiment, env=env, timeout=400)
     output = resumed.stdout + resumed.stderr
