@@ -28,7 +28,9 @@ ERROR_CONVENTION = (
     "bars, effect intervals -- is a 95% confidence interval (Student's t over seeds: the seeds "
     "are the replicates), clipped to what the quantity can be (an accuracy in [0, 100] %, a "
     "loss >= 0, a difference of accuracies in [-100, 100] points). A config with one finished "
-    "seed has no interval and no band.")
+    "seed has no interval and no band. Two exceptions say so where they appear: main effects "
+    "of a factorial with one seed per cell rest on the interactions pooled as error, and "
+    "adaptive replication's decisions on intervals at the alpha it spends per look.")
 
 ALPHA = 0.05
 CI_LEVEL = 0.95
