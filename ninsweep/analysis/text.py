@@ -7,6 +7,7 @@ Markdown report's too, so a number reads the same everywhere.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -14,7 +15,7 @@ import pandas as pd
 
 from ninsweep import fmt
 from ninsweep.analysis.reference import REFERENCE_EPOCHS
-from ninsweep.analysis.results import Experiment
+from ninsweep.analysis.results import Experiment, replication_record
 from ninsweep.analysis.stats import ALPHA
 from ninsweep.analysis.tabulate import objective_of, statistic_columns, tables, trial_table
 from ninsweep.experiment_dir import ERROR, INCOMPLETE, PENDING, RESULT_FILE, STATUSES, STOPPED
@@ -70,7 +71,11 @@ def format_status(exp: Experiment) -> str:
                   row.final_test_acc_pct, row.best_test_acc_pct, row.final_train_loss,
                   row.final_test_loss, row.images_per_s, row.wall_time_s, peaks.get(row.trial))
         for row in trials.itertuples(index=False)])
-    lines = [f"experiment {exp.path}: {len(exp.trials)} trials: {summary}", head]
+    lines = [f"experiment {exp.path}: {len(exp.trials)} trials: {summary}"]
+    wave = replication_line(exp)
+    if wave:
+        lines.append(wave)
+    lines.append(head)
     for row, line in zip(trials.itertuples(index=False), rows):
         lines.append(line)
         if row.error:
@@ -80,6 +85,19 @@ def format_status(exp: Experiment) -> str:
             lines.append(f"    checkpointed through epoch {checkpointed}/{row.epochs_planned} "
                          f"({RESULT_FILE} is behind; resume continues from the checkpoint)")
     return "\n".join(lines)
+
+
+def replication_line(exp: Experiment) -> Optional[str]:
+    """Adaptive replication's state, from replication.json: the wave, the decisions so far."""
+    record = replication_record(exp.path)
+    if not record:
+        return None
+    states = Counter(d["state"] for d in record.get("decisions", []))
+    decided = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none yet"
+    waves = len(record.get("waves", []))
+    return (f"replication: {'done after' if record.get('finished') else 'at'} wave {waves - 1} "
+            f"(seeds {record.get('min_seeds')}..{record.get('max_seeds')}); main effects: "
+            f"{decided}")
 
 
 def _checkpointed_beyond(exp: Experiment, name: str, epochs_done: int) -> Optional[int]:

@@ -104,3 +104,23 @@ def test_experiment_arguments_say_what_they_take(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "s3:// or gs:// URI" in capsys.readouterr().out
+
+
+def test_status_says_adaptive_replications_wave_and_counts_the_trials_it_skipped(experiment, capsys):
+    """replication.json (written by the sweep's searcher) is what status reads: the wave and
+    the decisions in one line, and a planned trial it did not need is 'skipped', not pending."""
+    assert main(["status", str(experiment), "--json"]) == 0
+    pending, = (t["trial"] for t in json.loads(capsys.readouterr().out)["trials"]
+                if t["status"] == "pending")
+    (experiment / "replication.json").write_text(json.dumps({
+        "min_seeds": 2, "max_seeds": 4, "finished": True, "waves": [["a"], ["b"]],
+        "decisions": [{"state": "effect"}, {"state": "negligible"}], "skipped": [pending]}))
+    assert main(["status", str(experiment)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1] == ("replication: done after wave 1 (seeds 2..4); main effects: "
+                                   "1 effect, 1 negligible")
+    assert "1 skipped" in out.splitlines()[0] and "pending" not in out.splitlines()[0]
+    assert main(["status", str(experiment), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["counts"]["skipped"] == 1 and status["counts"]["pending"] == 0
+    assert {t["trial"]: t["status"] for t in status["trials"]}[pending] == "skipped"
