@@ -54,7 +54,9 @@ def test_search_with_asha_survives_a_sigkill_and_every_output_says_which_trials_
     status = json.loads(ninsweep("status", experiment, "--json", env=env).stdout)
     counts = status["counts"]
     assert counts["finished"] + counts["stopped"] == len(planned), counts
-    assert counts["stopped"] >= len(planned) // 2, counts  # ASHA keeps about a third per rung
+    # ASHA keeps about a third per rung; its rungs start empty again after the resume (Tune
+    # does not save them), so fewer may be stopped than in one uninterrupted run.
+    assert counts["stopped"] >= 3, counts
     stopped = {t["trial"] for t in status["trials"] if t["status"] == "stopped"}
     for name in stopped:
         records = reported_records(experiment / name)
