@@ -24,7 +24,7 @@ import pandas as pd
 
 from ninsweep import fmt
 from ninsweep.analysis.curves import by_epoch, curve_histories, log_axis
-from ninsweep.analysis.effects import design_summary, factor_columns
+from ninsweep.analysis.effects import INTERVAL_SEEDS, design_summary, factor_columns
 from ninsweep.analysis.export import export_tables
 from ninsweep.analysis.results import Experiment, TrialRecord, compared
 from ninsweep.analysis.stats import ALPHA, ERROR_CONVENTION, mean_ci
@@ -220,9 +220,13 @@ def _effects_view(trials: pd.DataFrame, effects: pd.DataFrame) -> dict[str, Any]
             "paired", "over"]
     rows = []
     for r in effects.itertuples(index=False):
+        # An interval not over seeds says what it rests on (pooled interactions, Lenth's PSE).
+        method = getattr(r, "interval_method", "") or ""
+        interval = fmt_ci(r.ci_low_pct, r.ci_high_pct) + (
+            f" ({method})" if method and method != INTERVAL_SEEDS else "")
         rows.append({
             "cells": [r.kind, r.factor, f"{r.level} vs {r.baseline}", fmt_num(r.effect_pct, signed=True),
-                      fmt_ci(r.ci_low_pct, r.ci_high_pct) if not r.note else r.note,
+                      interval if not r.note else r.note,
                       fmt_p(r.p), fmt_p(r.p_holm), f"{r.n_level} + {r.n_baseline}",
                       "yes" if r.paired else "no", r.over],
             "kind": r.kind, "label": f"{r.factor}: {r.level} vs {r.baseline}" + ("" if r.over == "all" else " *"),

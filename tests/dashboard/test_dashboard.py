@@ -575,3 +575,18 @@ def test_dashboard_benchmark_times_updates_against_a_full_reread(tmp_path):
     assert result["full_reread_s"] > 0 and result["running"] == 16
     assert set(result["refresh_s"]) == {"1", "16", "64"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("bench-dashboard-")]  # cleaned up
+
+
+def test_a_pooled_interval_says_what_it_rests_on_in_the_effects_table(tmp_path):
+    """An unreplicated 2^3 (one seed per cell): its main effects' intervals rest on the
+    interactions pooled as error, and the page's table says so beside each interval."""
+    from ninsweep.dashboard.views import build_view
+
+    rng = random.Random(3)
+    trials = [{"activation": a, "batchnorm": b, "init": i,
+               "final_acc": 0.5 + 0.1 * b + 0.02 * (i == "he") + rng.gauss(0, 0.01)}
+              for a in ("relu", "elu") for b in (False, True) for i in ("keras", "he")]
+    exp = A.load_experiment(make_experiment(tmp_path, trials))
+    rows = build_view(exp)["effects"]["rows"]
+    mains = [r["cells"][4] for r in rows if r["kind"] == "main"]
+    assert mains and all(cell.endswith("(pooled interactions (df=4))") for cell in mains), mains
