@@ -83,6 +83,18 @@ def experiment_exists(experiment: str) -> bool:
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
+def write_text(location: str, text: str, *, exclusive: bool = False) -> None:
+    """Write a small text file of an experiment, local (atomically; ``exclusive``: never
+    over an existing one) or remote (one object, whole or absent). Raises ``OSError``
+    (``FileExistsError`` for an existing local file with ``exclusive``)."""
+    if is_uri(location):
+        fs, path = filesystem(location)
+        with fs.open_output_stream(path) as stream:
+            stream.write(text.encode())
+        return
+    write_atomic(location, text, exclusive=exclusive)
+
+
 def write_manifest(experiment: str, manifest: dict[str, Any]) -> None:
     """Write ``ninsweep.json`` once; an existing one is never replaced.
 
@@ -91,24 +103,16 @@ def write_manifest(experiment: str, manifest: dict[str, Any]) -> None:
     """
     text = json.dumps(manifest, indent=2, sort_keys=True)
     target = join(experiment, MANIFEST_FILE)
-    if is_uri(experiment):
-        fs, path = filesystem(target)
-        try:
-            with fs.open_output_stream(path) as stream:
-                stream.write(text.encode())
-        except OSError as err:
-            raise NinsweepError(f"{target}: cannot write the manifest "
-                                f"({_reason(err)})") from None
-        return
     try:
-        Path(experiment).mkdir(parents=True, exist_ok=True)
-        write_atomic(target, text, exclusive=True)  # never overwrite
+        if not is_uri(experiment):
+            Path(experiment).mkdir(parents=True, exist_ok=True)
+        write_text(target, text, exclusive=True)  # never overwrite
     except FileExistsError:
         raise NinsweepError(f"{target} already exists: another run made this experiment; "
                             "choose another --name") from None
     except OSError as err:
-        raise NinsweepError(f"{target}: cannot write the manifest "
-                            f"({reason(err)})") from None
+        reason_text = _reason(err) if is_uri(experiment) else reason(err)
+        raise NinsweepError(f"{target}: cannot write the manifest ({reason_text})") from None
 
 
 @contextlib.contextmanager

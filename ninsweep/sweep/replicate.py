@@ -30,14 +30,13 @@ from ninsweep.analysis.sequential import (
     undecided_configurations,
 )
 from ninsweep.analysis.tabulate import trial_table
-from ninsweep.atomic import write_atomic
 from ninsweep.errors import NinsweepError
 from ninsweep.experiment_dir import ERROR, FINISHED, REPLICATION_FILE
 from ninsweep.fmt import first_line
-from ninsweep.locations import is_uri, join, local_path
+from ninsweep.locations import join, local_path
 from ninsweep.metrics import EPOCH
 from ninsweep.space.schema import SEED, TRIAL_KEY, SweepSpec
-from ninsweep.storage import filesystem
+from ninsweep.storage import write_text
 from ninsweep.sweep import tune_state
 
 _LOG: dict[str, Callable[[str], None]] = {}  # the run's console line, set by the runner
@@ -151,15 +150,9 @@ class ReplicationSearcher(Searcher):
             "skipped": ([t.name for t in self.spec.trials if t.name not in handed_out]
                         if self.finished else []),
         }
-        text = json.dumps(record, indent=2)
         target = join(self.experiment, REPLICATION_FILE)
         try:
-            if is_uri(self.experiment):
-                fs, path = filesystem(target)
-                with fs.open_output_stream(path) as stream:
-                    stream.write(text.encode())
-            else:
-                write_atomic(target, text)
+            write_text(target, json.dumps(record, indent=2))
         except (OSError, NinsweepError) as err:
             # The waves go on (the searcher's state is in Tune's snapshot); the record is
             # written again after the next wave.

@@ -23,7 +23,6 @@ from typing import Any, Optional, Sequence
 import ray
 from ray import tune
 
-from ninsweep.atomic import write_atomic
 from ninsweep.console import Console
 from ninsweep.errors import CheckpointError, NinsweepError, Terminated
 from ninsweep.experiment_dir import (
@@ -43,7 +42,6 @@ from ninsweep.storage import (
     check_storage_for_cluster,
     experiment_exists,
     file_names,
-    filesystem,
     make_dirs,
     move,
     path_exists,
@@ -51,6 +49,7 @@ from ninsweep.storage import (
     read_extensions,
     read_manifest,
     write_manifest,
+    write_text,
 )
 from ninsweep.sweep import tune_state
 from ninsweep.sweep.logs import DriverLog, with_trial_log
@@ -213,14 +212,8 @@ def write_extension(experiment: str, number: int, added: Sequence[TrialSpec], co
     record = {"format": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
               "trials": [t.to_dict() for t in added]}
     target = join(experiment, extension_file(number))
-    text = json.dumps(record, indent=2)
     try:
-        if is_uri(experiment):
-            fs, path = filesystem(target)
-            with fs.open_output_stream(path) as stream:
-                stream.write(text.encode())
-        else:
-            write_atomic(target, text, exclusive=True)
+        write_text(target, json.dumps(record, indent=2), exclusive=True)
     except FileExistsError:
         raise NinsweepError(f"{target} already exists: another extend is running") from None
     except OSError as err:
