@@ -64,6 +64,7 @@ class StagedSearcher(Searcher):
         # when handed out (optuna; saved with the rest of the state).
         self.values: dict[str, dict[str, Any]] = {}
         self.tuning = [t for t in spec.trials if t.stage == TUNE_STAGE]
+        self._tuning_names = {t.name for t in self.tuning}
         self.final = [t for t in spec.trials if t.stage == FINAL_STAGE]
         self.default = [t for t in spec.trials if t.stage == DEFAULT_STAGE]  # need no choice
         self.cells = {t.name: cell_of(t) for t in spec.trials}
@@ -117,11 +118,10 @@ class StagedSearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None,
                           error: bool = False) -> None:
         name = self.suggested.get(trial_id)
-        if name is None or self.cells.get(name) is None or name in self.scores:
-            return
-        if any(t.name == name for t in self.tuning):
-            value = None if error or not result else result.get(self.select_on)
-            self.scores[name] = float(value) if isinstance(value, (int, float)) else None
+        if name not in self._tuning_names or name in self.scores:
+            return  # a final or default trial: nothing is chosen from it
+        value = None if error or not result else result.get(self.select_on)
+        self.scores[name] = float(value) if isinstance(value, (int, float)) else None
 
     def tuned_values(self, trial: TrialSpec) -> dict[str, Any]:
         if self.algorithm == "random":
