@@ -32,6 +32,12 @@ class DeviceError(NinsweepError):
     """The device a run must train on cannot be used (a granted GPU without working CUDA)."""
 
 
+class StorageFull(OSError):
+    """A trial's write found no space (ENOSPC, or a quota): not the trial's fault, not worth a
+    retry. An ``OSError`` with the original errno, so its text reads as a full disk wherever
+    Ray wraps it; the driver stops the sweep on it (``sweep.out_of_space``)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM stopped a sweep before it could stop gracefully (the CLI exits 143)."""
 

@@ -30,6 +30,7 @@ RESULTS_CSV = "results.csv"  # `export`'s per-trial table; its siblings are name
 # -- <experiment>/<trial>/ (the directory is named after the trial) -----------------------
 PARAMS_FILE = "params.json"  # Ray's: {"trial": {name, params, config}}
 RESULT_FILE = "result.json"  # Ray's: one JSON object per reported epoch
+PROGRESS_FILE = "progress.csv"  # Ray's: the same records as CSV rows
 ERROR_FILE = "error.txt"  # why the trial failed (Ray's traceback, or our one line)
 TRIAL_LOG = "trial.log"  # the trial's own output and Ray's worker logs, appended per attempt
 CHECKPOINT_DIR_PREFIX = "checkpoint_"  # Tune's name for each checkpoint directory

@@ -21,6 +21,18 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
+def size_text(size: float) -> str:
+    """A number of bytes for a person: ``512 B``, ``3.4 KiB``, ``0.7 MiB``, ``12.0 GiB``."""
+    size = max(float(size), 0.0)
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KiB", "MiB"):
+        size /= 1024
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} GiB"
+
+
 def duration(seconds: Any) -> str:
     """A time in a table: ``12.3s``, ``5m12s``, ``2h59m``; ``-`` when missing (None, NaN)."""
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -51,6 +52,48 @@ LOCAL_FUSE_TYPES = frozenset({
     "fuse.vmhgfs-fuse", "fuse.xdg-document-portal",
 })
 _TRUE = {"1", "true", "yes", "on"}
+
+
+# -- running out of space ------------------------------------------------------------------
+
+OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# How the errors read once they are text (a trial's error.txt, a Ray task's traceback).
+_OUT_OF_SPACE_TEXT = re.compile(r"\[Errno (28|122)\]|No space left on device|Disk quota exceeded",
+                                re.IGNORECASE)
+
+
+def is_out_of_space(err: BaseException) -> bool:
+    """Whether ``err``, or an error it was raised from, is a full disk or an exceeded quota
+    (pyarrow's and Ray's wrappers keep the errno, or at least its words)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in OUT_OF_SPACE_ERRNOS:
+            return True
+        if _OUT_OF_SPACE_TEXT.search(str(err)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def says_out_of_space(text: str) -> bool:
+    """Whether an error's text (the last line of a trial's error.txt) is a full disk."""
+    return bool(_OUT_OF_SPACE_TEXT.search(text or ""))
+
+
+def free_bytes(location: str) -> Optional[int]:
+    """The bytes free for this user where ``location`` (or its nearest existing parent) lives;
+    None on remote storage or when it cannot be asked."""
+    if is_uri(location):
+        return None
+    path = Path(local_path(location))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
 
 
 def _reason(err: BaseException) -> str:
@@ -302,6 +345,7 @@ class StoredState:
     checkpoint_dir: str  # e.g. checkpoint_000003
     path: str  # as the storage filesystem names it
     epoch: Optional[int]
+    size: Optional[int] = None  # bytes, as listed
 
     @property
     def label(self) -> str:
@@ -332,9 +376,9 @@ def list_states(trial_dir: str) -> list[StoredState]:
                 continue
             epoch = state_file_epoch(file_name)
             if epoch is not None:
-                states.append(StoredState(name, entry.path, epoch))
+                states.append(StoredState(name, entry.path, epoch, entry.size))
             elif file_name == CHECKPOINT_FILE:
-                states.append(StoredState(name, entry.path, None))
+                states.append(StoredState(name, entry.path, None, entry.size))
     return sorted(states, key=lambda s: (s.epoch is not None, s.epoch or 0, s.checkpoint_dir),
                   reverse=True)
 

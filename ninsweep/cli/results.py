@@ -78,14 +78,20 @@ def finish_sweep(outcome, console=None, driver_log=None, out=None) -> int:
         console.text(format_status(experiment))
         console.text()
         console.text(summary_table(experiment))
-        written = refresh_csvs(experiment)
-        if (experiment.path / REPORT_DIR / REPORT_FILE).exists():  # an earlier `report`'s
-            from ninsweep.analysis.report import write_report  # matplotlib: only then
+        if not outcome.storage_full:
+            # Where there is no room nothing more is written: the CSVs and report keep their
+            # last whole versions, and the next resume or export refreshes them.
+            written = refresh_csvs(experiment)
+            if (experiment.path / REPORT_DIR / REPORT_FILE).exists():  # an earlier `report`'s
+                from ninsweep.analysis.report import write_report  # matplotlib: only then
 
-            written.append(write_report(experiment))
-        console.text("wrote " + ", ".join(str(p) for p in written))
+                written.append(write_report(experiment))
+            console.text("wrote " + ", ".join(str(p) for p in written))
     except NinsweepError as err:
         console.error(f"no results table: {err}")
+    if outcome.storage_full:
+        console.error(f"ninsweep: error: {outcome.storage_full}")
+        return outcome.exit_code
     if (outcome.interrupted or outcome.errored) and driver_log is not None:
         console.text(f"logs: Ray's driver output in {driver_log.path}; each trial's output in "
                      f"{experiment_dir}/<trial>/{TRIAL_LOG} (tracebacks in {ERROR_FILE})")

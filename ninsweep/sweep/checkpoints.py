@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from pyarrow.fs import FileSelector
+
 from ninsweep.core.checkpoint import load_checkpoint
 from ninsweep.errors import CheckpointError, NinsweepError
 from ninsweep.experiment_dir import CHECKPOINT_FILE, state_file_epoch
@@ -135,6 +137,30 @@ def _local_copy(trial_dir: Optional[str], stored: StoredState, staging: Path) ->
     with fs.open_input_stream(stored.path) as source, open(target, "wb") as sink:
         shutil.copyfileobj(source, sink, 1 << 20)
     return str(target)
+
+
+def remove_partial_state(trial_dir: str, epoch: int, complete_size: int) -> list[str]:
+    """Delete the copies of ``epoch``'s state under ``trial_dir`` that a failed upload left
+    shorter or longer than the ``complete_size`` bytes staged locally (a full disk cuts them
+    short), and their checkpoint directory when nothing else is in it; return what went.
+
+    A resume would otherwise try the cut-off copy first and fall back past it with a warning.
+    A copy of the full size is left alone: the upload got that far, and loading checks it.
+    """
+    removed = []
+    try:
+        fs, _ = filesystem(trial_dir)
+        for stored in list_states(trial_dir):
+            if stored.epoch != epoch or stored.size == complete_size:
+                continue
+            fs.delete_file(stored.path)
+            removed.append(stored.label)
+            directory = stored.path.rsplit("/", 1)[0]
+            if not fs.get_file_info(FileSelector(directory, allow_not_found=True)):
+                fs.delete_dir(directory)
+    except OSError:
+        pass  # nothing more to do here: load_newest still skips a copy that does not load
+    return removed
 
 
 # -- staging directories in the local temp dir ---------------------------------------------

@@ -15,34 +15,42 @@ import functools
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from ninsweep.console import LOG
 from ninsweep.experiment_dir import DRIVER_LOG, TRIAL_LOG
-from ninsweep.fmt import first_line
+from ninsweep.fmt import first_line, reason
 from ninsweep.locations import is_uri, join
 from ninsweep.space.schema import TRIAL_KEY
 from ninsweep.storage import filesystem
+from ninsweep.sweep.out_of_space import WATCH
 
 
 @contextlib.contextmanager
-def output_to_file(path: os.PathLike | str, header: Optional[str] = None) -> Iterator[Path]:
+def output_to_file(path: os.PathLike | str, header: Optional[str] = None,
+                   on_lost: Optional[Callable[[str, OSError], None]] = None) -> Iterator[Path]:
     """Point this process's stdout and stderr descriptors (and so every Python stream, logging
-    handler and C++ logger writing to them) at ``path``, appending, until the block ends."""
+    handler and C++ logger writing to them) at ``path``, appending, until the block ends.
+
+    The descriptors point at a pipe that a thread copies into the file (``LogPump``): a full
+    disk costs the log its lines (``on_lost(path, error)`` is told, once per gap), never an
+    ``OSError`` in whoever printed (Tune's callbacks print; they would end the sweep).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    pump = LogPump(path, on_lost)
     saved = [os.dup(1), os.dup(2)]
     try:
         if header:
-            os.write(target, f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {header}\n".encode())
-        os.dup2(target, 1)
-        os.dup2(target, 2)
+            pump.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {header}\n".encode())
+        os.dup2(pump.input, 1)
+        os.dup2(pump.input, 2)
         yield path
     finally:
         for stream in (sys.stdout, sys.stderr):
@@ -50,8 +58,63 @@ def output_to_file(path: os.PathLike | str, header: Optional[str] = None) -> Ite
                 stream.flush()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
-        for descriptor in (*saved, target):
+        for descriptor in saved:
             os.close(descriptor)
+        pump.close()
+
+
+class LogPump:
+    """A pipe whose bytes a thread appends to a log file, dropping (and counting) what the
+    file system refuses; the first write after a gap says how much is missing there."""
+
+    # How long close() waits for the copy to drain: a child process that inherited the pipe
+    # (and outlives the block) would keep it open for ever.
+    CLOSE_WAIT_S = 2.0
+
+    def __init__(self, path: Path, on_lost: Optional[Callable[[str, OSError], None]] = None):
+        self.path = path
+        self.on_lost = on_lost
+        self.lost = 0  # bytes dropped since the last successful write
+        self._why = ""
+        self._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._output, self.input = os.pipe()
+        self._thread = threading.Thread(target=self._copy, name="ninsweep-log", daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        try:
+            while chunk := os.read(self._output, 1 << 16):
+                self.write(chunk)
+        finally:
+            os.close(self._output)
+            os.close(self._file)
+
+    def write(self, data: bytes) -> None:
+        if self.lost:
+            note = f"\n[ninsweep: {self.lost} bytes of output lost here: {self._why}]\n"
+            if not self._write_all(note.encode()):
+                self.lost += len(data)
+                return
+            self.lost = 0
+        if not self._write_all(data):
+            self.lost += len(data)
+
+    def _write_all(self, data: bytes) -> bool:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._file, view):]
+            except OSError as err:
+                if not self.lost and self.on_lost is not None:
+                    with contextlib.suppress(Exception):
+                        self.on_lost(str(self.path), err)
+                self._why = reason(err)
+                return False
+        return True
+
+    def close(self) -> None:
+        os.close(self.input)
+        self._thread.join(self.CLOSE_WAIT_S)
 
 
 class DriverLog:
@@ -74,7 +137,7 @@ class DriverLog:
         self._redirect: Optional[contextlib.AbstractContextManager] = None
 
     def __enter__(self) -> "DriverLog":
-        self._redirect = output_to_file(self.path, header=self.header)
+        self._redirect = output_to_file(self.path, header=self.header, on_lost=WATCH.report)
         self._redirect.__enter__()
         return self
 
@@ -86,12 +149,15 @@ class DriverLog:
             return
         target = Path(experiment, DRIVER_LOG)
         self._redirect.__exit__(None, None, None)
-        with open(target, "ab") as log, open(self._temporary, "rb") as early:
-            log.write(early.read())
+        try:
+            with open(target, "ab") as log, open(self._temporary, "rb") as early:
+                log.write(early.read())
+        except OSError as err:  # the storage is full already: the log loses its start
+            WATCH.report(target, reason(err))
         self._temporary.unlink(missing_ok=True)
         self._temporary = None
         self.path = str(target)
-        self._redirect = output_to_file(self.path)
+        self._redirect = output_to_file(self.path, on_lost=WATCH.report)
         self._redirect.__enter__()
 
     def __exit__(self, *exc_info) -> None:

@@ -50,6 +50,7 @@ from ninsweep.metrics import (
     TIME_TOTAL_S,
     TRAIN_LOSS,
 )
+from ninsweep.sweep.out_of_space import WATCH
 from ninsweep.sweep.trackers import active, portable_reduce
 from ninsweep.sweep.tune_state import trial_dirname
 
@@ -113,6 +114,7 @@ class SweepProgress(Callback):
         self.eta = EtaEstimator()
         self._bar = None
         self._task = None
+        self._stopping = False  # a full storage is stopping the sweep
 
     def __reduce__(self):
         return portable_reduce("progress", "ray.tune", "Callback")
@@ -254,15 +256,33 @@ class SweepProgress(Callback):
         self.console.line(f"{name}: {status} | {self.summary()}")
         self._refresh_bar()
 
+    def _out_of_space(self, trial) -> bool:
+        """A trial that failed because its storage is full: not an attempt of its own (the
+        retry it took is given back), and the sweep stops (``sweep.out_of_space``)."""
+        if not WATCH.report_text(trial.path, _error_line(trial)):
+            return False
+        metadata = getattr(trial, "run_metadata", None)
+        if metadata is not None and metadata.num_failures > 0:
+            metadata.num_failures -= 1
+        if not self._stopping:
+            self._stopping = True
+            self.console.line(f"{trial_dirname(trial)}: its storage is full; stopping the sweep")
+        WATCH.stop_sweep()
+        return True
+
     def on_trial_recover(self, iteration, trials, trial, **info):
         # A failed attempt Tune will retry (FailureConfig): a crash, or a lost node.
         name = trial_dirname(trial)
         self.eta.trial_started(name, time.time())
+        if self._out_of_space(trial):
+            return
         self.console.line(f"{name}: failed (attempt {trial.num_failures}: "
                           f"{_error_line(trial)}); retrying from its latest checkpoint")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         name = trial_dirname(trial)
+        if self._out_of_space(trial):
+            return
         self._errored.add(name)
         self._update(trials)
         self._statuses[name] = self._status(name, "ERROR")
@@ -273,6 +293,11 @@ class SweepProgress(Callback):
         self._refresh_bar()
 
     def on_step_end(self, iteration, trials, **info):
+        if WATCH.shortage is not None:  # the driver's log found the disk full
+            if not self._stopping:
+                self._stopping = True
+                self.console.line(f"{WATCH.shortage.where}: no space left; stopping the sweep")
+            WATCH.stop_sweep()
         self._update(trials)
         self._refresh_bar()
         if self._bar is None and time.time() - self._last_table >= self.table_every_s:

@@ -42,6 +42,7 @@ from ninsweep.storage import (
     check_storage_for_cluster,
     experiment_exists,
     file_names,
+    is_out_of_space,
     make_dirs,
     move,
     path_exists,
@@ -53,6 +54,7 @@ from ninsweep.storage import (
 )
 from ninsweep.sweep import tune_state
 from ninsweep.sweep.logs import DriverLog, with_trial_log
+from ninsweep.sweep.out_of_space import WATCH, cut_short_lines, storage_full_line
 from ninsweep.sweep.preflight import check_trials
 from ninsweep.sweep.progress import SweepProgress
 from ninsweep.sweep.ray_cluster import check_schedulable, count_nodes, start_ray
@@ -74,6 +76,7 @@ class SweepOutcome:
     config_errors: int = 0  # of the errored: a configuration that cannot run (not retried)
     terminated: bool = False  # stopped by SIGTERM rather than Ctrl-C
     stopped: int = 0  # stopped early by the space's scheduler (not finished, not errored)
+    storage_full: Optional[str] = None  # the line saying so, when a full storage stopped it
 
     @property
     def interrupted(self) -> bool:
@@ -81,6 +84,8 @@ class SweepOutcome:
 
     @property
     def exit_code(self) -> int:
+        if self.storage_full:
+            return 75  # cli.exits.EXIT_STORAGE_FULL: free space, then resume
         if self.interrupted:
             return 128 + signal.SIGTERM if self.terminated else 130
         return 1 if self.errored else 0
@@ -265,6 +270,7 @@ def _callbacks(spec: SweepSpec, experiment: str, name: str, console: Console,
                started_at: float, more_trackers: Sequence[str] = ()) -> list:
     """Progress, TensorBoard and the trackers, built (and checked) before Ray starts; also
     what the pickled callbacks resolve to when this run restores the experiment."""
+    WATCH.reset()
     progress = SweepProgress(console, {t.name: t.config.train.epochs for t in spec.trials},
                              started_at=started_at,
                              scheduler=spec.scheduler.label if spec.scheduler else None)
@@ -277,13 +283,26 @@ def _callbacks(spec: SweepSpec, experiment: str, name: str, console: Console,
 
 def _fit(tuner, experiment: str, spec: SweepSpec, started_at: float,
          sigterm: _SigtermAsCtrlC) -> SweepOutcome:
+    progress = active("progress")
+    running = 1
     try:
         grid = tuner.fit()
+    except Exception as err:
+        if not is_out_of_space(err):
+            raise
+        # A write on the driver's side (Tune's own) found no space and ended fit: the
+        # trials' checkpoints on storage are what a resume continues from.
+        WATCH.report(experiment, first_line(err, 200))
+        grid = None
     finally:
-        progress = active("progress")
         if isinstance(progress, SweepProgress):
             progress.close()  # the bar, if the sweep ended by an exception
+            running = progress.eta.capacity
         activate()
+    if WATCH.shortage is not None:
+        line = storage_full_line(experiment, spec, running)
+        return _outcome(experiment, spec, grid or (), started_at, sigterm.received,
+                        storage_full=line)
     return _outcome(experiment, spec, grid, started_at, sigterm.received)
 
 
@@ -312,6 +331,7 @@ def resume_sweep(experiment: str, *, address: Optional[str] = None, autoscaling:
     check_trials(spec, where=experiment)
     check_tune_state(experiment)
     has_snapshot = set_aside_unreadable_snapshots(experiment, log)
+    repair_histories(experiment, spec, log)
     if driver_log is not None:
         driver_log.move_into(experiment)
     storage, _, name = experiment.rstrip("/").rpartition("/")
@@ -393,6 +413,15 @@ def set_aside_unreadable_snapshots(experiment: str, log) -> bool:
     return False
 
 
+def repair_histories(experiment: str, spec: SweepSpec, log) -> None:
+    """Cut off the unfinished last line a full disk left in a trial's ``result.json`` or
+    ``progress.csv`` (``out_of_space.cut_short_lines``), before Tune appends to them."""
+    for trial in spec.trials:
+        for name in cut_short_lines(join(experiment, trial.name)):
+            log(f"{trial.name}: {name} ended in a line cut short (a copy the disk could not "
+                "finish); that line is removed and its epoch replayed from the checkpoint")
+
+
 def set_aside_histories(experiment: str, spec: SweepSpec, log) -> None:
     """Rename each trial's ``result.json`` aside before Tune starts the trials afresh.
 
@@ -470,13 +499,15 @@ def _basename(path: str) -> str:
 
 
 def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float,
-             terminated: bool = False) -> SweepOutcome:
+             terminated: bool = False, storage_full: Optional[str] = None) -> SweepOutcome:
     """Count trials by what they reached, not by Tune's status: after Ctrl-C Tune marks
     stopped trials TERMINATED although they never trained all their epochs, and a trial with
     a configuration error ends TERMINATED on purpose (so that Tune does not retry it)."""
     planned = {trial.name: trial.config.train.epochs for trial in spec.trials}
     finished = errored = config_errors = stopped = 0
     for result in grid:
+        if not result.config:
+            continue  # never started, and nothing on storage yet (Tune read no metrics)
         name = result.config[TRIAL_KEY]["name"]
         metrics = result.metrics or {}
         if metrics.get(CONFIG_ERROR):
@@ -492,4 +523,5 @@ def _outcome(experiment: str, spec: SweepSpec, grid, started_at: float,
     return SweepOutcome(experiment_dir=experiment, total=len(spec.trials) - skipped,
                         finished=finished,
                         errored=errored, wall_time_s=time.time() - started_at,
-                        config_errors=config_errors, terminated=terminated, stopped=stopped)
+                        config_errors=config_errors, terminated=terminated, stopped=stopped,
+                        storage_full=storage_full)

@@ -18,7 +18,9 @@ there since Ray 2.51.
 
 from __future__ import annotations
 
+import errno
 import json
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import ray
@@ -28,18 +30,23 @@ from ninsweep.config import TrialConfig
 from ninsweep.core.checkpoint import save_checkpoint
 from ninsweep.core.devices import hide_gpus, trial_device
 from ninsweep.core.train import Trainer
-from ninsweep.errors import DeviceError, NinsweepError, TrainingDiverged
+from ninsweep.errors import DeviceError, NinsweepError, StorageFull, TrainingDiverged
 from ninsweep.experiment_dir import (
     ERROR_FILE,
     RESULT_FILE,
     state_file_name,
 )
-from ninsweep.fmt import one_line
+from ninsweep.fmt import one_line, size_text
 from ninsweep.locations import join
 from ninsweep.metrics import CONFIG_ERROR, EPOCH, REPLAYED, RESTORED
 from ninsweep.space.schema import TRIAL_KEY  # {TRIAL_KEY: {name, params, config}}
-from ninsweep.storage import filesystem
-from ninsweep.sweep.checkpoints import remove_stale_staging, restore_newest, staging_directory
+from ninsweep.storage import filesystem, is_out_of_space
+from ninsweep.sweep.checkpoints import (
+    remove_partial_state,
+    remove_stale_staging,
+    restore_newest,
+    staging_directory,
+)
 
 
 def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
@@ -50,6 +57,20 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
     """
 
     def train_trial(config: dict[str, Any]) -> None:
+        try:
+            run_trial(config)
+        except StorageFull:
+            raise
+        except Exception as err:
+            if not is_out_of_space(err):
+                raise
+            where = getattr(err, "filename", None) or trial_dir_of(config)
+            raise StorageFull(errno.ENOSPC, f"writing {where} found no space") from None
+
+    def trial_dir_of(config: dict[str, Any]) -> Optional[str]:
+        return join(experiment, config[TRIAL_KEY]["name"]) if experiment else None
+
+    def run_trial(config: dict[str, Any]) -> None:
         trial = config[TRIAL_KEY]
         name = trial["name"]
         trial_dir = join(experiment, name) if experiment else None
@@ -95,8 +116,14 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
             # Staged in a private temp directory that a later trial removes if this process
             # is killed; Tune copies it into the trial's storage before report() returns.
             with staging_directory() as directory:
-                save_checkpoint(trainer.state_dict(), directory / state_file_name(trainer.epoch))
-                send(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+                state = directory / state_file_name(trainer.epoch)
+                save_checkpoint(trainer.state_dict(), state)
+                try:
+                    send(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+                except Exception as err:
+                    if trial_dir is None or not is_out_of_space(err):
+                        raise
+                    raise _storage_full(trial_dir, trainer.epoch, state) from None
 
         try:
             trainer.fit(on_epoch_end=report)
@@ -108,6 +135,17 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
 
     train_trial.__name__ = "ninsweep_trial"
     return train_trial
+
+
+def _storage_full(trial_dir: str, epoch: int, staged: Path) -> StorageFull:
+    """The upload of ``epoch``'s checkpoint found the storage full: what it left cut short is
+    deleted (a resume must not meet it), and the error names the storage and the size."""
+    size = staged.stat().st_size
+    removed = remove_partial_state(trial_dir, epoch, size)
+    print(f"storage full: the checkpoint of epoch {epoch} ({size_text(size)}) did not fit in "
+          f"{trial_dir}; removed what was cut short: {', '.join(removed) or 'nothing'}")
+    return StorageFull(errno.ENOSPC, f"the {size_text(size)} checkpoint of epoch {epoch} did "
+                       f"not fit in {trial_dir}")
 
 
 def device_for_trial(cfg: TrialConfig, name: str) -> TrialConfig:

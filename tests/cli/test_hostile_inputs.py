@@ -253,7 +253,7 @@ def test_the_end_of_a_run_refreshes_an_epoch_csv_an_export_left_in_the_experimen
                                                        "test_acc": 0.875}) + "\n")
     outcome = SimpleNamespace(experiment_dir=str(experiment), finished=2, total=2, errored=0, stopped=0,
                               wall_time_s=1.0, interrupted=False, terminated=False,
-                              config_errors=0, exit_code=0)
+                              config_errors=0, exit_code=0, storage_full=None)
     capsys.readouterr()
     finish_sweep(outcome, out=__import__("io").StringIO())
     assert epochs.read_text() != exported

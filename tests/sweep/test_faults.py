@@ -540,3 +540,58 @@ def test_run_on_a_full_storage_stops_in_one_line_and_leaves_nothing(tmp_path):
     assert_one_line(err.splitlines()[-1], "ninsweep.json: cannot write the manifest",
                     "No space left on device")
     assert relative_snapshot(after) == before and not (after / "full").exists()
+
+
+def _state_files(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("state-epoch-*.pt")}
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@needs_netns
+@needs_mounts
+def test_a_storage_that_fills_mid_sweep_stops_in_one_line_and_resumes(tmp_path):
+    """Issue 23: a tmpfs with room for two of the sweep's checkpoints. The sweep stops at the
+    first one that does not fit: one line (the storage, the space free and needed), no
+    traceback, nothing cut short where resume would trust it; on a larger storage resume
+    ends the sweep with each epoch once and no checkpointed epoch trained again."""
+    import json
+    import re
+    import zipfile
+
+    from ray_support import FAULT_SPACE
+
+    args = ["run", str(FAULT_SPACE), "--set", "train.epochs=3", "--storage", "{mnt}",
+            "--name", "full"]
+    status, err, after = on_mount(tmp_path / "first", args, size_kb=20_000)
+    mount = tmp_path / "first" / "mnt"
+    assert status == 75, err
+    assert "Traceback" not in err
+    assert re.fullmatch(
+        rf"ninsweep: error: {mount}: no space left on device \(the [\d.]+ MiB checkpoint of "
+        rf"epoch \d did not fit in {mount}/full/(elu|relu)-bn-he-s0\); [\d.]+ (B|KiB|MiB) "
+        r"free, the rest of the sweep needs about [\d.]+ MiB more \(\d+ checkpoints of "
+        r"[\d.]+ MiB\); the sweep stopped, every finished epoch kept: free space, then "
+        rf"continue with: ninsweep resume {mount}/full", err.splitlines()[-1]), err
+    states = _state_files(after)
+    assert states, "no checkpoint fitted: the mount is too small for this test"
+    for name in states:  # every state on storage is whole: no cut-off or empty file
+        assert zipfile.is_zipfile(after / name), name
+    checkpointed = {}
+    for name in states:
+        trial, epoch = name.split("/")[1], int(name[-8:-3])
+        checkpointed[trial] = max(checkpointed.get(trial, 0), epoch)
+
+    status, err, final = on_mount(tmp_path / "second", ["resume", "{mnt}/full"], seed=after,
+                                  size_kb=200_000)
+    assert status == 0, err
+    stdout = (tmp_path / "second" / "stdout").read_text()
+    assert "2/2 trials finished, 0 errored" in stdout
+    for trial in ("elu-bn-he-s0", "relu-bn-he-s0"):
+        lines = (final / "full" / trial / "result.json").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3], trial
+        if trial in checkpointed:
+            log = (final / "full" / trial / "trial.log").read_text()
+            assert f"resumed after epoch {checkpointed[trial]}" in log, log
+    for name in _state_files(final):
+        assert zipfile.is_zipfile(final / name), name

@@ -1,10 +1,12 @@
 """sweep.logs: Ray's output kept in the experiment's driver.log and trial.log."""
 
+import errno
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from ninsweep.sweep.logs import DriverLog
+from ninsweep.sweep.logs import DriverLog, LogPump, output_to_file
 
 
 def test_output_to_file_takes_the_descriptors_of_child_processes_and_loggers_too(tmp_path):
@@ -55,3 +57,32 @@ def test_a_driver_log_that_never_reached_an_experiment_leaves_nothing_behind():
     with DriverLog("ninsweep run refused") as log:
         pass  # e.g. the experiment already exists: refused before Ray starts
     assert not os.path.exists(log.path)
+
+
+def test_a_full_log_disk_costs_lines_not_an_error_in_whoever_printed(tmp_path):
+    """Tune's callbacks print: an OSError from a print into a full driver.log ended the
+    sweep with tracebacks. /dev/full refuses every write with ENOSPC."""
+    lost = []
+    with output_to_file("/dev/full", on_lost=lambda path, err: lost.append((path, err.errno))):
+        for _ in range(3):  # what print() and Ray's loggers come to: writes to fd 1 and 2
+            os.write(1, b"a line Tune prints\n")
+            os.write(2, b"a warning\n")
+        subprocess.run(["echo", "a child process"], check=True)
+    assert lost == [("/dev/full", errno.ENOSPC)]  # told once per gap, not per line
+
+
+def test_the_first_write_after_a_gap_says_how_much_is_missing(tmp_path):
+    pump = LogPump(Path("/dev/full"))
+    try:
+        pump.write(b"lost line\n")
+        assert pump.lost == len(b"lost line\n")
+        # Space again (someone freed it): the same descriptor now reaches a file.
+        target = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(target, pump._file)
+        os.close(target)
+        pump.write(b"next line\n")
+        assert pump.lost == 0
+    finally:
+        pump.close()
+    assert (tmp_path / "log").read_text() == (
+        "\n[ninsweep: 10 bytes of output lost here: No space left on device]\nnext line\n")
