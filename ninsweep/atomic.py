@@ -41,7 +41,13 @@ def write_atomic(path: os.PathLike | str, content: Content, *, exclusive: bool =
     try:
         with os.fdopen(descriptor, "wb") as stream:
             if callable(content):
-                content(stream)
+                recording = _RecordedWrites(stream)
+                try:
+                    content(recording)
+                except Exception as err:
+                    if recording.error is None or isinstance(err, OSError):
+                        raise
+                    raise recording.error from err
             else:
                 stream.write(content.encode("utf-8") if isinstance(content, str) else content)
             stream.flush()
@@ -56,6 +62,26 @@ def write_atomic(path: os.PathLike | str, content: Content, *, exclusive: bool =
         with contextlib.suppress(OSError):
             os.unlink(temporary)  # gone after a replace; the spare name after a link or a failure
     return path
+
+
+class _RecordedWrites:
+    """The stream a writer function writes to, remembering the ``OSError`` a write raised:
+    ``torch.save`` turns a full disk into ``RuntimeError: ... unexpected pos`` that names no
+    cause, and the caller must be able to say "No space left on device"."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._stream.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def write_output(path: os.PathLike | str, content: Content) -> Path:

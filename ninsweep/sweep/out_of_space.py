@@ -86,7 +86,9 @@ def storage_full_line(experiment: str, spec: SweepSpec, running: int = 1) -> str
     inside = not is_uri(experiment) and local_path(where).startswith(local_path(experiment))
     storage = os.path.dirname(local_path(experiment).rstrip("/")) if inside else where
     free = free_bytes(storage)
-    need = space_needed(experiment, spec, running)
+    # The estimate is of the experiment's checkpoints; a temp or cache directory's need is
+    # the file that did not fit.
+    need = space_needed(experiment, spec, running) if inside else None
     text = f"{storage}: no space left on device"
     if shortage is not None:
         text += f" ({shortage.detail})"

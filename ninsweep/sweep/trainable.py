@@ -89,6 +89,8 @@ def make_trainable(checkpoint_every: int, experiment: Optional[str] = None):
         except DeviceError:
             raise  # not the space's fault: a retry may land on a node whose CUDA works
         except NinsweepError as err:
+            if is_out_of_space(err):  # the data cache found its disk full: not the space's
+                raise StorageFull(errno.ENOSPC, one_line(err)) from None
             _record_config_error(trial_dir, name, err)
             return
 

@@ -52,3 +52,28 @@ def test_an_output_that_cannot_be_written_is_one_line_naming_the_file(tmp_path):
         write_output(missing, "a,b\n")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "no-such-dir").exists()
+
+
+def test_a_write_that_torch_reports_without_its_cause_raises_the_os_error(tmp_path):
+    """torch.save turns a full disk into "RuntimeError: ... unexpected pos" that names no
+    cause; write_atomic raises the OSError the write met. A file-size limit stands in for the
+    full disk here (EFBIG instead of ENOSPC), in a child process so the limit stays there."""
+    import subprocess
+    import sys
+
+    script = f"""
+import errno, resource, signal
+import torch
+from ninsweep.atomic import write_atomic
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the limit as an error, not a signal
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+try:
+    write_atomic({str(tmp_path / "state.pt")!r},
+                 lambda stream: torch.save({{"w": torch.zeros(100_000)}}, stream))
+except OSError as err:
+    print("OSError", errno.errorcode[err.errno], type(err.__cause__).__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "OSError EFBIG RuntimeError", done.stderr
+    assert list(tmp_path.iterdir()) == []  # nor a temporary file left

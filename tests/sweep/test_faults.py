@@ -595,3 +595,16 @@ def test_a_storage_that_fills_mid_sweep_stops_in_one_line_and_resumes(tmp_path):
             assert f"resumed after epoch {checkpointed[trial]}" in log, log
     for name in _state_files(final):
         assert zipfile.is_zipfile(final / name), name
+
+
+@needs_mounts
+def test_train_on_a_full_disk_says_no_space_in_one_line_and_leaves_nothing(tmp_path):
+    """torch.save calls a full disk "unexpected pos"; the line says what it is."""
+    args = ["train", "--data", "synthetic", "--set", "data.synthetic_train_size=128",
+            "--set", "data.synthetic_test_size=64", "--set", "data.synthetic_image_size=16",
+            "--epochs", "1", "--checkpoint-dir", "{mnt}/ck"]
+    status, err, after = on_mount(tmp_path, args, size_kb=3000)
+    assert status == 2
+    assert_one_line(err, f"{tmp_path}/mnt/ck/checkpoint.pt: cannot write the checkpoint "
+                    "([Errno 28] No space left on device); the previous checkpoint is unchanged")
+    assert list((after / "ck").iterdir()) == []  # no temporary file left either
