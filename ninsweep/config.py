@@ -317,6 +317,9 @@ class DataConfig(Schema):
     synthetic_test_size: int = Field(1000, gt=0)
     synthetic_image_size: int = Field(32, ge=8)
     synthetic_seed: int = 0
+    # The SD of the per-pixel Gaussian noise added to each synthetic image (pixel values
+    # 0-255; a class template's own contrast is 40-90): lower is easier to learn.
+    synthetic_noise: float = Field(45.0, ge=0)
     augment: bool = True
     crop_padding: int = Field(4, ge=0)
     flip_probability: float = Field(0.5, ge=0.0, le=1.0)

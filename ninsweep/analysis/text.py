@@ -1,8 +1,9 @@
 """The analysis as text for a terminal: number cells, the status table, the results table.
 
 ``format_status`` is what ``ninsweep status`` prints, ``summary_table`` what ``ninsweep run``
-prints at its end; the number cells (``fmt_num``, ``fmt_pm``, ``fmt_ci``, ``fmt_p``) are the
-Markdown report's too, so a number reads the same everywhere.
+prints at its end (the results table, then the main effects: ``main_effects_text``); the
+number cells (``fmt_num``, ``fmt_pm``, ``fmt_ci``, ``fmt_p``) are the Markdown report's too, so a
+number reads the same everywhere.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import numpy as np
 import pandas as pd
 
 from ninsweep import fmt
+from ninsweep.analysis.effects import main_effects
 from ninsweep.analysis.reference import REFERENCE_EPOCHS
 from ninsweep.analysis.results import Experiment, replication_record
 from ninsweep.analysis.stats import ALPHA
 from ninsweep.analysis.tabulate import objective_of, statistic_columns, tables, trial_table
 from ninsweep.experiment_dir import ERROR, INCOMPLETE, PENDING, RESULT_FILE, STATUSES, STOPPED
-from ninsweep.metrics import PEAK_GPU_MEM_MB, digits, heading
+from ninsweep.metrics import PEAK_GPU_MEM_MB, difference_unit, digits, heading
 from ninsweep.storage import newest_checkpointed_epoch
 
 
@@ -111,12 +113,42 @@ def _checkpointed_beyond(exp: Experiment, name: str, epochs_done: int) -> Option
 
 
 def summary_table(exp: Experiment, alpha: float = ALPHA) -> str:
-    """The terminal table (what ``ninsweep run`` prints at its end), with a status line."""
-    _, configs, sig = tables(exp, alpha)
+    """The terminal tables (what ``ninsweep run`` prints at its end): a status line, the
+    results table, then the main effects when a grid key varies (``main_effects_text``)."""
+    trials, configs, sig = tables(exp, alpha)
     counts = exp.counts()
     status = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
     head = f"experiment {exp.name}" + (f" (space {exp.space_name})" if exp.space_name else "")
-    return f"{head}: {len(exp.trials)} trials: {status}\n" + format_table(configs, sig, alpha)
+    effects = main_effects_text(trials)
+    return (f"{head}: {len(exp.trials)} trials: {status}\n" + format_table(configs, sig, alpha)
+            + ("\n" + effects if effects else ""))
+
+
+def main_effects_text(trials: pd.DataFrame) -> str:
+    """The main effects (``analysis.effects.main_effects``) as a fixed-width table with its
+    notes; "" when no grid key varies among the finished trials. The effects CSV and the
+    report hold them too, with the interactions."""
+    main = main_effects(trials)
+    if main.empty:
+        return ""
+    metric = objective_of(trials)[0]
+    places = digits(metric)
+    effect = f"effect ({difference_unit(metric)})"
+    headers = ["factor", "level vs reference", effect, "95% CI", "p (Holm)", "over"]
+    rows = [[r.factor, f"{r.level} vs {r.baseline}", fmt_num(r.effect_pct, signed=True, digits=places),
+             r.note if r.note else fmt_ci(r.ci_low_pct, r.ci_high_pct, places), fmt_p(r.p_holm),
+             r.over] for r in main.itertuples()]
+    out = fmt.table(headers, rows, align="".join(">" if h in {effect, "p (Holm)"} else "<"
+                                                 for h in headers), rule=True)
+    paired = " paired by seed," if main["paired"].any() else ""
+    notes = [f"main effects on the final {heading(metric)}: the level's mean minus the reference's,",
+             "averaged over the combinations of the other factors where both ran (over); 95% CI:",
+             f"Student's t,{paired} on the fit's residual df; p (Holm): over the main effects."]
+    methods = sorted({m for m in main["interval_method"] if m and m != "seeds"})
+    if methods:
+        notes.append(f"one seed per cell: intervals from {', '.join(methods)} "
+                     "(what that assumes: docs/statistics.md).")
+    return "\n".join(out + [""] + notes) + "\n"
 
 
 def format_table(config_df: pd.DataFrame, significance_df: Optional[pd.DataFrame] = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from ninsweep.analysis.export import (
@@ -87,6 +88,8 @@ def finish_sweep(outcome, console=None, driver_log=None, out=None) -> int:
 
                 written.append(write_report(experiment))
             console.text("wrote " + ", ".join(str(p) for p in written))
+            # The next step: report.md with every table, the interactions and the figures.
+            console.text(f"report: ninsweep report {shlex.quote(str(experiment_dir))}")
     except NinsweepError as err:
         console.error(f"no results table: {err}")
     if outcome.storage_full:

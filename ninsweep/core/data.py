@@ -95,7 +95,8 @@ def cache_path(cfg: DataConfig) -> Path:
     if cfg.source == "synthetic":
         identity: dict[str, Any] = {
             "train_size": cfg.synthetic_train_size, "test_size": cfg.synthetic_test_size,
-            "image_size": cfg.synthetic_image_size, "seed": cfg.synthetic_seed}
+            "image_size": cfg.synthetic_image_size, "seed": cfg.synthetic_seed,
+            "noise": cfg.synthetic_noise}
     elif cfg.source == "imagefolder":
         identity = {"root": str(resolve_data_root(cfg))}
     elif cfg.source == "factory":
@@ -454,7 +455,7 @@ def _generate_synthetic(cfg: DataConfig, scan: None, log: Log) -> _Decoded:
             window = templates[chunk_labels[:, None, None], rows, cols]  # [n, S, S, 3]
             contrast = 40 + 50 * torch.rand(n, 1, 1, 1, generator=gen)
             brightness = 128 + 25 * torch.randn(n, 1, 1, 1, generator=gen)
-            noise = 45 * torch.randn(n, size, size, 3, generator=gen)
+            noise = cfg.synthetic_noise * torch.randn(n, size, size, 3, generator=gen)
             pixels = (window * contrast + brightness + noise).round_().clamp_(0, 255)
             images[start:start + n] = pixels.to(torch.uint8).permute(0, 3, 1, 2)
         return images, labels

@@ -6,6 +6,8 @@ Experiments made by a real tiny Ray sweep are checked by the sweep tests through
 
 import json
 import math
+import re
+import sys
 import warnings
 
 import numpy as np
@@ -373,6 +375,38 @@ def test_best_with_one_seed_makes_everything_untestable(tmp_path):
 def test_zero_variance_is_untestable(tmp_path):
     exp = analysis.load_experiment(make_experiment(tmp_path, lab4_trials({"ELU": [90.0, 90.0], "ReLU": [80.0, 80.0]})))
     assert by_config(analysis.significance(exp)).loc["ReLU", "verdict"] == "untestable: zero variance"
+
+
+def test_run_ends_with_the_main_effects_and_the_report_command(tmp_path, capsys):
+    """What `ninsweep run` prints at its end (cli.results.finish_sweep): the results table,
+    then the main effects with their paired intervals, then the command of the report."""
+    import shlex
+
+    from ninsweep.cli.results import finish_sweep
+    from ninsweep.sweep.runner import SweepOutcome
+
+    # BN +40 points in both init contexts at both seeds (+-2 by seed), init +1.
+    accs = {"ReLU": [20, 22], "ReLU+WI": [21, 22], "ReLU+BN": [60, 63], "ReLU+BN+WI": [61, 61]}
+    exp_dir = make_experiment(tmp_path / "my runs", lab4_trials(accs))
+    text = analysis.summary_table(analysis.load_experiment(exp_dir))
+    assert text.index("vs best") < text.index("level vs reference")
+    row, = [line for line in text.splitlines() if line.startswith("batchnorm ")]
+    effect, low, high = (float(x) for x in re.search(
+        r"true vs false +([+-][\d.]+) +\[([\d.-]+), ([\d.-]+)\]", row).groups())
+    assert effect == pytest.approx(40.0) and 0 < low < effect < high  # (40.5 + 39.5) / 2
+    assert "paired by seed" in text
+
+    outcome = SweepOutcome(str(exp_dir), total=8, finished=8, errored=0, wall_time_s=1.0)
+    assert finish_sweep(outcome, out=sys.stdout) == 0
+    last = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert last == f"report: ninsweep report {shlex.quote(str(exp_dir))}"  # a space in the path
+    assert shlex.split(last)[1:] == ["ninsweep", "report", str(exp_dir)]
+
+
+def test_main_effects_text_is_empty_without_a_factor(tmp_path):
+    exp = analysis.load_experiment(make_experiment(tmp_path, [{"seed": 0}, {"seed": 1}]))
+    assert analysis.text.main_effects_text(analysis.trial_table(exp)) == ""
+    assert "level vs reference" not in analysis.summary_table(exp)
 
 
 def test_configs_with_no_finished_trial(tmp_path):

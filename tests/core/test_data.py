@@ -103,6 +103,23 @@ def test_synthetic_is_deterministic_per_seed(tmp_path):
     assert not torch.equal(first.test_images, other.test_images)
 
 
+def test_synthetic_noise_sets_the_pixel_noise_and_nothing_else(tmp_path):
+    """Same labels and templates, less noise: each image is closer to its class's mean (the
+    smoke space's 15 against the default 45), and the cache is another file."""
+    loud = load_data(synthetic(tmp_path / "a"))
+    quiet = load_data(synthetic(tmp_path / "b", synthetic_noise=15))
+    assert cache_path(synthetic(tmp_path)) != cache_path(synthetic(tmp_path, synthetic_noise=15))
+    assert cache_path(synthetic(tmp_path)) == cache_path(synthetic(tmp_path, synthetic_noise=45))
+    assert torch.equal(loud.train_labels, quiet.train_labels)
+
+    def spread(images):  # the pixels' SD about their class mean
+        x = images.train_images.float()
+        means = torch.stack([x[images.train_labels == k].mean(0) for k in range(10)])
+        return (x - means[images.train_labels]).std().item()
+
+    assert spread(quiet) < 0.7 * spread(loud)  # 31 against 51: brightness and shifts remain
+
+
 def test_synthetic_test_split_does_not_depend_on_train_size(tmp_path):
     small = load_data(synthetic(tmp_path / "a", synthetic_train_size=100))
     large = load_data(synthetic(tmp_path / "b", synthetic_train_size=300))

@@ -157,18 +157,51 @@ def smoke_experiment(tmp_path_factory):
 def test_smoke_sweep_runs_end_to_end(smoke_experiment, tmp_path):
     experiment, result, wall_time = smoke_experiment
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "10/10 trials finished, 0 errored" in result.stdout
+    assert "20/20 trials finished, 0 errored" in result.stdout
     assert "first trial running" in result.stdout and "ETA" in result.stdout
     assert "ELU+BN+WI" in result.stdout  # the final table
     with open(experiment / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 10 and {row["status"] for row in rows} == {"finished"}
+    assert len(rows) == 20 and {row["status"] for row in rows} == {"finished"}
+    assert {row["seed"] for row in rows} == {"0", "1"}
     for trial_dir in (experiment / row["trial"] for row in rows):
-        assert reported_epochs(trial_dir) == [1, 2]
+        assert reported_epochs(trial_dir) == [1, 2, 3]
         assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == \
-            ["checkpoint_000000", "checkpoint_000001"]
-    check_analysable(experiment, tmp_path, expect_trials=10, expect_finished=10)
+            ["checkpoint_000001", "checkpoint_000002"]  # keep: 2
+    check_analysable(experiment, tmp_path, expect_trials=20, expect_finished=20)
     print(f"smoke sweep wall time {wall_time:.1f} s")
+
+
+@needs_netns
+def test_smoke_sweep_shows_a_real_effect_and_the_command_of_its_report(smoke_experiment, tmp_path):
+    """The README's first command shows what ninsweep is for: BatchNorm's main effect, paired
+    by seed over the relu/elu x init part of the grid, with a 95% interval above zero (it
+    is some 40-60 points on smoke's data; at one seed, before issue 23, there was no
+    interval at all), then the command that writes the report."""
+    experiment, result, _ = smoke_experiment
+    assert result.returncode == 0
+    with open(experiment / "results-effects.csv", newline="") as handle:
+        effects = {(r["kind"], r["factor"], r["level"]): r for r in csv.DictReader(handle)}
+    bn = effects[("main", "batchnorm", "true")]
+    assert (bn["baseline"], bn["paired"]) == ("false", "True")
+    assert bn.get("interval_method", "seeds") == "seeds"  # the column is left out when all are
+    assert (int(bn["n"]), int(bn["df"])) == (16, 7)  # 8 cells x 2 seeds, paired
+    assert 0 < float(bn["ci_low_pct"]) < float(bn["effect_pct"]) < float(bn["ci_high_pct"])
+    assert float(bn["p_holm"]) < 0.05
+    # The same row in the run's own output, after the results table.
+    final = result.stdout.split("trials finished", 1)[1]
+    row, = [line for line in final.splitlines() if line.startswith("batchnorm ")]
+    assert row.split()[:4] == ["batchnorm", "true", "vs", "false"]
+    low, high = re.search(r"\[(-?[\d.]+), (-?[\d.]+)\]", row).groups()
+    assert (float(low), float(high)) == pytest.approx(
+        (float(bn["ci_low_pct"]), float(bn["ci_high_pct"])), abs=0.006)
+    assert final.index("vs best") < final.index(row)
+    # The last line: the command that writes the report, which works as printed.
+    last = result.stdout.rstrip().splitlines()[-1]
+    assert last == f"report: ninsweep report {experiment}"
+    assert main([*last.split()[2:], "-o", str(tmp_path / "report")]) == 0  # not into the shared one
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "### Main effects" in report and "true vs false" in report
 
 
 # What Ray prints on its own, and must now find only in the log files.
@@ -215,7 +248,7 @@ def test_quiet_resume_of_a_finished_sweep_prints_only_the_final_tables(smoke_exp
     resumed = ninsweep("resume", experiment, "--quiet", env=cli_env(tmp_path), timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert resumed.stderr == "" and "\x1b" not in resumed.stdout
-    assert resumed.stdout.lstrip().startswith("10/10 trials finished")
+    assert resumed.stdout.lstrip().startswith("20/20 trials finished")
     assert not re.search(r"^\[\d\d:\d\d:\d\d\] ", resumed.stdout, re.M)  # no progress line
     assert all(mark not in resumed.stdout for mark in RAY_CONSOLE_MARKS)
     assert (experiment / "driver.log").read_text().count("==== ") == 2  # run, then resume
@@ -242,12 +275,12 @@ def test_resume_past_a_tune_snapshot_cut_short_trains_no_epoch_again(smoke_exper
         snapshot.write_bytes(cuts[snapshot])
     trained = {d.name: reported_records(d) for d in experiment.iterdir()
                if (d / "result.json").exists()}
-    assert len(trained) == 10
+    assert len(trained) == 20
 
     resumed = ninsweep("resume", experiment, env=cli_env(tmp_path), timeout=300)
     output = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, output[-3000:]
-    assert "10/10 trials finished, 0 errored" in resumed.stdout
+    assert "20/20 trials finished, 0 errored" in resumed.stdout
     for snapshot in snapshots:
         assert f"{snapshot.name}: Tune's snapshot does not parse" in resumed.stdout
     assert "no readable Tune snapshot of the trials; starting the sweep from its manifest" \
@@ -269,7 +302,7 @@ def test_resume_past_a_tune_snapshot_cut_short_trains_no_epoch_again(smoke_exper
 @needs_netns
 @pytest.mark.slow
 def test_extend_adds_seeds_without_touching_the_finished_trials(smoke_experiment, tmp_path):
-    """`ninsweep extend --seeds 2` on the finished smoke sweep: ten new trials (seed 1) run
+    """`ninsweep extend --seeds 3` on the finished smoke sweep: ten new trials (seed 2) run
     in the same experiment; every file of the old trials keeps its bytes; status, the config
     table (n = 2, paired by seed) and resume see one experiment."""
     import shutil
@@ -278,17 +311,18 @@ def test_extend_adds_seeds_without_touching_the_finished_trials(smoke_experiment
     assert result.returncode == 0
     experiment = Path(shutil.copytree(source, tmp_path / "smoke"))
     old = {p.relative_to(experiment): p.read_bytes() for p in experiment.rglob("*")
-           if p.is_file() and p.parts[len(experiment.parts)].endswith("-s0")}
-    extended = ninsweep("extend", experiment, "--seeds", "2", env=cli_env(tmp_path), timeout=400)
+           if p.is_file() and p.parts[len(experiment.parts)].endswith(("-s0", "-s1"))}
+    assert len({p.parts[0] for p in old}) == 20
+    extended = ninsweep("extend", experiment, "--seeds", "3", env=cli_env(tmp_path), timeout=400)
     assert extended.returncode == 0, (extended.stdout + extended.stderr)[-3000:]
     assert "10/10 trials finished, 0 errored" in extended.stdout
     assert {p: (experiment / p).read_bytes() for p in old} == old  # the old trials untouched
     assert (experiment / "ninsweep-extend-1.json").is_file()
     assert (experiment / "tuner-before-extend-1.pkl").is_file()
     status = json.loads(ninsweep("status", experiment, "--json", env=cli_env(tmp_path)).stdout)
-    assert status["counts"]["finished"] == 20
+    assert status["counts"]["finished"] == 30
     with open(experiment / "results-configs.csv", newline="") as handle:
-        assert {int(row["n"]) for row in csv.DictReader(handle)} == {2}
+        assert {int(row["n"]) for row in csv.DictReader(handle)} == {3}
     with open(experiment / "results-effects.csv", newline="") as handle:
         assert any(row["paired"] == "True" for row in csv.DictReader(handle))
     resumed = ninsweep("resume", experiment, "--quiet", env=cli_env(tmp_path), timeout=300)
@@ -337,7 +371,7 @@ def test_a_colleague_with_ray_but_without_ninsweep_opens_the_experiment(smoke_ex
     opened = subprocess.run([sys.executable, "-c", OPEN_WITH_RAY_ALONE, str(experiment)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert opened.returncode == 0, opened.stderr[-3000:]
-    assert opened.stdout.split() == ["10", "elu-bn-he-s0", "10", "[2]", "True"]
+    assert opened.stdout.split() == ["20", "elu-bn-he-s0", "20", "[3]", "True"]
 
 
 @needs_netns
@@ -348,11 +382,12 @@ def test_tensorboard_files_hold_the_epoch_scalars_and_hyperparameters(smoke_expe
         events = list(trial_dir.glob("events.out.tfevents.*"))
         assert events, f"{trial_dir.name}: no TensorBoard file"
         scalars, hparams = read_tensorboard(events[0])
-        assert len(scalars["accuracy/test"]) == 2 and len(scalars["loss/train"]) == 2
+        assert len(scalars["accuracy/test"]) == 3 and len(scalars["loss/train"]) == 3
         # Our metrics only, none of Tune's bookkeeping (done, should_checkpoint, ...).
         assert set(scalars) <= set(TENSORBOARD_TAGS.values()), set(scalars)
-        # The ablation's factors only: the smoke space has one seed, so seed is no factor.
-        assert hparams == {"activation", "batchnorm", "init"}
+        # The params that vary between trials: the ablation's factors, and the smoke
+        # space's two seeds (a space with one seed has no seed hparam: tests/sweep/test_trackers.py).
+        assert hparams == {"activation", "batchnorm", "init", "seed"}
 
 
 @needs_netns
@@ -360,7 +395,7 @@ def test_status_reads_the_experiment_from_disk(smoke_experiment, capsys):
     experiment, result, _ = smoke_experiment
     assert main(["status", str(experiment)]) == 0
     out = capsys.readouterr().out
-    assert "10 finished" in out and "elu-bn-he-s0" in out and "2/2" in out
+    assert "20 finished" in out and "elu-bn-he-s0" in out and "3/3" in out
 
 
 @functools.lru_cache(maxsize=None)
