@@ -100,19 +100,22 @@ def smoke():
 
 
 def test_the_space_still_needed_counts_the_checkpoints_each_trial_keeps(tmp_path):
-    spec = smoke()  # 10 trials of 2 epochs, a checkpoint every epoch, the latest 2 kept
+    spec = smoke()  # a checkpoint every epoch, the latest 2 kept
+    assert spec.checkpoint.every == 1 and spec.checkpoint.keep == 2
+    epochs, trials = spec.trials[0].config.train.epochs, len(spec.trials)
     experiment = tmp_path / "exp"
     assert space_needed(str(experiment), spec) is None  # no state yet: no size known
     first, second = spec.trials[0].name, spec.trials[1].name
-    write_state(experiment / first, "checkpoint_000000", 1, 1000)
-    write_state(experiment / first, "checkpoint_000001", 2, 1000)  # ended, both kept
+    write_state(experiment / first, "checkpoint_000000", epochs - 1, 1000)
+    write_state(experiment / first, "checkpoint_000001", epochs, 1000)  # ended, both kept
     write_state(experiment / second, "checkpoint_000000", 1, 1200)
-    # 8 trials need 2 each, the second 1 more; 2 at once write one more before deleting.
-    assert space_needed(str(experiment), spec, running=2) == (8 * 2 + 1 + 2, 1200)
+    # The others need 2 each, the second 1 more; 2 at once write one more before deleting.
+    assert space_needed(str(experiment), spec, running=2) == ((trials - 2) * 2 + 1 + 2, 1200)
 
 
 def test_the_line_names_the_storage_the_free_space_and_the_space_needed(tmp_path):
     spec = smoke()
+    needed = (len(spec.trials) - 1) * 2 + 1 + 2
     experiment = tmp_path / "exp"
     write_state(experiment / spec.trials[0].name, "checkpoint_000000", 1, 3 << 20)
     WATCH.report(str(experiment / spec.trials[1].name),
@@ -122,9 +125,9 @@ def test_the_line_names_the_storage_the_free_space_and_the_space_needed(tmp_path
     assert line == (
         f"{tmp_path}: no space left on device (the 3.0 MiB checkpoint of epoch 1 did not fit "
         f"in {experiment / spec.trials[1].name}); {size_text(free_bytes(str(tmp_path)))} free, "
-        "the rest of the sweep needs about 63.0 MiB more (21 checkpoints of 3.0 MiB); the "
-        f"sweep stopped, every finished epoch kept: free space, then continue with: "
-        f"ninsweep resume {experiment}")
+        f"the rest of the sweep needs about {size_text(needed * (3 << 20))} more ({needed} "
+        "checkpoints of 3.0 MiB); the sweep stopped, every finished epoch kept: free space, "
+        f"then continue with: ninsweep resume {experiment}")
     assert "\n" not in line
 
 
