@@ -83,7 +83,8 @@ def storage_full_line(experiment: str, spec: SweepSpec, running: int = 1) -> str
     """The line a sweep stopped by a full storage ends with (``WATCH`` has its shortage)."""
     shortage = WATCH.shortage
     where = shortage.where if shortage else experiment
-    inside = not is_uri(experiment) and local_path(where).startswith(local_path(experiment))
+    root = local_path(experiment).rstrip("/")
+    inside = not is_uri(experiment) and (local_path(where) + "/").startswith(root + "/")
     storage = os.path.dirname(local_path(experiment).rstrip("/")) if inside else where
     free = free_bytes(storage)
     # The estimate is of the experiment's checkpoints; a temp or cache directory's need is

@@ -264,11 +264,15 @@ class SweepProgress(Callback):
         metadata = getattr(trial, "run_metadata", None)
         if metadata is not None and metadata.num_failures > 0:
             metadata.num_failures -= 1
+        self._stop_for_space(f"{trial_dirname(trial)}: its storage is full")
+        return True
+
+    def _stop_for_space(self, why: str) -> None:
+        """Say once why the sweep stops, and stop it (Tune's Ctrl-C handler, once)."""
         if not self._stopping:
             self._stopping = True
-            self.console.line(f"{trial_dirname(trial)}: its storage is full; stopping the sweep")
+            self.console.line(f"{why}; stopping the sweep")
         WATCH.stop_sweep()
-        return True
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         # A failed attempt Tune will retry (FailureConfig): a crash, or a lost node.
@@ -294,10 +298,7 @@ class SweepProgress(Callback):
 
     def on_step_end(self, iteration, trials, **info):
         if WATCH.shortage is not None:  # the driver's log found the disk full
-            if not self._stopping:
-                self._stopping = True
-                self.console.line(f"{WATCH.shortage.where}: no space left; stopping the sweep")
-            WATCH.stop_sweep()
+            self._stop_for_space(f"{WATCH.shortage.where}: no space left")
         self._update(trials)
         self._refresh_bar()
         if self._bar is None and time.time() - self._last_table >= self.table_every_s:
